@@ -1,0 +1,93 @@
+//! The command line: argument definitions (clap derive) and dispatch to one module per command.
+//!
+//! Parsing errors never leak clap's own exit status: usage mistakes exit 64 and `--help` /
+//! `--version` exit 0, as the Go daemon's callers expect (SPEC §9).
+
+mod validate_config;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::DEFAULT_CONFIG_PATH;
+use crate::exit::Exit;
+
+/// Top-level arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "clusterrebootd",
+    version = crate::version::VERSION,
+    about = "Safe, automatic, cluster-coordinated reboots of Linux nodes"
+)]
+pub struct Cli {
+    /// Configuration file; `config.d/*.yaml` beside it are merged in lexical order.
+    #[arg(long, global = true, default_value = DEFAULT_CONFIG_PATH, value_name = "PATH")]
+    pub config: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands (Go names and flags, plus the new ones).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Run {
+        /// Log the reboot command instead of executing it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do one pass and exit with its outcome's code.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Check the configuration and print every problem (exit 2) or that it is valid (exit 0).
+    ValidateConfig,
+    /// Evaluate the detectors once and print the results.
+    Simulate,
+    /// Show what the daemon is doing, or would do.
+    Status,
+    /// Print the version and git revision.
+    Version,
+}
+
+/// Parses `args` and runs the command, returning the exit status to use.
+pub fn main_with_args<I, T>(args: I) -> Exit
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Printing can only fail if stdout/stderr are closed; the exit code still tells.
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    Exit::Ok
+                }
+                _ => Exit::Usage,
+            };
+        }
+    };
+    run(cli)
+}
+
+fn run(cli: Cli) -> Exit {
+    match cli.command {
+        Command::ValidateConfig => validate_config::run(&cli.config),
+        Command::Version => {
+            println!("{}", crate::version::line());
+            Exit::Ok
+        }
+        Command::Run { .. } => not_implemented("run", "the daemon driver (issue #4)"),
+        Command::Simulate => not_implemented("simulate", "the detector adapters (issue #4)"),
+        Command::Status => not_implemented("status", "the daemon driver (issue #4)"),
+    }
+}
+
+/// Commands whose engine is not built yet say so plainly instead of printing made-up output.
+fn not_implemented(cmd: &str, needs: &str) -> Exit {
+    eprintln!("clusterrebootd {cmd}: not implemented yet in this build (it needs {needs})");
+    Exit::Runtime
+}

@@ -1,0 +1,254 @@
+//! Validated configuration: the only configuration type the daemon uses after start-up.
+//!
+//! Durations are [`Duration`]s (never zero where zero makes no sense), paths are absolute,
+//! windows are parsed, optional features are `Option`s. If a value of this type exists, every
+//! rule of SPEC §3 held when it was built.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::windows::Windows;
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This node's name (host name when the file left it empty).
+    pub node_name: String,
+    /// Reboot-required detectors, names unique.
+    pub detectors: Vec<DetectorSpec>,
+    /// Absolute path of the operator health script.
+    pub health_script: PathBuf,
+    /// Health script timeout (> 0).
+    pub health_timeout: Duration,
+    /// Heartbeat period (> 0).
+    pub health_publish_interval: Duration,
+    /// Idle period between detector passes (> 0).
+    pub check_interval: Duration,
+    /// Retry backoff bounds.
+    pub backoff: BackoffBounds,
+    /// Cluster cooldown after a recovery (zero = none).
+    pub min_reboot_interval: Duration,
+    /// etcd prefix of the slots, starts with `/`.
+    pub lock_key: String,
+    /// Session lease TTL (> health timeout).
+    pub lock_ttl: Duration,
+    /// etcd connection settings (endpoints may be empty with the local backend).
+    pub etcd: EtcdSettings,
+    /// Reboot argv, first element non-empty.
+    pub reboot_command: Vec<String>,
+    /// Cluster health thresholds.
+    pub policies: Policies,
+    /// Parsed maintenance windows with their time zone.
+    pub windows: Windows,
+    /// The windows as written, for RC_WINDOWS_* and messages.
+    pub windows_text: WindowsText,
+    /// Kill switch path (absolute).
+    pub kill_switch_file: PathBuf,
+    /// Prometheus listener, `None` when disabled.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log instead of rebooting.
+    pub dry_run: bool,
+    /// Slots in the cluster pool (≥ 1).
+    pub max_concurrent_reboots: u32,
+    /// Lease TTL that carries the slot through the reboot.
+    pub reboot_lease_ttl: Duration,
+    /// Failing post-reboot health escalates to error status after this long.
+    pub post_reboot_health_timeout: Duration,
+    /// Give up waiting for a slot after this long (`None` = while the window is open).
+    pub lock_wait_timeout: Option<Duration>,
+    /// Which coordination backend to use.
+    pub lock_backend: LockBackend,
+    /// Durable state directory.
+    pub state_dir: PathBuf,
+    /// Volatile state directory.
+    pub run_dir: PathBuf,
+    /// Boot id source.
+    pub boot_id_path: PathBuf,
+    /// Commands around the reboot.
+    pub hooks: Hooks,
+    /// Age after which a peer's health record is not counted healthy.
+    pub health_stale_after: Duration,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// One validated detector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DetectorSpec {
+    /// Unique name used in logs, metrics and the journal.
+    pub name: String,
+    /// What it checks.
+    pub kind: DetectorKind,
+}
+
+/// The kinds of reboot-required detection (SPEC §4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum DetectorKind {
+    /// The path exists → reboot required.
+    File {
+        /// Absolute path.
+        path: PathBuf,
+    },
+    /// Run argv; `success_exit_codes` are the codes meaning "required" (empty: any non-zero).
+    Command {
+        /// Argument vector, no shell.
+        argv: Vec<String>,
+        /// Exit codes that mean "reboot required".
+        success_exit_codes: Vec<i32>,
+        /// Kill after this long (`None` = never).
+        timeout: Option<Duration>,
+    },
+    /// A distribution preset.
+    Preset {
+        /// Which one.
+        preset: Preset,
+    },
+}
+
+/// Distribution presets so operators need not know each distro's quirks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// `/var/run/reboot-required`.
+    Debian,
+    /// `needs-restarting -r`, exit 1 = required.
+    Rhel,
+    /// `/var/run/reboot-needed` and `zypper needs-rebooting`.
+    Suse,
+    /// Running kernel older than the newest installed one.
+    Kernel,
+}
+
+impl Preset {
+    /// Parses the preset name used in the config file.
+    pub fn from_name(s: &str) -> Option<Preset> {
+        match s {
+            "debian" => Some(Preset::Debian),
+            "rhel" => Some(Preset::Rhel),
+            "suse" => Some(Preset::Suse),
+            "kernel" => Some(Preset::Kernel),
+            _ => None,
+        }
+    }
+
+    /// The name used in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Debian => "debian",
+            Preset::Rhel => "rhel",
+            Preset::Suse => "suse",
+            Preset::Kernel => "kernel",
+        }
+    }
+}
+
+/// Retry backoff bounds; the machine computes exponential steps with jitter between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BackoffBounds {
+    /// First retry delay.
+    pub min: Duration,
+    /// Largest retry delay.
+    pub max: Duration,
+}
+
+/// etcd connection settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdSettings {
+    /// Client URLs.
+    pub endpoints: Vec<String>,
+    /// Normalised key prefix: empty, or starts with `/` and has no trailing `/`.
+    pub namespace: String,
+    /// TLS, when enabled.
+    pub tls: Option<TlsSettings>,
+    /// User/password auth, when configured.
+    pub auth: Option<AuthSettings>,
+}
+
+/// TLS files towards etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// CA bundle (empty = system roots).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key, both or neither.
+    pub client: Option<(PathBuf, PathBuf)>,
+    /// Skip server verification.
+    pub insecure_skip_verify: bool,
+}
+
+/// etcd user and the file holding its password. The password itself is read only when
+/// connecting, so it never sits in a struct that might be logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// User name.
+    pub username: String,
+    /// Password file.
+    pub password_file: PathBuf,
+}
+
+/// Cluster health thresholds (SPEC §6.3).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Policies {
+    /// Required healthy share, 0..=1.
+    pub min_healthy_fraction: f64,
+    /// Required healthy count.
+    pub min_healthy_absolute: u64,
+    /// Refuse when only fallback nodes would stay healthy.
+    pub forbid_if_only_fallback_left: bool,
+    /// The fallback nodes.
+    pub fallback_nodes: Vec<String>,
+}
+
+/// The window expressions as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WindowsText {
+    /// Deny expressions.
+    pub deny: Vec<String>,
+    /// Allow expressions.
+    pub allow: Vec<String>,
+    /// Zone name as configured (empty = system).
+    pub timezone: String,
+}
+
+/// Coordination backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockBackend {
+    /// Slots in etcd v3 (the cluster case).
+    Etcd,
+    /// A file lock in `state_dir` (a single machine).
+    Local,
+}
+
+/// Hooks around the reboot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hooks {
+    /// Before the reboot command.
+    pub pre_reboot: Vec<Vec<String>>,
+    /// After the node is back.
+    pub post_reboot: Vec<Vec<String>>,
+    /// Per-hook timeout.
+    pub timeout: Duration,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogSettings {
+    /// tracing level name.
+    pub level: String,
+    /// Line format.
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// JSON lines (journald, log shippers).
+    Json,
+    /// Human-readable text.
+    Text,
+}

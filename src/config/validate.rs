@@ -1,0 +1,583 @@
+//! Validation: [`RawConfig`] → [`Settings`], collecting **every** problem with its field path.
+//!
+//! This is where the rules the Go daemon only discovered at run time live (window syntax,
+//! duplicate detector names, relative paths, `lock_ttl_sec` ≤ `health_timeout_sec`, unreadable
+//! TLS files), so `validate-config` catches them before a rollout.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::{ConfigError, Problem};
+use super::raw::{RawConfig, RawDetector};
+use super::settings::*;
+use crate::windows::Windows;
+
+/// What validation may look up outside the document (kept explicit so tests control it).
+#[derive(Debug, Clone, Default)]
+pub struct ValidateEnv {
+    /// Host name used when `node_name` is empty.
+    pub hostname: Option<String>,
+}
+
+impl ValidateEnv {
+    /// The real environment: the kernel's host name.
+    pub fn system() -> Self {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        ValidateEnv { hostname }
+    }
+}
+
+/// A successful validation: the settings plus non-fatal warnings to log.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The settings.
+    pub settings: Settings,
+    /// Things that work but deserve an operator's attention (e.g. a world-readable key).
+    pub warnings: Vec<Problem>,
+}
+
+/// Collects problems while fields are checked.
+#[derive(Default)]
+struct Report {
+    errors: Vec<Problem>,
+    warnings: Vec<Problem>,
+}
+
+impl Report {
+    fn err(&mut self, field: impl Into<String>, msg: impl Into<String>) {
+        self.errors.push(Problem::new(field, msg));
+    }
+    fn warn(&mut self, field: impl Into<String>, msg: impl Into<String>) {
+        self.warnings.push(Problem::new(field, msg));
+    }
+    /// A duration in seconds that must be positive.
+    fn positive(&mut self, field: &str, secs: u64) -> Duration {
+        if secs == 0 {
+            self.err(field, "must be greater than 0");
+        }
+        Duration::from_secs(secs)
+    }
+    /// A path that must be absolute.
+    fn absolute(&mut self, field: &str, p: &str) -> PathBuf {
+        if p.is_empty() {
+            self.err(field, "must not be empty");
+        } else if !p.starts_with('/') {
+            self.err(field, format!("must be an absolute path, got {p:?}"));
+        }
+        PathBuf::from(p)
+    }
+    /// A file that must be readable now (TLS material, password file).
+    fn readable(&mut self, field: &str, p: &str) -> PathBuf {
+        let path = self.absolute(field, p);
+        if !p.is_empty()
+            && let Err(e) = std::fs::File::open(&path)
+        {
+            self.err(field, format!("cannot read {p}: {e}"));
+        }
+        path
+    }
+}
+
+/// Validates a parsed document. Returns all problems at once on failure.
+pub fn validate(raw: &RawConfig, env: &ValidateEnv) -> Result<Validated, ConfigError> {
+    let mut r = Report::default();
+
+    let node_name = if raw.node_name.trim().is_empty() {
+        match &env.hostname {
+            Some(h) => h.clone(),
+            None => {
+                r.err("node_name", "empty and the host name could not be read");
+                String::new()
+            }
+        }
+    } else {
+        raw.node_name.clone()
+    };
+    if node_name.contains('/') || node_name.chars().any(char::is_whitespace) {
+        r.err(
+            "node_name",
+            format!(
+                "must not contain '/' or whitespace (it is part of etcd keys), got {node_name:?}"
+            ),
+        );
+    }
+
+    let detectors = validate_detectors(&mut r, &raw.reboot_required_detectors);
+
+    let health_script = r.absolute("health_script", &raw.health_script);
+    let health_timeout = r.positive("health_timeout_sec", raw.health_timeout_sec);
+    let health_publish_interval = r.positive(
+        "health_publish_interval_sec",
+        raw.health_publish_interval_sec,
+    );
+    let check_interval = r.positive("check_interval_sec", raw.check_interval_sec);
+    let bmin = r.positive("backoff_min_sec", raw.backoff_min_sec);
+    let bmax = Duration::from_secs(raw.backoff_max_sec);
+    if raw.backoff_max_sec < raw.backoff_min_sec {
+        r.err(
+            "backoff_max_sec",
+            format!(
+                "must be at least backoff_min_sec ({}), got {}",
+                raw.backoff_min_sec, raw.backoff_max_sec
+            ),
+        );
+    }
+
+    if !raw.lock_key.starts_with('/') || raw.lock_key.ends_with('/') || raw.lock_key.len() < 2 {
+        r.err(
+            "lock_key",
+            format!(
+                "must start with '/' and not end with '/', got {:?}",
+                raw.lock_key
+            ),
+        );
+    }
+    let lock_ttl = r.positive("lock_ttl_sec", raw.lock_ttl_sec);
+    if raw.lock_ttl_sec <= raw.health_timeout_sec {
+        r.err(
+            "lock_ttl_sec",
+            format!(
+                "must be greater than health_timeout_sec ({}), got {}: the slot would expire while the health script runs",
+                raw.health_timeout_sec, raw.lock_ttl_sec
+            ),
+        );
+    }
+
+    let lock_backend = match raw.lock_backend.as_str() {
+        "etcd" => LockBackend::Etcd,
+        "local" => LockBackend::Local,
+        other => {
+            r.err(
+                "lock_backend",
+                format!("must be \"etcd\" or \"local\", got {other:?}"),
+            );
+            LockBackend::Etcd
+        }
+    };
+    let etcd = validate_etcd(&mut r, raw, lock_backend);
+
+    if raw
+        .reboot_command
+        .first()
+        .is_none_or(|a| a.trim().is_empty())
+    {
+        r.err("reboot_command", "must not be empty");
+    }
+
+    let p = &raw.cluster_policies;
+    if !(0.0..=1.0).contains(&p.min_healthy_fraction) || p.min_healthy_fraction.is_nan() {
+        r.err(
+            "cluster_policies.min_healthy_fraction",
+            format!("must be between 0 and 1, got {}", p.min_healthy_fraction),
+        );
+    }
+    for (i, n) in p.fallback_nodes.iter().enumerate() {
+        if n.trim().is_empty() {
+            r.err(
+                format!("cluster_policies.fallback_nodes[{i}]"),
+                "must not be empty",
+            );
+        }
+    }
+    if p.forbid_if_only_fallback_left && p.fallback_nodes.is_empty() {
+        r.warn(
+            "cluster_policies.forbid_if_only_fallback_left",
+            "is true but fallback_nodes is empty, so it never blocks",
+        );
+    }
+
+    let windows = validate_windows(&mut r, raw);
+
+    let kill_switch_file = r.absolute("kill_switch_file", &raw.kill_switch_file);
+    let listen: Option<SocketAddr> = match raw.metrics.listen.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            r.err(
+                "metrics.listen",
+                format!(
+                    "must be an address like 127.0.0.1:9090, got {:?}",
+                    raw.metrics.listen
+                ),
+            );
+            None
+        }
+    };
+
+    let max_concurrent_reboots = match u32::try_from(raw.max_concurrent_reboots) {
+        Ok(n) if n >= 1 => n,
+        _ => {
+            r.err(
+                "max_concurrent_reboots",
+                format!(
+                    "must be between 1 and {}, got {}",
+                    u32::MAX,
+                    raw.max_concurrent_reboots
+                ),
+            );
+            1
+        }
+    };
+    let reboot_lease_ttl = r.positive("reboot_lease_ttl_sec", raw.reboot_lease_ttl_sec);
+    if raw.reboot_lease_ttl_sec > 0 && raw.reboot_lease_ttl_sec < raw.lock_ttl_sec {
+        r.warn(
+            "reboot_lease_ttl_sec",
+            "is shorter than lock_ttl_sec: a slot may expire while the node is down",
+        );
+    }
+    let post_reboot_health_timeout = r.positive(
+        "post_reboot_health_timeout_sec",
+        raw.post_reboot_health_timeout_sec,
+    );
+    let lock_wait_timeout =
+        (raw.lock_wait_timeout_sec > 0).then(|| Duration::from_secs(raw.lock_wait_timeout_sec));
+
+    let state_dir = r.absolute("state_dir", &raw.state_dir);
+    let run_dir = r.absolute("run_dir", &raw.run_dir);
+    let boot_id_path = r.absolute("boot_id_path", &raw.boot_id_path);
+
+    for (list, hooks) in [
+        ("pre_reboot", &raw.hooks.pre_reboot),
+        ("post_reboot", &raw.hooks.post_reboot),
+    ] {
+        for (i, argv) in hooks.iter().enumerate() {
+            if argv.first().is_none_or(|a| a.trim().is_empty()) {
+                r.err(format!("hooks.{list}[{i}]"), "must not be empty");
+            }
+        }
+    }
+    let hook_timeout = r.positive("hooks.timeout_sec", raw.hooks.timeout_sec);
+
+    let health_stale_after = if raw.health_stale_after_sec == 0 {
+        health_publish_interval * 4
+    } else {
+        if raw.health_stale_after_sec <= raw.health_publish_interval_sec {
+            r.err(
+                "health_stale_after_sec",
+                format!(
+                    "must be greater than health_publish_interval_sec ({}), got {}",
+                    raw.health_publish_interval_sec, raw.health_stale_after_sec
+                ),
+            );
+        }
+        Duration::from_secs(raw.health_stale_after_sec)
+    };
+
+    if !["trace", "debug", "info", "warn", "error"].contains(&raw.log.level.as_str()) {
+        r.err(
+            "log.level",
+            format!(
+                "must be one of trace, debug, info, warn, error; got {:?}",
+                raw.log.level
+            ),
+        );
+    }
+    let format = match raw.log.format.as_str() {
+        "json" => LogFormat::Json,
+        "text" => LogFormat::Text,
+        other => {
+            r.err(
+                "log.format",
+                format!("must be \"json\" or \"text\", got {other:?}"),
+            );
+            LogFormat::Json
+        }
+    };
+
+    let (Some(windows), true) = (windows, r.errors.is_empty()) else {
+        return Err(ConfigError::Invalid(r.errors));
+    };
+    let settings = Settings {
+        node_name,
+        detectors,
+        health_script,
+        health_timeout,
+        health_publish_interval,
+        check_interval,
+        backoff: BackoffBounds {
+            min: bmin,
+            max: bmax,
+        },
+        min_reboot_interval: Duration::from_secs(raw.min_reboot_interval_sec),
+        lock_key: raw.lock_key.clone(),
+        lock_ttl,
+        etcd,
+        reboot_command: raw.reboot_command.clone(),
+        policies: Policies {
+            min_healthy_fraction: p.min_healthy_fraction,
+            min_healthy_absolute: p.min_healthy_absolute,
+            forbid_if_only_fallback_left: p.forbid_if_only_fallback_left,
+            fallback_nodes: p.fallback_nodes.clone(),
+        },
+        windows,
+        windows_text: WindowsText {
+            deny: raw.windows.deny.clone(),
+            allow: raw.windows.allow.clone(),
+            timezone: raw.windows.timezone.clone(),
+        },
+        kill_switch_file,
+        metrics_listen: if raw.metrics.enabled { listen } else { None },
+        dry_run: raw.dry_run,
+        max_concurrent_reboots,
+        reboot_lease_ttl,
+        post_reboot_health_timeout,
+        lock_wait_timeout,
+        lock_backend,
+        state_dir,
+        run_dir,
+        boot_id_path,
+        hooks: Hooks {
+            pre_reboot: raw.hooks.pre_reboot.clone(),
+            post_reboot: raw.hooks.post_reboot.clone(),
+            timeout: hook_timeout,
+        },
+        health_stale_after,
+        log: LogSettings {
+            level: raw.log.level.clone(),
+            format,
+        },
+    };
+    Ok(Validated {
+        settings,
+        warnings: r.warnings,
+    })
+}
+
+fn validate_detectors(r: &mut Report, raw: &[RawDetector]) -> Vec<DetectorSpec> {
+    if raw.is_empty() {
+        r.err(
+            "reboot_required_detectors",
+            "at least one detector is required",
+        );
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, d) in raw.iter().enumerate() {
+        let at = |f: &str| format!("reboot_required_detectors[{i}].{f}");
+        // Fields that belong to another detector type are mistakes, not silent no-ops.
+        let stray = |r: &mut Report, allowed: &[&str]| {
+            let present = [
+                ("path", !d.path.is_empty()),
+                ("cmd", !d.cmd.is_empty()),
+                ("success_exit_codes", !d.success_exit_codes.is_empty()),
+                ("timeout_sec", d.timeout_sec != 0),
+                ("preset", !d.preset.is_empty()),
+            ];
+            for (f, set) in present {
+                if set && !allowed.contains(&f) {
+                    r.err(at(f), format!("not used by a {:?} detector", d.kind));
+                }
+            }
+        };
+        let spec = match d.kind.as_str() {
+            "file" => {
+                stray(r, &["path"]);
+                let path = r.absolute(&at("path"), &d.path);
+                Some((format!("file:{}", d.path), DetectorKind::File { path }))
+            }
+            "command" => {
+                stray(r, &["cmd", "success_exit_codes", "timeout_sec"]);
+                if d.cmd.first().is_none_or(|a| a.trim().is_empty()) {
+                    r.err(at("cmd"), "must not be empty");
+                }
+                Some((
+                    format!(
+                        "command:{}",
+                        d.cmd.first().map(String::as_str).unwrap_or("")
+                    ),
+                    DetectorKind::Command {
+                        argv: d.cmd.clone(),
+                        success_exit_codes: d.success_exit_codes.clone(),
+                        timeout: (d.timeout_sec > 0).then(|| Duration::from_secs(d.timeout_sec)),
+                    },
+                ))
+            }
+            "preset" => {
+                stray(r, &["preset"]);
+                match Preset::from_name(&d.preset) {
+                    Some(preset) => Some((
+                        format!("preset:{}", d.preset),
+                        DetectorKind::Preset { preset },
+                    )),
+                    None => {
+                        r.err(
+                            at("preset"),
+                            format!(
+                                "must be one of debian, rhel, suse, kernel; got {:?}",
+                                d.preset
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+            other => {
+                r.err(
+                    at("type"),
+                    format!("must be \"file\", \"command\" or \"preset\", got {other:?}"),
+                );
+                None
+            }
+        };
+        let Some((default_name, kind)) = spec else {
+            continue;
+        };
+        let name = if d.name.is_empty() {
+            default_name
+        } else {
+            d.name.clone()
+        };
+        if !seen.insert(name.clone()) {
+            r.err(
+                at("name"),
+                format!("duplicate detector name {name:?} (names must be unique)"),
+            );
+        }
+        out.push(DetectorSpec { name, kind });
+    }
+    out
+}
+
+fn validate_etcd(r: &mut Report, raw: &RawConfig, backend: LockBackend) -> EtcdSettings {
+    if backend == LockBackend::Etcd && raw.etcd_endpoints.is_empty() {
+        r.err(
+            "etcd_endpoints",
+            "at least one endpoint is required unless lock_backend is \"local\"",
+        );
+    }
+    for (i, e) in raw.etcd_endpoints.iter().enumerate() {
+        let rest = e
+            .strip_prefix("http://")
+            .or_else(|| e.strip_prefix("https://"))
+            .unwrap_or(e);
+        let hostport_ok = rest
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        if !hostport_ok {
+            r.err(
+                format!("etcd_endpoints[{i}]"),
+                format!("must look like http(s)://host:port, got {e:?}"),
+            );
+        }
+    }
+    let namespace = raw.etcd_namespace.trim_end_matches('/').to_string();
+    let namespace = if namespace.is_empty() || namespace.starts_with('/') {
+        namespace
+    } else {
+        format!("/{namespace}")
+    };
+
+    let t = &raw.etcd_tls;
+    let tls = if t.enabled {
+        let ca_file = (!t.ca_file.is_empty()).then(|| r.readable("etcd_tls.ca_file", &t.ca_file));
+        let client = match (t.cert_file.is_empty(), t.key_file.is_empty()) {
+            (true, true) => None,
+            (false, false) => {
+                let cert = r.readable("etcd_tls.cert_file", &t.cert_file);
+                let key = r.readable("etcd_tls.key_file", &t.key_file);
+                warn_if_world_readable(r, "etcd_tls.key_file", &key);
+                Some((cert, key))
+            }
+            (true, false) => {
+                r.err("etcd_tls.cert_file", "must be set when key_file is set");
+                None
+            }
+            (false, true) => {
+                r.err("etcd_tls.key_file", "must be set when cert_file is set");
+                None
+            }
+        };
+        if t.insecure_skip_verify {
+            r.warn(
+                "etcd_tls.insecure_skip_verify",
+                "server certificates are not verified; use only for testing",
+            );
+        }
+        Some(TlsSettings {
+            ca_file,
+            client,
+            insecure_skip_verify: t.insecure_skip_verify,
+        })
+    } else {
+        None
+    };
+
+    let a = &raw.etcd_auth;
+    let auth = match (a.username.is_empty(), a.password_file.is_empty()) {
+        (true, true) => None,
+        (false, false) => {
+            let password_file = r.readable("etcd_auth.password_file", &a.password_file);
+            warn_if_world_readable(r, "etcd_auth.password_file", &password_file);
+            Some(AuthSettings {
+                username: a.username.clone(),
+                password_file,
+            })
+        }
+        (false, true) => {
+            r.err(
+                "etcd_auth.password_file",
+                "must be set when username is set",
+            );
+            None
+        }
+        (true, false) => {
+            r.err(
+                "etcd_auth.username",
+                "must be set when password_file is set",
+            );
+            None
+        }
+    };
+    EtcdSettings {
+        endpoints: raw.etcd_endpoints.clone(),
+        namespace,
+        tls,
+        auth,
+    }
+}
+
+fn warn_if_world_readable(r: &mut Report, field: &str, path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o004 != 0
+    {
+        r.warn(
+            field,
+            format!("{} is world-readable; chmod o-r it", path.display()),
+        );
+    }
+}
+
+fn validate_windows(r: &mut Report, raw: &RawConfig) -> Option<Windows> {
+    let tz_name = raw.windows.timezone.trim();
+    let tz = if tz_name.is_empty() {
+        jiff::tz::TimeZone::system()
+    } else {
+        match jiff::tz::TimeZone::get(tz_name) {
+            Ok(tz) => tz,
+            Err(e) => {
+                r.err(
+                    "windows.timezone",
+                    format!("unknown IANA time zone {tz_name:?}: {e}"),
+                );
+                return None;
+            }
+        }
+    };
+    match Windows::new(&raw.windows.deny, &raw.windows.allow, tz) {
+        Ok(w) => Some(w),
+        Err(errs) => {
+            for e in errs {
+                r.err(
+                    format!("windows.{}[{}]", e.list, e.index),
+                    e.error.to_string(),
+                );
+            }
+            None
+        }
+    }
+}

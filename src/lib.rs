@@ -1,0 +1,17 @@
+//! clusterrebootd: safe, automatic, cluster-coordinated reboots of Linux nodes.
+//!
+//! Layout (one concern per module):
+//! - [`config`]: the Go-compatible YAML configuration, drop-ins and validation.
+//! - [`windows`]: maintenance-window grammar and time-zone-aware evaluation.
+//! - [`journal`]: the durable JSON Lines event journal (append, fsync, compaction).
+//! - [`exit`]: the exit-code contract shared by every command.
+//! - [`cli`]: the command line (clap) and one module per command.
+//! - [`version`]: build version and git revision.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod journal;
+pub mod version;
+pub mod windows;

@@ -1,0 +1,43 @@
+//! Command-line contract tests: the real binary, real files, real exit codes (SPEC §9).
+
+mod bad_input;
+mod config_cmd;
+mod exit_codes;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs the built binary with `args`.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_clusterrebootd"))
+        .args(args)
+        .output()
+        .expect("spawn clusterrebootd")
+}
+
+/// Exit code, stdout and stderr of a run, for assertions with readable failures.
+pub fn outcome(args: &[&str]) -> (i32, String, String) {
+    let o = run(args);
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A minimal valid configuration for the local backend.
+pub const VALID: &str = "node_name: n1
+reboot_required_detectors: [{type: file, path: /var/run/reboot-required}]
+health_script: /usr/local/bin/health
+lock_backend: local
+";
+
+/// Writes `text` to `dir/name` and returns the path as a string.
+pub fn write(dir: &Path, name: &str, text: &[u8]) -> String {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    std::fs::write(&p, text).expect("write");
+    p.display().to_string()
+}
