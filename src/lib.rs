@@ -3,6 +3,7 @@
 //! Layout (one concern per module):
 //! - [`config`]: the Go-compatible YAML configuration, drop-ins and validation.
 //! - [`windows`]: maintenance-window grammar and time-zone-aware evaluation.
+//! - [`fsm`]: the pure decision machine (statig): inputs in, effects out.
 //! - [`journal`]: the durable JSON Lines event journal (append, fsync, compaction).
 //! - [`exit`]: the exit-code contract shared by every command.
 //! - [`cli`]: the command line (clap) and one module per command.
@@ -12,6 +13,7 @@
 pub mod cli;
 pub mod config;
 pub mod exit;
+pub mod fsm;
 pub mod journal;
 pub mod version;
 pub mod windows;

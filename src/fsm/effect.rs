@@ -1,0 +1,202 @@
+//! Outputs of the machine: commands for the adapters, as data.
+//!
+//! The driver executes them in order; those with an `id` are answered by an event carrying the
+//! same id. The machine never waits for an answer inside a handler.
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{EffectId, Millis, Phase};
+use crate::exit::Exit;
+
+/// One command for the adapters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Effect {
+    /// Wake the machine with a `Tick` at this instant; replaces any earlier scheduled tick.
+    ScheduleTick {
+        /// When.
+        at: Millis,
+    },
+    /// Run every reboot-required detector → `DetectorsEvaluated`.
+    RunDetectors {
+        /// Request id.
+        id: EffectId,
+        /// Gate the run belongs to.
+        phase: Phase,
+    },
+    /// Evaluate the maintenance windows now → `WindowEvaluated`.
+    EvaluateWindow {
+        /// Request id.
+        id: EffectId,
+    },
+    /// Read the cluster-health registry and apply the policies → `ClusterHealthEvaluated`.
+    ReadClusterHealth {
+        /// Request id.
+        id: EffectId,
+    },
+    /// Run the operator health script → `HealthChecked`.
+    RunHealthScript {
+        /// Request id.
+        id: EffectId,
+        /// `RC_PHASE`.
+        phase: Phase,
+    },
+    /// Publish this node's health record (SPEC §6.3).
+    PublishHealth {
+        /// Healthy or not.
+        healthy: bool,
+        /// Stage label (`pre-lock`, `post-lock`, `post-reboot`).
+        stage: String,
+        /// Why.
+        reason: String,
+    },
+    /// Sample kill switch and pause now → `GatesObserved` with this id.
+    CheckGates {
+        /// Request id.
+        id: EffectId,
+    },
+    /// Create this node's queue entry and wait for a slot → `SlotQueued`* then `SlotAcquired`.
+    JoinQueue {
+        /// Request id.
+        id: EffectId,
+    },
+    /// Delete this node's queue entry without having held a slot.
+    LeaveQueue,
+    /// Give the slot back (delete the entry; revoke the reboot lease if there is one).
+    ReleaseSlot,
+    /// Move the slot onto a fresh lease of `ttl_sec` and write the in-progress marker, in one
+    /// transaction that fails if the entry is gone → `RebootLeaseMoved`.
+    MoveSlotToRebootLease {
+        /// Request id.
+        id: EffectId,
+        /// Reboot lease TTL.
+        ttl_sec: u64,
+    },
+    /// After boot: keep the persisted reboot lease alive again → `RebootLeaseReattached`.
+    ReattachRebootLease {
+        /// Request id.
+        id: EffectId,
+    },
+    /// Delete this node's in-progress marker.
+    ClearInProgress,
+    /// Read the cluster cooldown marker → `CooldownRead`.
+    ReadCooldown {
+        /// Request id.
+        id: EffectId,
+    },
+    /// Write the cluster cooldown marker (after a recovery).
+    StartCooldown {
+        /// Its duration.
+        duration_sec: u64,
+    },
+    /// Run the configured hooks of a stage in order → `HooksRan`.
+    RunHooks {
+        /// Request id.
+        id: EffectId,
+        /// Which list.
+        stage: HookStage,
+    },
+    /// Run the reboot command (or only log it in dry-run) → `RebootCommandFinished`.
+    ExecuteReboot {
+        /// Request id.
+        id: EffectId,
+        /// The argv (before `$VAR` expansion).
+        argv: Vec<String>,
+        /// Log instead of executing.
+        dry_run: bool,
+    },
+    /// Write `<run_dir>/last-reboot.json`.
+    WritePostRebootMarker {
+        /// Boot id before the reboot.
+        previous_boot_id: String,
+        /// Boot id now.
+        boot_id: String,
+        /// When the reboot command was issued.
+        issued_at: Option<Millis>,
+        /// When the daemon saw the new boot.
+        returned_at: Millis,
+    },
+    /// End the process with this status.
+    Exit {
+        /// The status.
+        code: Exit,
+    },
+}
+
+impl Effect {
+    /// Short name of the variant (spec tables, logs).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Effect::ScheduleTick { .. } => "ScheduleTick",
+            Effect::RunDetectors { .. } => "RunDetectors",
+            Effect::EvaluateWindow { .. } => "EvaluateWindow",
+            Effect::ReadClusterHealth { .. } => "ReadClusterHealth",
+            Effect::RunHealthScript { .. } => "RunHealthScript",
+            Effect::PublishHealth { .. } => "PublishHealth",
+            Effect::CheckGates { .. } => "CheckGates",
+            Effect::JoinQueue { .. } => "JoinQueue",
+            Effect::LeaveQueue => "LeaveQueue",
+            Effect::ReleaseSlot => "ReleaseSlot",
+            Effect::MoveSlotToRebootLease { .. } => "MoveSlotToRebootLease",
+            Effect::ReattachRebootLease { .. } => "ReattachRebootLease",
+            Effect::ClearInProgress => "ClearInProgress",
+            Effect::ReadCooldown { .. } => "ReadCooldown",
+            Effect::StartCooldown { .. } => "StartCooldown",
+            Effect::RunHooks { .. } => "RunHooks",
+            Effect::ExecuteReboot { .. } => "ExecuteReboot",
+            Effect::WritePostRebootMarker { .. } => "WritePostRebootMarker",
+            Effect::Exit { .. } => "Exit",
+        }
+    }
+
+    /// Every variant name, in declaration order (the spec must list exactly these).
+    pub const NAMES: [&'static str; 19] = [
+        "ScheduleTick",
+        "RunDetectors",
+        "EvaluateWindow",
+        "ReadClusterHealth",
+        "RunHealthScript",
+        "PublishHealth",
+        "CheckGates",
+        "JoinQueue",
+        "LeaveQueue",
+        "ReleaseSlot",
+        "MoveSlotToRebootLease",
+        "ReattachRebootLease",
+        "ClearInProgress",
+        "ReadCooldown",
+        "StartCooldown",
+        "RunHooks",
+        "ExecuteReboot",
+        "WritePostRebootMarker",
+        "Exit",
+    ];
+
+    /// The request id, for effects answered by an event.
+    pub fn id(&self) -> Option<EffectId> {
+        match self {
+            Effect::RunDetectors { id, .. }
+            | Effect::EvaluateWindow { id }
+            | Effect::ReadClusterHealth { id }
+            | Effect::RunHealthScript { id, .. }
+            | Effect::CheckGates { id }
+            | Effect::JoinQueue { id }
+            | Effect::MoveSlotToRebootLease { id, .. }
+            | Effect::ReattachRebootLease { id }
+            | Effect::ReadCooldown { id }
+            | Effect::RunHooks { id, .. }
+            | Effect::ExecuteReboot { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+/// Which hook list to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookStage {
+    /// Before the reboot command; a failure aborts the reboot.
+    PreReboot,
+    /// After boot, before the post-reboot health check.
+    PostReboot,
+}

@@ -1,0 +1,360 @@
+//! Inputs of the machine: facts in the past tense, produced by adapters and timers.
+//!
+//! Every event travels inside an [`Input`] that carries `now` and a random `jitter` drawn by the
+//! driver, so the machine needs neither a clock nor a random generator and a journal of inputs
+//! replays bit for bit.
+
+use serde::{Deserialize, Serialize};
+
+use super::config::FsmConfig;
+use super::types::{EffectId, Gates, Millis, Outcome};
+
+/// One input to the machine: an event plus the time it was observed and jitter for backoff.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Input {
+    /// Wall-clock time of the observation.
+    pub now: Millis,
+    /// Uniform random number drawn by the driver; spreads retries of many nodes.
+    #[serde(default)]
+    pub jitter: u32,
+    /// What happened.
+    pub event: Event,
+}
+
+/// Everything that can happen to the machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The daemon process started and read this boot id: the first event of every process
+    /// lifetime. Carries the configuration so a journal replays without the config file.
+    Started {
+        /// Current boot id (`boot_id_path`).
+        boot_id: String,
+        /// The machine's view of the configuration.
+        config: FsmConfig,
+    },
+    /// SIGHUP applied a new valid configuration (hot fields only).
+    ConfigReloaded {
+        /// The new machine configuration.
+        config: FsmConfig,
+    },
+    /// A timer the machine asked for fired; carries the brakes sampled at that moment.
+    Tick {
+        /// Kill switch / pause as sampled by the driver.
+        gates: Gates,
+    },
+    /// Kill switch or pause state observed: either the answer to `CheckGates` (with its id) or
+    /// an unsolicited change noticed by a watcher (no id).
+    GatesObserved {
+        /// The `CheckGates` request answered, if any.
+        id: Option<EffectId>,
+        /// What was observed.
+        gates: Gates,
+    },
+    /// The detectors finished.
+    DetectorsEvaluated {
+        /// The `RunDetectors` request answered.
+        id: EffectId,
+        /// Their combined verdict.
+        result: DetectorResult,
+    },
+    /// The maintenance windows were evaluated at `now`.
+    WindowEvaluated {
+        /// The `EvaluateWindow` request answered.
+        id: EffectId,
+        /// Open or closed, with the relevant instants.
+        verdict: WindowVerdict,
+    },
+    /// The cluster-health registry was read and the policies applied.
+    ClusterHealthEvaluated {
+        /// The `ReadClusterHealth` request answered.
+        id: EffectId,
+        /// Pass, or every blocking reason.
+        verdict: PolicyVerdict,
+    },
+    /// The health script finished (or failed to run).
+    HealthChecked {
+        /// The `RunHealthScript` request answered.
+        id: EffectId,
+        /// Its result.
+        result: HealthResult,
+    },
+    /// The node's queue entry exists and waits behind others.
+    SlotQueued {
+        /// The `JoinQueue` request answered.
+        id: EffectId,
+        /// 1-based position among waiters (after the holders).
+        position: u32,
+        /// Who holds the slots now (for status lines).
+        holders: Vec<SlotHolder>,
+    },
+    /// The node now holds a reboot slot.
+    SlotAcquired {
+        /// The `JoinQueue` request answered.
+        id: EffectId,
+    },
+    /// Joining the queue failed (coordination unreachable, refused).
+    SlotUnavailable {
+        /// The `JoinQueue` request answered.
+        id: EffectId,
+        /// Why.
+        detail: String,
+    },
+    /// The slot or queue entry vanished (session lease expired, key deleted by an operator).
+    SlotLost {
+        /// Why, as far as the adapter knows.
+        detail: String,
+    },
+    /// The cluster cooldown marker was read under the slot.
+    CooldownRead {
+        /// The `ReadCooldown` request answered.
+        id: EffectId,
+        /// Clear, active, or unreadable.
+        status: CooldownStatus,
+    },
+    /// The slot was moved onto the long reboot lease (and the in-progress marker written).
+    RebootLeaseMoved {
+        /// The `MoveSlotToRebootLease` request answered.
+        id: EffectId,
+        /// Whether it worked.
+        result: StepResult,
+    },
+    /// A list of hooks finished.
+    HooksRan {
+        /// The `RunHooks` request answered.
+        id: EffectId,
+        /// Ok, or the first failure.
+        result: StepResult,
+    },
+    /// The reboot command returned (in a real reboot, usually it never does).
+    RebootCommandFinished {
+        /// The `ExecuteReboot` request answered.
+        id: EffectId,
+        /// Whether it exited successfully.
+        result: StepResult,
+    },
+    /// After boot: the persisted reboot lease was kept alive again, or found expired.
+    RebootLeaseReattached {
+        /// The `ReattachRebootLease` request answered.
+        id: EffectId,
+        /// Attached, expired, or failed.
+        result: ReattachResult,
+    },
+    /// An adapter did not answer a request in time; treated as that request's failure.
+    EffectTimedOut {
+        /// The request that timed out.
+        id: EffectId,
+    },
+    /// SIGTERM/SIGINT: the process is asked to stop.
+    ShutdownRequested,
+}
+
+impl Event {
+    /// Short name of the variant (spec tables, logs, metrics labels).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Started { .. } => "Started",
+            Event::ConfigReloaded { .. } => "ConfigReloaded",
+            Event::Tick { .. } => "Tick",
+            Event::GatesObserved { .. } => "GatesObserved",
+            Event::DetectorsEvaluated { .. } => "DetectorsEvaluated",
+            Event::WindowEvaluated { .. } => "WindowEvaluated",
+            Event::ClusterHealthEvaluated { .. } => "ClusterHealthEvaluated",
+            Event::HealthChecked { .. } => "HealthChecked",
+            Event::SlotQueued { .. } => "SlotQueued",
+            Event::SlotAcquired { .. } => "SlotAcquired",
+            Event::SlotUnavailable { .. } => "SlotUnavailable",
+            Event::SlotLost { .. } => "SlotLost",
+            Event::CooldownRead { .. } => "CooldownRead",
+            Event::RebootLeaseMoved { .. } => "RebootLeaseMoved",
+            Event::HooksRan { .. } => "HooksRan",
+            Event::RebootCommandFinished { .. } => "RebootCommandFinished",
+            Event::RebootLeaseReattached { .. } => "RebootLeaseReattached",
+            Event::EffectTimedOut { .. } => "EffectTimedOut",
+            Event::ShutdownRequested => "ShutdownRequested",
+        }
+    }
+
+    /// Every variant name, in declaration order (the spec must list exactly these).
+    pub const NAMES: [&'static str; 19] = [
+        "Started",
+        "ConfigReloaded",
+        "Tick",
+        "GatesObserved",
+        "DetectorsEvaluated",
+        "WindowEvaluated",
+        "ClusterHealthEvaluated",
+        "HealthChecked",
+        "SlotQueued",
+        "SlotAcquired",
+        "SlotUnavailable",
+        "SlotLost",
+        "CooldownRead",
+        "RebootLeaseMoved",
+        "HooksRan",
+        "RebootCommandFinished",
+        "RebootLeaseReattached",
+        "EffectTimedOut",
+        "ShutdownRequested",
+    ];
+
+    /// The request this event answers, if it answers one.
+    pub fn answers(&self) -> Option<EffectId> {
+        match self {
+            Event::GatesObserved { id, .. } => *id,
+            Event::DetectorsEvaluated { id, .. }
+            | Event::WindowEvaluated { id, .. }
+            | Event::ClusterHealthEvaluated { id, .. }
+            | Event::HealthChecked { id, .. }
+            | Event::SlotQueued { id, .. }
+            | Event::SlotAcquired { id }
+            | Event::SlotUnavailable { id, .. }
+            | Event::CooldownRead { id, .. }
+            | Event::RebootLeaseMoved { id, .. }
+            | Event::HooksRan { id, .. }
+            | Event::RebootCommandFinished { id, .. }
+            | Event::RebootLeaseReattached { id, .. }
+            | Event::EffectTimedOut { id } => Some(*id),
+            Event::Started { .. }
+            | Event::ConfigReloaded { .. }
+            | Event::Tick { .. }
+            | Event::SlotLost { .. }
+            | Event::ShutdownRequested => None,
+        }
+    }
+}
+
+/// Combined verdict of all detectors (any error makes the evaluation an error).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum DetectorResult {
+    /// At least one detector says a reboot is required.
+    Required {
+        /// Names of the detectors that said so.
+        by: Vec<String>,
+    },
+    /// No detector requires a reboot.
+    NotRequired,
+    /// A detector failed.
+    Error {
+        /// Which one and why.
+        detail: String,
+    },
+}
+
+/// Window evaluation at `now`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum WindowVerdict {
+    /// A reboot may start now.
+    Open {
+        /// When the permission ends (`None`: not within the search horizon).
+        closes_at: Option<Millis>,
+        /// The outcome that applies once it has closed.
+        closes_by: Option<Outcome>,
+    },
+    /// No reboot may start now.
+    Closed {
+        /// `window_denied` or `window_outside_allow`.
+        outcome: Outcome,
+        /// Go reason text, e.g. `blocked by deny window "Fri 18:00-Mon 08:00"`.
+        reason: String,
+        /// When a reboot will next be allowed (`None`: not within the search horizon).
+        next_open: Option<Millis>,
+    },
+}
+
+/// Cluster-health policy verdict (SPEC §6.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum PolicyVerdict {
+    /// Every policy passes.
+    Pass,
+    /// At least one policy blocks; every reason named.
+    Blocked {
+        /// Human-readable reasons.
+        reasons: Vec<String>,
+    },
+    /// The registry could not be read (fails closed).
+    Error {
+        /// Why.
+        detail: String,
+    },
+}
+
+/// Result of one health-script run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum HealthResult {
+    /// Exit 0.
+    Passed,
+    /// Non-zero exit: the script says the cluster cannot afford this reboot.
+    Blocked {
+        /// The exit code.
+        exit_code: i32,
+        /// First line of its output (evidence for `status --explain`).
+        first_line: String,
+    },
+    /// Timeout or exec failure: blocks, and is reported as an error.
+    Error {
+        /// Why.
+        detail: String,
+    },
+}
+
+/// A node holding a slot, as reported by the coordination layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotHolder {
+    /// Node name.
+    pub node: String,
+    /// Since when (ms since epoch), when known.
+    pub since: Option<Millis>,
+}
+
+/// Cluster cooldown marker status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum CooldownStatus {
+    /// No cooldown in force.
+    Clear,
+    /// A cooldown started by `by` runs until `until`.
+    Active {
+        /// End of the cooldown.
+        until: Millis,
+        /// Node whose recovery started it.
+        by: String,
+    },
+    /// The marker could not be read (fails closed).
+    Error {
+        /// Why.
+        detail: String,
+    },
+}
+
+/// Result of a side-effecting step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum StepResult {
+    /// It worked.
+    Ok,
+    /// It failed.
+    Failed {
+        /// Why.
+        detail: String,
+    },
+}
+
+/// Result of re-attaching the reboot lease after boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ReattachResult {
+    /// The lease is alive and kept alive again: the slot is still ours.
+    Attached,
+    /// The lease expired while the node was down: the slot was already freed.
+    Expired,
+    /// Coordination unreachable; retry.
+    Failed {
+        /// Why.
+        detail: String,
+    },
+}

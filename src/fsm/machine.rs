@@ -1,0 +1,1555 @@
+//! The decision machine itself (statig). One function per state; see `fsm-spec/machine.yaml`
+//! for the same behaviour as a table.
+//!
+//! Conventions:
+//! - Handlers only look at the [`Input`] and the shared [`Core`]; they push effects into the
+//!   [`Ctx`] outbox, set a one-line reason and, where a pass ends, the Go outcome.
+//! - Entry actions only *emit* effects; they never change state. That is what makes restoring a
+//!   machine safe: restoring runs entry actions with a discarding outbox and changes nothing.
+//! - `Locking`, `HealthPost` and `Cooldown` share the `slot` superstate whose exit action gives
+//!   the slot back (leave queue / release). No path out of those states can leak the slot; the
+//!   one exception, handing the slot over to `Rebooting`, is an explicit flag.
+//! - `Rebooting` and `Recovering` sit outside `slot` on purpose: the slot survives the reboot and
+//!   is released explicitly, only after a passing post-reboot health check.
+
+// The generated state enum has fields without doc comments; the state functions document them.
+#![allow(missing_docs)]
+
+use serde::{Deserialize, Serialize};
+use statig::Outcome as Flow;
+use statig::Outcome::{Handled, Super, Transition};
+use statig::state_machine;
+
+use super::backoff;
+use super::config::FsmConfig;
+use super::effect::{Effect, HookStage};
+use super::event::*;
+use super::types::{EffectId, Gates, Millis, Outcome, Phase, fmt_dur, fmt_ms};
+use crate::exit::Exit;
+
+/// Data shared by all states (statig "shared storage"). Serialised into journal snapshots.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Core {
+    /// Current decision parameters (from `Started` / `ConfigReloaded`).
+    pub config: FsmConfig,
+    /// Boot id observed at the last `Started`.
+    pub boot_id: String,
+    /// Next request id to hand out.
+    pub next_id: EffectId,
+    /// Last observed kill switch / pause.
+    pub gates: Gates,
+    /// Consecutive failed or blocked passes (drives the backoff).
+    pub failures: u32,
+    /// Exit code of the last pass that ended (returned when stopped by a signal).
+    pub last_exit: Option<Exit>,
+    /// When the open window observed before queueing closes, and what it then says.
+    pub window_closes: Option<(Millis, Outcome)>,
+    /// Set right before `Cooldown → Rebooting`: the slot is handed over, not released.
+    pub handover: bool,
+    /// Whether the queue entry is a held slot (vs. still waiting).
+    pub slot_held: bool,
+    /// Last queue report while waiting (for status lines).
+    pub queue: Option<QueueInfo>,
+}
+
+/// Where the node waits in the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueInfo {
+    /// 1-based position among waiters.
+    pub position: u32,
+    /// Current holders.
+    pub holders: Vec<SlotHolder>,
+}
+
+/// Outbox of one `handle` call.
+#[derive(Debug, Default)]
+pub struct Ctx {
+    /// Effects in emission order.
+    pub effects: Vec<Effect>,
+    /// One-line human reason.
+    pub reason: Option<String>,
+    /// Go outcome, when this input ended a pass.
+    pub outcome: Option<Outcome>,
+    /// Exit code of the pass that ended, when one did.
+    pub exit: Option<Exit>,
+}
+
+impl Ctx {
+    fn push(&mut self, e: Effect) {
+        self.effects.push(e);
+    }
+    fn reason(&mut self, r: impl Into<String>) {
+        self.reason = Some(r.into());
+    }
+}
+
+/// Sub-steps of `HealthPre`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PreStep {
+    /// Waiting for the cluster policy verdict.
+    Policy,
+    /// Waiting for the health script.
+    Script,
+}
+
+/// Sub-steps of `HealthPost` (the order of the checks under the slot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PostStep {
+    /// Kill switch / pause.
+    Gates,
+    /// Maintenance window.
+    Window,
+    /// Detectors re-check.
+    Detectors,
+    /// Cluster policy.
+    Policy,
+    /// Health script.
+    Script,
+}
+
+/// Sub-steps of `Rebooting`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RebootStep {
+    /// Moving the slot onto the reboot lease.
+    Lease,
+    /// Pre-reboot hooks.
+    Hooks,
+    /// Reboot command running.
+    Command,
+    /// The command returned success; waiting for the shutdown to kill us.
+    AwaitShutdown,
+}
+
+/// Local data of `Rebooting`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reboot {
+    /// Where in the sequence we are.
+    pub step: RebootStep,
+    /// When the reboot command was issued.
+    pub issued_at: Option<Millis>,
+    /// Boot id when the sequence started (a different one after start means it rebooted).
+    pub from_boot: String,
+    /// Only log the command.
+    pub dry_run: bool,
+}
+
+impl Reboot {
+    fn new(step: RebootStep, from_boot: String, dry_run: bool) -> Self {
+        Reboot {
+            step,
+            issued_at: None,
+            from_boot,
+            dry_run,
+        }
+    }
+}
+
+/// Sub-steps of `Recovering`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecoverStep {
+    /// Re-attaching the reboot lease.
+    Reattach,
+    /// Waiting to retry the re-attach.
+    RetryReattach,
+    /// Post-reboot hooks.
+    Hooks,
+    /// Post-reboot health script.
+    Health,
+    /// Waiting to retry the health script (slot kept).
+    RetryHealth,
+}
+
+/// Facts about the reboot being recovered from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// Boot id before the reboot.
+    pub previous_boot_id: String,
+    /// When the reboot command was issued, if known.
+    pub issued_at: Option<Millis>,
+    /// When recovery started.
+    pub since: Millis,
+    /// The command "succeeded" but the boot id did not change: the reboot did not happen.
+    pub failed_reboot: bool,
+}
+
+/// When the next pass starts after a pass ended.
+enum Next {
+    /// After `check_interval`; resets the failure count.
+    Interval,
+    /// After the backoff delay; counts a failure.
+    Backoff,
+    /// At a given instant (window opening, cooldown end).
+    At(Millis),
+}
+
+fn answers(input: &Input, pending: EffectId) -> bool {
+    input.event.answers() == Some(pending)
+}
+
+#[state_machine(
+    initial = "State::idle()",
+    state(derive(Debug, Clone, PartialEq, Serialize, Deserialize)),
+    superstate(derive(Debug))
+)]
+impl Core {
+    // ----------------------------------------------------------------------------- top
+
+    /// Catches what no state handles: process start, reloads, shutdown outside the slot, stale
+    /// answers and timers. Nothing reaches statig's silent top.
+    #[superstate]
+    fn top(&mut self, context: &mut Ctx, event: &Input) -> Flow<State> {
+        match &event.event {
+            Event::Started { boot_id, config } => {
+                self.config = config.clone();
+                self.boot_id = boot_id.clone();
+                self.failures = 0;
+                self.queue = None;
+                context.push(Effect::ScheduleTick { at: event.now });
+                context.reason(format!("daemon started (boot id {boot_id}); checking now"));
+                Transition(State::idle())
+            }
+            Event::ConfigReloaded { config } => {
+                self.config = config.clone();
+                context.reason("configuration reloaded");
+                Handled
+            }
+            Event::ShutdownRequested => {
+                context.push(Effect::Exit {
+                    code: self.last_exit.unwrap_or(Exit::Ok),
+                });
+                context.reason("shutdown requested");
+                Handled
+            }
+            Event::GatesObserved { gates, .. } => {
+                self.gates = gates.clone();
+                context.reason(format!(
+                    "observed: {}",
+                    gates.describe(&self.config.kill_switch_file)
+                ));
+                Handled
+            }
+            Event::Tick { gates } => {
+                self.gates = gates.clone();
+                context.reason("timer fired; nothing scheduled in this state");
+                Handled
+            }
+            Event::SlotLost { detail } => {
+                context.reason(format!(
+                    "slot loss reported while not holding one: {detail}"
+                ));
+                Handled
+            }
+            other => {
+                context.reason(format!(
+                    "ignored stale {} (request {})",
+                    other.name(),
+                    other.answers().map_or("-".into(), |i| i.to_string())
+                ));
+                Handled
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------- Idle
+
+    /// Waiting for the next check (interval, window opening, backoff, cooldown end).
+    #[state(superstate = "top")]
+    fn idle(&mut self, context: &mut Ctx, event: &Input) -> Flow<State> {
+        match &event.event {
+            Event::Tick { gates } => {
+                self.gates = gates.clone();
+                if gates.active() {
+                    let why = gates.describe(&self.config.kill_switch_file);
+                    self.end_pass(
+                        context,
+                        event,
+                        Some(Outcome::KillSwitchActive),
+                        None,
+                        why,
+                        Next::Interval,
+                    );
+                    Handled
+                } else {
+                    context.reason("check started: running detectors");
+                    Transition(State::detecting(self.alloc()))
+                }
+            }
+            Event::ConfigReloaded { config } => {
+                self.config = config.clone();
+                context.push(Effect::ScheduleTick { at: event.now });
+                context.reason("configuration reloaded; checking again now");
+                Handled
+            }
+            _ => Super,
+        }
+    }
+
+    // ----------------------------------------------------------------------------- Detecting
+
+    /// Running the detectors (phase pre-lock).
+    #[state(superstate = "top", entry_action = "enter_detecting")]
+    fn detecting(
+        &mut self,
+        pending: &mut EffectId,
+        context: &mut Ctx,
+        event: &Input,
+    ) -> Flow<State> {
+        if !answers(event, *pending) {
+            return Super;
+        }
+        match &event.event {
+            Event::DetectorsEvaluated { result, .. } => match result {
+                DetectorResult::Required { by } => {
+                    context.reason(format!("reboot required by {}", by.join(", ")));
+                    Transition(State::window_check(self.alloc()))
+                }
+                DetectorResult::NotRequired => {
+                    self.end_pass(
+                        context,
+                        event,
+                        Some(Outcome::NoAction),
+                        None,
+                        "no reboot required".into(),
+                        Next::Interval,
+                    );
+                    Transition(State::idle())
+                }
+                DetectorResult::Error { detail } => {
+                    self.end_pass(
+                        context,
+                        event,
+                        None,
+                        Some(Exit::DetectorError),
+                        format!("detector error: {detail}"),
+                        Next::Backoff,
+                    );
+                    Transition(State::idle())
+                }
+            },
+            Event::EffectTimedOut { .. } => {
+                self.end_pass(
+                    context,
+                    event,
+                    None,
+                    Some(Exit::DetectorError),
+                    "detectors timed out".into(),
+                    Next::Backoff,
+                );
+                Transition(State::idle())
+            }
+            _ => Super,
+        }
+    }
+
+    #[action]
+    fn enter_detecting(pending: &mut EffectId, context: &mut Ctx) {
+        context.push(Effect::RunDetectors {
+            id: *pending,
+            phase: Phase::PreLock,
+        });
+    }
+
+    // ----------------------------------------------------------------------------- WindowCheck
+
+    /// Evaluating the maintenance windows at "now".
+    #[state(superstate = "top", entry_action = "enter_window_check")]
+    fn window_check(
+        &mut self,
+        pending: &mut EffectId,
+        context: &mut Ctx,
+        event: &Input,
+    ) -> Flow<State> {
+        if !answers(event, *pending) {
+            return Super;
+        }
+        match &event.event {
+            Event::WindowEvaluated { verdict, .. } => match verdict {
+                WindowVerdict::Open {
+                    closes_at,
+                    closes_by,
+                } => {
+                    self.window_closes =
+                        closes_at.map(|t| (t, closes_by.unwrap_or(Outcome::WindowOutsideAllow)));
+                    if self.config.skip_health {
+                        context.reason("window open; health gate skipped");
+                        self.after_health_pre(context, event)
+                    } else {
+                        context.reason("window open; checking cluster health");
+                        Transition(State::health_pre(self.alloc(), PreStep::Policy))
+                    }
+                }
+                WindowVerdict::Closed {
+                    outcome,
+                    reason,
+                    next_open,
+                } => {
+                    let min_next = event.now.saturating_add(1000);
+                    let at = next_open
+                        .map(|t| t.max(min_next))
+                        .unwrap_or(event.now.saturating_add(self.config.check_interval_ms));
+                    let why = match next_open {
+                        Some(t) => format!("{reason}; next opening {}", fmt_ms(*t)),
+                        None => format!("{reason}; no opening within 8 days"),
+                    };
+                    self.end_pass(context, event, Some(*outcome), None, why, Next::At(at));
+                    Transition(State::idle())
+                }
+            },
+            Event::EffectTimedOut { .. } => {
+                self.end_pass(
+                    context,
+                    event,
+                    None,
+                    Some(Exit::Runtime),
+                    "window evaluation timed out".into(),
+                    Next::Backoff,
+                );
+                Transition(State::idle())
+            }
+            _ => Super,
+        }
+    }
+
+    #[action]
+    fn enter_window_check(pending: &mut EffectId, context: &mut Ctx) {
+        context.push(Effect::EvaluateWindow { id: *pending });
+    }
+
+    // ----------------------------------------------------------------------------- HealthPre
+
+    /// Cluster policy, then the health script (phase pre-lock).
+    #[state(superstate = "top", entry_action = "enter_health_pre")]
+    fn health_pre(
+        &mut self,
+        pending: &mut EffectId,
+        step: &mut PreStep,
+        context: &mut Ctx,
+        event: &Input,
+    ) -> Flow<State> {
+        if !answers(event, *pending) {
+            return Super;
+        }
+        match &event.event {
+            Event::ClusterHealthEvaluated { verdict, .. } => match verdict {
+                PolicyVerdict::Pass => {
+                    *pending = self.alloc();
+                    *step = PreStep::Script;
+                    context.push(Effect::RunHealthScript {
+                        id: *pending,
+                        phase: Phase::PreLock,
+                    });
+                    context.reason("cluster policy passed; running health script (pre-lock)");
+                    Handled
+                }
+                PolicyVerdict::Blocked { reasons } => {
+                    let why = format!("cluster policy blocks: {}", reasons.join("; "));
+                    self.end_pass(
+                        context,
+                        event,
+                        Some(Outcome::HealthBlocked),
+                        None,
+                        why,
+                        Next::Backoff,
+                    );
+                    Transition(State::idle())
+                }
+                PolicyVerdict::Error { detail } => {
+                    let why = format!("cluster health unavailable: {detail}");
+                    self.end_pass(
+                        context,
+                        event,
+                        Some(Outcome::HealthBlocked),
+                        None,
+                        why,
+                        Next::Backoff,
+                    );
+                    Transition(State::idle())
+                }
+            },
+            Event::HealthChecked { result, .. } => {
+                self.publish(context, result, Phase::PreLock);
+                match health_block_reason(result, Phase::PreLock) {
+                    None => {
+                        context.reason("health script (pre-lock) passed");
+                        self.after_health_pre(context, event)
+                    }
+                    Some(why) => {
+                        self.end_pass(
+                            context,
+                            event,
+                            Some(Outcome::HealthBlocked),
+                            None,
+                            why,
+                            Next::Backoff,
+                        );
+                        Transition(State::idle())
+                    }
+                }
+            }
+            Event::EffectTimedOut { .. } => {
+                let why = match step {
+                    PreStep::Policy => "cluster health read timed out",
+                    PreStep::Script => "health script (pre-lock) timed out",
+                };
+                self.end_pass(
+                    context,
+                    event,
+                    Some(Outcome::HealthBlocked),
+                    None,
+                    why.into(),
+                    Next::Backoff,
+                );
+                Transition(State::idle())
+            }
+            _ => Super,
+        }
+    }
+
+    #[action]
+    fn enter_health_pre(pending: &mut EffectId, step: &mut PreStep, context: &mut Ctx) {
+        match step {
+            PreStep::Policy => context.push(Effect::ReadClusterHealth { id: *pending }),
+            PreStep::Script => context.push(Effect::RunHealthScript {
+                id: *pending,
+                phase: Phase::PreLock,
+            }),
+        }
+    }
+
+    // ----------------------------------------------------------------------------- slot
+
+    /// Holding a queue entry or a slot. Its exit action gives it back on every path out,
+    /// except the explicit hand-over to `Rebooting`.
+    #[superstate(superstate = "top", exit_action = "exit_slot")]
+    fn slot(&mut self, context: &mut Ctx, event: &Input) -> Flow<State> {
+        match &event.event {
+            Event::SlotLost { detail } => {
+                let why = format!("slot lost: {detail}");
+                self.end_pass(
+                    context,
+                    event,
+                    Some(Outcome::LockUnavailable),
+                    None,
+                    why,
+                    Next::Backoff,
+                );
+                Transition(State::idle())
+            }
+            Event::ShutdownRequested => {
+                context.push(Effect::Exit {
+                    code: self.last_exit.unwrap_or(Exit::Ok),
+                });
+                context.reason("shutdown requested: giving the slot back");
+                Transition(State::idle())
+            }
+            Event::Tick { gates } | Event::GatesObserved { id: None, gates } if gates.active() => {
+                self.gates = gates.clone();
+                let why = format!(
+                    "{}; giving the slot back",
+                    gates.describe(&self.config.kill_switch_file)
+                );
+                self.end_pass(
+                    context,
+                    event,
+                    Some(Outcome::KillSwitchActive),
+                    None,
+                    why,
+                    Next::Interval,
+                );
+                Transition(State::idle())
+            }
+            _ => Super,
+        }
+    }
+
+    #[action]
+    fn exit_slot(&mut self, context: &mut Ctx) {
+        if self.handover {
+            self.handover = false;
+        } else if self.slot_held {
+            context.push(Effect::ReleaseSlot);
+        } else {
+            context.push(Effect::LeaveQueue);
+        }
+        self.slot_held = false;
+        self.queue = None;
+    }
+
+    // ----------------------------------------------------------------------------- Locking
+
+    /// In the slot queue, woken by the coordination layer (watch), not by polling.
+    #[state(superstate = "slot", entry_action = "enter_locking")]
+    fn locking(
+        &mut self,
+        pending: &mut EffectId,
+        deadline: &mut Option<Millis>,
+        context: &mut Ctx,
+        event: &Input,
+    ) -> Flow<State> {
+        match &event.event {
+            Event::Tick { gates } if !gates.active() => {
+                self.gates = gates.clone();
+                let now = event.now;
+                if deadline.is_some_and(|d| now >= d) {
+                    let why = format!(
+                        "gave up waiting for a slot after {} (lock_wait_timeout_sec)",
+                        fmt_dur(self.config.lock_wait_timeout_ms.unwrap_or(0))
+                    );
+                    self.end_pass(
+                        context,
+                        event,
+                        Some(Outcome::LockUnavailable),
+                        None,
+                        why,
+                        Next::Interval,
+                    );
+                    return Transition(State::idle());
+                }
+                if let Some((at, outcome)) = self.window_closes
+                    && now >= at
+                {
+                    let why = "maintenance window closed while waiting for a slot".to_string();
+                    self.end_pass(context, event, Some(outcome), None, why, Next::Interval);
+                    return Transition(State::idle());
+                }
+                if let Some(at) = self.locking_wakeup(*deadline) {
+                    context.push(Effect::ScheduleTick { at });
+                }
+                context.reason("still waiting for a slot");
+                Handled
+            }
+            _ if !answers(event, *pending) => Super,
+            Event::SlotQueued {
+                position, holders, ..
+            } => {
+                let held = holders
+                    .iter()
+                    .map(|h| match h.since {
+                        Some(t) => format!("{} since {}", h.node, fmt_ms(t)),
+                        None => h.node.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                context.reason(format!(
+                    "waiting for slot, position {position}, held by {}",
+                    if held.is_empty() { "nobody" } else { &held }
+                ));
+                self.queue = Some(QueueInfo {
+                    position: *position,
+                    holders: holders.clone(),
+                });
+                Handled
+            }
+            Event::SlotAcquired { .. } => {
+                self.slot_held = true;
+                self.queue = None;
+                context.reason("slot acquired; re-checking everything under the slot");
+                Transition(State::health_post(self.alloc(), PostStep::Gates))
+            }
+            Event::SlotUnavailable { detail, .. } => {
+                let why = format!("cannot join the slot queue: {detail}");
+                self.end_pass(
+                    context,
+                    event,
+                    Some(Outcome::LockUnavailable),
+                    None,
+                    why,
+                    Next::Backoff,
+                );
+                Transition(State::idle())
+            }
+            Event::EffectTimedOut { .. } => {
+                self.end_pass(
+                    context,
+                    event,
+                    Some(Outcome::LockUnavailable),
+                    None,
+                    "slot queue request timed out".into(),
+                    Next::Backoff,
+                );
+                Transition(State::idle())
+            }
+            _ => Super,
+        }
+    }
+
+    #[action]
+    fn enter_locking(
+        &mut self,
+        pending: &mut EffectId,
+        deadline: &mut Option<Millis>,
+        context: &mut Ctx,
+    ) {
+        context.push(Effect::JoinQueue { id: *pending });
+        if let Some(at) = self.locking_wakeup(*deadline) {
+            context.push(Effect::ScheduleTick { at });
+        }
+    }
+
+    // ----------------------------------------------------------------------------- HealthPost
+
+    /// Under the slot: gates, window, detectors (post-lock), cluster policy, health script.
+    #[state(superstate = "slot", entry_action = "enter_health_post")]
+    fn health_post(
+        &mut self,
+        pending: &mut EffectId,
+        step: &mut PostStep,
+        context: &mut Ctx,
+        event: &Input,
+    ) -> Flow<State> {
+        if !answers(event, *pending) {
+            return Super;
+        }
+        // Moves to the next check under the slot: the new request becomes the pending one.
+        let mut next = |s: PostStep, e: Effect, ctx: &mut Ctx, why: &str| {
+            *pending = e.id().unwrap_or(*pending);
+            *step = s;
+            ctx.push(e);
+            ctx.reason(why.to_string());
+            Handled
+        };
+        match &event.event {
+            Event::GatesObserved { gates, .. } => {
+                self.gates = gates.clone();
+                if gates.active() {
+                    let why = format!(
+                        "{} (under the slot)",
+                        gates.describe(&self.config.kill_switch_file)
+                    );
+                    self.end_pass(
+                        context,
+                        event,
+                        Some(Outcome::KillSwitchActive),
+                        None,
+                        why,
+                        Next::Interval,
+                    );
+                    return Transition(State::idle());
+                }
+                let id = self.alloc();
+                next(
+                    PostStep::Window,
+                    Effect::EvaluateWindow { id },
+                    context,
+                    "gates clear under the slot; checking window",
+                )
+            }
+            Event::WindowEvaluated { verdict, .. } => match verdict {
+                WindowVerdict::Open { .. } => {
+                    let id = self.alloc();
+                    next(
+                        PostStep::Detectors,
+                        Effect::RunDetectors {
+                            id,
+                            phase: Phase::PostLock,
+                        },
+                        context,
+                        "window open under the slot; re-running detectors",
+                    )
+                }
+                WindowVerdict::Closed {
+                    outcome,
+                    reason,
+                    next_open,
+                } => {
+                    let at = next_open
+                        .unwrap_or(event.now.saturating_add(self.config.check_interval_ms));
+                    let why = format!("{reason} (under the slot)");
+                    self.end_pass(
+                        context,
+                        event,
+                        Some(*outcome),
+                        None,
+                        why,
+                        Next::At(at.max(event.now.saturating_add(1000))),
+                    );
+                    Transition(State::idle())
+                }
+            },
+            Event::DetectorsEvaluated { result, .. } => match result {
+                DetectorResult::Required { .. } if self.config.skip_health => {
+                    context.reason("detectors still require a reboot; health gate skipped");
+                    Transition(State::cooldown(self.alloc()))
+                }
+                DetectorResult::Required { .. } => {
+                    let id = self.alloc();
+                    next(
+                        PostStep::Policy,
+                        Effect::ReadClusterHealth { id },
+                        context,
+                        "detectors still require a reboot; checking cluster health",
+                    )
+                }
+                DetectorResult::NotRequired => {
+                    let why = "detectors cleared under the slot; no reboot needed".to_string();
+                    self.end_pass(
+                        context,
+                        event,
+                        Some(Outcome::RecheckCleared),
+                        None,
+                        why,
+                        Next::Interval,
+                    );
+                    Transition(State::idle())
+                }
+                DetectorResult::Error { detail } => {
+                    let why = format!("detector error under the slot: {detail}");
+                    self.end_pass(
+                        context,
+                        event,
+                        None,
+                        Some(Exit::DetectorError),
+                        why,
+                        Next::Backoff,
+                    );
+                    Transition(State::idle())
+                }
+            },
+            Event::ClusterHealthEvaluated { verdict, .. } => match verdict {
+                PolicyVerdict::Pass => {
+                    let id = self.alloc();
+                    next(
+                        PostStep::Script,
+                        Effect::RunHealthScript {
+                            id,
+                            phase: Phase::PostLock,
+                        },
+                        context,
+                        "cluster policy passed under the slot; running health script (post-lock)",
+                    )
+                }
+                PolicyVerdict::Blocked { reasons } => {
+                    let why = format!(
+                        "cluster policy blocks under the slot: {}",
+                        reasons.join("; ")
+                    );
+                    self.end_pass(
+                        context,
+                        event,
+                        Some(Outcome::HealthBlocked),
+                        None,
+                        why,
+                        Next::Backoff,
+                    );
+                    Transition(State::idle())
+                }
+                PolicyVerdict::Error { detail } => {
+                    let why = format!("cluster health unavailable under the slot: {detail}");
+                    self.end_pass(
+                        context,
+                        event,
+                        Some(Outcome::HealthBlocked),
+                        None,
+                        why,
+                        Next::Backoff,
+                    );
+                    Transition(State::idle())
+                }
+            },
+            Event::HealthChecked { result, .. } => {
+                self.publish(context, result, Phase::PostLock);
+                match health_block_reason(result, Phase::PostLock) {
+                    None => {
+                        context.reason("health script (post-lock) passed; reading cooldown");
+                        Transition(State::cooldown(self.alloc()))
+                    }
+                    Some(why) => {
+                        self.end_pass(
+                            context,
+                            event,
+                            Some(Outcome::HealthBlocked),
+                            None,
+                            why,
+                            Next::Backoff,
+                        );
+                        Transition(State::idle())
+                    }
+                }
+            }
+            Event::EffectTimedOut { .. } => {
+                let (outcome, exit) = match step {
+                    PostStep::Detectors => (None, Some(Exit::DetectorError)),
+                    PostStep::Policy | PostStep::Script => (Some(Outcome::HealthBlocked), None),
+                    PostStep::Gates | PostStep::Window => (None, Some(Exit::Runtime)),
+                };
+                let why = format!("check under the slot timed out ({step:?})");
+                self.end_pass(context, event, outcome, exit, why, Next::Backoff);
+                Transition(State::idle())
+            }
+            _ => Super,
+        }
+    }
+
+    #[action]
+    fn enter_health_post(pending: &mut EffectId, step: &mut PostStep, context: &mut Ctx) {
+        let id = *pending;
+        context.push(match step {
+            PostStep::Gates => Effect::CheckGates { id },
+            PostStep::Window => Effect::EvaluateWindow { id },
+            PostStep::Detectors => Effect::RunDetectors {
+                id,
+                phase: Phase::PostLock,
+            },
+            PostStep::Policy => Effect::ReadClusterHealth { id },
+            PostStep::Script => Effect::RunHealthScript {
+                id,
+                phase: Phase::PostLock,
+            },
+        });
+    }
+
+    // ----------------------------------------------------------------------------- Cooldown
+
+    /// Reading the cluster cooldown marker under the slot.
+    #[state(superstate = "slot", entry_action = "enter_cooldown")]
+    fn cooldown(
+        &mut self,
+        pending: &mut EffectId,
+        context: &mut Ctx,
+        event: &Input,
+    ) -> Flow<State> {
+        if !answers(event, *pending) {
+            return Super;
+        }
+        match &event.event {
+            Event::CooldownRead { status, .. } => match status {
+                CooldownStatus::Clear if self.config.once && !self.config.dry_run => {
+                    let why = "ready: every gate passed; run without --once to execute the reboot command".to_string();
+                    self.end_pass(
+                        context,
+                        event,
+                        Some(Outcome::Ready),
+                        None,
+                        why,
+                        Next::Interval,
+                    );
+                    Transition(State::idle())
+                }
+                CooldownStatus::Clear => {
+                    self.handover = true;
+                    self.failures = 0;
+                    context.outcome = Some(Outcome::Ready);
+                    let id = self.alloc();
+                    if self.config.dry_run {
+                        context.reason("cooldown clear; dry run: logging the reboot command");
+                        Transition(State::rebooting(
+                            id,
+                            Reboot::new(RebootStep::Command, self.boot_id.clone(), true),
+                        ))
+                    } else {
+                        context.reason("cooldown clear; moving the slot onto the reboot lease");
+                        Transition(State::rebooting(
+                            id,
+                            Reboot::new(RebootStep::Lease, self.boot_id.clone(), false),
+                        ))
+                    }
+                }
+                CooldownStatus::Active { until, by } => {
+                    let why = format!(
+                        "cluster cooldown started by {by} active until {}",
+                        fmt_ms(*until)
+                    );
+                    self.end_pass(
+                        context,
+                        event,
+                        Some(Outcome::CooldownActive),
+                        None,
+                        why,
+                        Next::At(*until),
+                    );
+                    Transition(State::idle())
+                }
+                CooldownStatus::Error { detail } => {
+                    let why = format!("cannot read the cluster cooldown: {detail}");
+                    self.end_pass(
+                        context,
+                        event,
+                        Some(Outcome::LockUnavailable),
+                        None,
+                        why,
+                        Next::Backoff,
+                    );
+                    Transition(State::idle())
+                }
+            },
+            Event::EffectTimedOut { .. } => {
+                self.end_pass(
+                    context,
+                    event,
+                    Some(Outcome::LockUnavailable),
+                    None,
+                    "cooldown read timed out".into(),
+                    Next::Backoff,
+                );
+                Transition(State::idle())
+            }
+            _ => Super,
+        }
+    }
+
+    #[action]
+    fn enter_cooldown(pending: &mut EffectId, context: &mut Ctx) {
+        context.push(Effect::ReadCooldown { id: *pending });
+    }
+
+    // ----------------------------------------------------------------------------- Rebooting
+
+    /// Slot moved onto the reboot lease, in-progress marker, pre-reboot hooks, reboot command.
+    /// Outside the `slot` superstate: leaving it releases explicitly, and only on abort.
+    #[state(superstate = "top", entry_action = "enter_rebooting")]
+    fn rebooting(
+        &mut self,
+        pending: &mut EffectId,
+        reboot: &mut Reboot,
+        context: &mut Ctx,
+        event: &Input,
+    ) -> Flow<State> {
+        let Reboot {
+            step,
+            issued_at,
+            from_boot,
+            dry_run,
+        } = reboot;
+        let before_command = matches!(step, RebootStep::Lease | RebootStep::Hooks);
+        match &event.event {
+            Event::Started { boot_id, config } => {
+                self.config = config.clone();
+                self.boot_id = boot_id.clone();
+                if boot_id != from_boot {
+                    context.reason(format!(
+                        "node rebooted (boot id {from_boot} -> {boot_id}); recovering"
+                    ));
+                    return self.begin_recovery(event, from_boot, *issued_at, false);
+                }
+                if before_command || *dry_run {
+                    return self.abort_reboot(
+                        context,
+                        event,
+                        *step,
+                        None,
+                        Some(Exit::Runtime),
+                        "daemon restarted before the reboot command ran; no reboot happened".into(),
+                    );
+                }
+                match issued_at {
+                    Some(t) if event.now < t.saturating_add(self.config.reboot_grace_ms) => {
+                        let at = t.saturating_add(self.config.reboot_grace_ms);
+                        *step = RebootStep::AwaitShutdown;
+                        context.push(Effect::ScheduleTick { at });
+                        context.reason(format!(
+                            "restarted with the same boot id; waiting for the shutdown until {}",
+                            fmt_ms(at)
+                        ));
+                        Handled
+                    }
+                    _ => {
+                        context.reason("reboot command ran but the node did not reboot (same boot id); checking health before releasing the slot");
+                        self.begin_recovery(event, from_boot, *issued_at, true)
+                    }
+                }
+            }
+            Event::ShutdownRequested => {
+                context.push(Effect::Exit {
+                    code: self.last_exit.unwrap_or(Exit::Ok),
+                });
+                context.reason("shutdown requested while rebooting: keeping the slot");
+                Handled
+            }
+            Event::Tick { gates } | Event::GatesObserved { id: None, gates }
+                if before_command && gates.active() =>
+            {
+                self.gates = gates.clone();
+                let why = format!(
+                    "{}; reboot aborted",
+                    gates.describe(&self.config.kill_switch_file)
+                );
+                self.abort_reboot(
+                    context,
+                    event,
+                    *step,
+                    Some(Outcome::KillSwitchActive),
+                    None,
+                    why,
+                )
+            }
+            Event::Tick { .. } if *step == RebootStep::AwaitShutdown => {
+                let due = issued_at.map_or(0, |t| t.saturating_add(self.config.reboot_grace_ms));
+                if event.now >= due {
+                    context.reason(format!(
+                        "reboot command succeeded but the node did not reboot within {}; checking health before releasing the slot",
+                        fmt_dur(self.config.reboot_grace_ms)
+                    ));
+                    self.begin_recovery(event, from_boot, *issued_at, true)
+                } else {
+                    context.push(Effect::ScheduleTick { at: due });
+                    context.reason("waiting for the shutdown");
+                    Handled
+                }
+            }
+            Event::SlotLost { detail } if before_command => {
+                let why = format!("slot lost before the reboot command: {detail}; reboot aborted");
+                self.abort_reboot(
+                    context,
+                    event,
+                    *step,
+                    Some(Outcome::LockUnavailable),
+                    None,
+                    why,
+                )
+            }
+            _ if !answers(event, *pending) => Super,
+            Event::RebootLeaseMoved { result, .. } => match result {
+                StepResult::Ok => {
+                    *pending = self.alloc();
+                    *step = RebootStep::Hooks;
+                    context.push(Effect::RunHooks {
+                        id: *pending,
+                        stage: HookStage::PreReboot,
+                    });
+                    context.reason(format!(
+                        "slot moved onto the reboot lease (ttl {}s), in-progress marker written; running pre-reboot hooks",
+                        self.config.reboot_lease_ttl_sec
+                    ));
+                    Handled
+                }
+                StepResult::Failed { detail } => {
+                    let why = format!(
+                        "cannot move the slot onto the reboot lease: {detail}; reboot aborted"
+                    );
+                    self.abort_reboot(
+                        context,
+                        event,
+                        *step,
+                        Some(Outcome::LockUnavailable),
+                        None,
+                        why,
+                    )
+                }
+            },
+            Event::HooksRan { result, .. } => match result {
+                StepResult::Ok => {
+                    *pending = self.alloc();
+                    *step = RebootStep::Command;
+                    *issued_at = Some(event.now);
+                    let argv = self.config.reboot_command.clone();
+                    context.reason(format!("executing the reboot command: {}", argv.join(" ")));
+                    context.push(Effect::ExecuteReboot {
+                        id: *pending,
+                        argv,
+                        dry_run: false,
+                    });
+                    Handled
+                }
+                StepResult::Failed { detail } => {
+                    let why = format!("pre-reboot hook failed: {detail}; reboot aborted");
+                    self.abort_reboot(context, event, *step, None, Some(Exit::Runtime), why)
+                }
+            },
+            Event::RebootCommandFinished { result, .. } => match (result, *dry_run) {
+                (StepResult::Ok, true) => {
+                    context.push(Effect::ReleaseSlot);
+                    let why = format!(
+                        "dry run: would reboot now with {}",
+                        self.config.reboot_command.join(" ")
+                    );
+                    self.end_pass(
+                        context,
+                        event,
+                        Some(Outcome::Ready),
+                        None,
+                        why,
+                        Next::Interval,
+                    );
+                    Transition(State::idle())
+                }
+                (StepResult::Ok, false) => {
+                    *step = RebootStep::AwaitShutdown;
+                    let at = issued_at
+                        .unwrap_or(event.now)
+                        .saturating_add(self.config.reboot_grace_ms);
+                    context.push(Effect::ScheduleTick { at });
+                    context.reason("reboot command succeeded; waiting for the shutdown");
+                    Handled
+                }
+                (StepResult::Failed { detail }, _) => {
+                    let why = format!("reboot command failed: {detail}");
+                    self.abort_reboot(context, event, *step, None, Some(Exit::Runtime), why)
+                }
+            },
+            Event::EffectTimedOut { .. } => match step {
+                RebootStep::Command | RebootStep::AwaitShutdown if !*dry_run => {
+                    // A hung shutdown command may well be the reboot under way: never release here.
+                    *step = RebootStep::AwaitShutdown;
+                    let at = issued_at
+                        .unwrap_or(event.now)
+                        .saturating_add(self.config.reboot_grace_ms);
+                    context.push(Effect::ScheduleTick { at });
+                    context.reason("reboot command did not return in time; keeping the slot and waiting for the shutdown");
+                    Handled
+                }
+                _ => {
+                    let why = format!("{step:?} step timed out; reboot aborted");
+                    self.abort_reboot(context, event, *step, None, Some(Exit::Runtime), why)
+                }
+            },
+            _ => Super,
+        }
+    }
+
+    #[action]
+    fn enter_rebooting(&mut self, pending: &mut EffectId, reboot: &mut Reboot, context: &mut Ctx) {
+        let id = *pending;
+        match reboot.step {
+            RebootStep::Lease => context.push(Effect::MoveSlotToRebootLease {
+                id,
+                ttl_sec: self.config.reboot_lease_ttl_sec,
+            }),
+            RebootStep::Hooks => context.push(Effect::RunHooks {
+                id,
+                stage: HookStage::PreReboot,
+            }),
+            RebootStep::Command => context.push(Effect::ExecuteReboot {
+                id,
+                argv: self.config.reboot_command.clone(),
+                dry_run: reboot.dry_run,
+            }),
+            RebootStep::AwaitShutdown => {}
+        }
+    }
+
+    // ----------------------------------------------------------------------------- Recovering
+
+    /// After boot: re-attach the reboot lease, marker, post-reboot hooks, health (post-reboot).
+    /// The slot is released only after a passing health check; failures keep it and retry.
+    #[state(superstate = "top", entry_action = "enter_recovering")]
+    fn recovering(
+        &mut self,
+        pending: &mut EffectId,
+        step: &mut RecoverStep,
+        rec: &mut Recovery,
+        context: &mut Ctx,
+        event: &Input,
+    ) -> Flow<State> {
+        match &event.event {
+            Event::Started { boot_id, config } => {
+                self.config = config.clone();
+                self.boot_id = boot_id.clone();
+                context.reason(format!(
+                    "daemon restarted during recovery (boot id {boot_id}); resuming"
+                ));
+                let id = self.alloc();
+                Transition(State::recovering(id, RecoverStep::Reattach, rec.clone()))
+            }
+            Event::ShutdownRequested => {
+                context.push(Effect::Exit {
+                    code: self.last_exit.unwrap_or(Exit::Ok),
+                });
+                context.reason("shutdown requested while recovering: keeping the slot");
+                Handled
+            }
+            Event::SlotLost { detail } => {
+                context.reason(format!("reboot lease lost while recovering ({detail}); the slot is already free; continuing recovery"));
+                Handled
+            }
+            Event::Tick { gates } => {
+                self.gates = gates.clone();
+                match step {
+                    RecoverStep::RetryHealth => {
+                        *pending = self.alloc();
+                        *step = RecoverStep::Health;
+                        context.push(Effect::RunHealthScript {
+                            id: *pending,
+                            phase: Phase::PostReboot,
+                        });
+                        context.reason("retrying the post-reboot health check");
+                        Handled
+                    }
+                    RecoverStep::RetryReattach => {
+                        *pending = self.alloc();
+                        *step = RecoverStep::Reattach;
+                        context.push(Effect::ReattachRebootLease { id: *pending });
+                        context.reason("retrying to re-attach the reboot lease");
+                        Handled
+                    }
+                    _ => Super,
+                }
+            }
+            _ if !answers(event, *pending) => Super,
+            Event::RebootLeaseReattached { result, .. } => match result {
+                ReattachResult::Attached | ReattachResult::Expired => {
+                    let lease = if *result == ReattachResult::Attached {
+                        "reboot lease re-attached (slot still held)"
+                    } else {
+                        "reboot lease expired while the node was down (slot already freed; in-progress marker still blocks peers)"
+                    };
+                    *pending = self.alloc();
+                    if rec.failed_reboot {
+                        *step = RecoverStep::Health;
+                        context.push(Effect::RunHealthScript {
+                            id: *pending,
+                            phase: Phase::PostReboot,
+                        });
+                        context.reason(format!("{lease}; running the post-reboot health check"));
+                    } else {
+                        *step = RecoverStep::Hooks;
+                        context.push(Effect::WritePostRebootMarker {
+                            previous_boot_id: rec.previous_boot_id.clone(),
+                            boot_id: self.boot_id.clone(),
+                            issued_at: rec.issued_at,
+                            returned_at: rec.since,
+                        });
+                        context.push(Effect::RunHooks {
+                            id: *pending,
+                            stage: HookStage::PostReboot,
+                        });
+                        context.reason(format!("{lease}; running post-reboot hooks"));
+                    }
+                    Handled
+                }
+                ReattachResult::Failed { detail } => self.retry_recovery(
+                    context,
+                    event,
+                    step,
+                    RecoverStep::RetryReattach,
+                    format!("cannot re-attach the reboot lease: {detail}"),
+                ),
+            },
+            Event::HooksRan { result, .. } => {
+                *pending = self.alloc();
+                *step = RecoverStep::Health;
+                context.push(Effect::RunHealthScript {
+                    id: *pending,
+                    phase: Phase::PostReboot,
+                });
+                context.reason(match result {
+                    StepResult::Ok => "post-reboot hooks done; running the post-reboot health check".to_string(),
+                    StepResult::Failed { detail } => format!("post-reboot hook failed ({detail}); running the post-reboot health check anyway"),
+                });
+                Handled
+            }
+            Event::HealthChecked { result, .. } => {
+                self.publish(context, result, Phase::PostReboot);
+                match health_block_reason(result, Phase::PostReboot) {
+                    None => {
+                        context.push(Effect::ReleaseSlot);
+                        context.push(Effect::ClearInProgress);
+                        if self.config.min_reboot_interval_sec > 0 {
+                            context.push(Effect::StartCooldown {
+                                duration_sec: self.config.min_reboot_interval_sec,
+                            });
+                        }
+                        let (exit, why) = if rec.failed_reboot {
+                            (Exit::Runtime, "healthy, but the reboot did not happen (reboot failed); slot released".to_string())
+                        } else {
+                            (
+                                Exit::Ok,
+                                format!(
+                                    "recovered: post-reboot health passed after {}; slot released",
+                                    fmt_dur(event.now.saturating_sub(rec.since))
+                                ),
+                            )
+                        };
+                        self.end_pass(context, event, None, Some(exit), why, Next::Interval);
+                        Transition(State::idle())
+                    }
+                    Some(why) => {
+                        self.retry_recovery(context, event, step, RecoverStep::RetryHealth, why)
+                    }
+                }
+            }
+            Event::EffectTimedOut { .. } => {
+                let (retry, why) = match step {
+                    RecoverStep::Reattach | RecoverStep::RetryReattach => (
+                        RecoverStep::RetryReattach,
+                        "re-attaching the reboot lease timed out",
+                    ),
+                    _ => (RecoverStep::RetryHealth, "post-reboot step timed out"),
+                };
+                self.retry_recovery(context, event, step, retry, why.into())
+            }
+            _ => Super,
+        }
+    }
+
+    #[action]
+    fn enter_recovering(pending: &mut EffectId, step: &mut RecoverStep, context: &mut Ctx) {
+        let id = *pending;
+        match step {
+            RecoverStep::Reattach => context.push(Effect::ReattachRebootLease { id }),
+            RecoverStep::Hooks => context.push(Effect::RunHooks {
+                id,
+                stage: HookStage::PostReboot,
+            }),
+            RecoverStep::Health => context.push(Effect::RunHealthScript {
+                id,
+                phase: Phase::PostReboot,
+            }),
+            RecoverStep::RetryReattach | RecoverStep::RetryHealth => {}
+        }
+    }
+}
+
+/// Helpers shared by the state handlers.
+impl Core {
+    fn alloc(&mut self) -> EffectId {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    /// Ends a pass: records the outcome and exit code, and schedules the next pass (or exits
+    /// in `--once` mode).
+    fn end_pass(
+        &mut self,
+        ctx: &mut Ctx,
+        input: &Input,
+        outcome: Option<Outcome>,
+        exit: Option<Exit>,
+        reason: String,
+        next: Next,
+    ) {
+        let exit = exit.or(outcome.map(Outcome::exit)).unwrap_or(Exit::Ok);
+        ctx.outcome = outcome;
+        ctx.exit = Some(exit);
+        self.last_exit = Some(exit);
+        let at = match next {
+            Next::Interval => {
+                self.failures = 0;
+                input.now.saturating_add(self.config.check_interval_ms)
+            }
+            Next::Backoff => {
+                self.failures = self.failures.saturating_add(1);
+                input.now.saturating_add(backoff::delay_ms(
+                    &self.config,
+                    self.failures,
+                    input.jitter,
+                ))
+            }
+            Next::At(t) => t,
+        };
+        if self.config.once {
+            ctx.push(Effect::Exit { code: exit });
+            ctx.reason(reason);
+        } else {
+            ctx.push(Effect::ScheduleTick { at });
+            ctx.reason(format!("{reason}; next check {}", fmt_ms(at)));
+        }
+    }
+
+    /// After the pre-lock health gate: the queue, or `lock_skipped` when asked to stop here.
+    fn after_health_pre(&mut self, ctx: &mut Ctx, input: &Input) -> Flow<State> {
+        if self.config.skip_lock {
+            self.end_pass(
+                ctx,
+                input,
+                Some(Outcome::LockSkipped),
+                None,
+                "lock skipped on request".into(),
+                Next::Interval,
+            );
+            return Transition(State::idle());
+        }
+        let deadline = self
+            .config
+            .lock_wait_timeout_ms
+            .map(|t| input.now.saturating_add(t));
+        Transition(State::locking(self.alloc(), deadline))
+    }
+
+    /// Earliest instant Locking must wake up by itself (wait timeout or window closing).
+    fn locking_wakeup(&self, deadline: Option<Millis>) -> Option<Millis> {
+        match (deadline, self.window_closes.map(|(t, _)| t)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Publishes the result of a health-script run to the cluster registry.
+    fn publish(&self, ctx: &mut Ctx, result: &HealthResult, phase: Phase) {
+        let reason =
+            health_block_reason(result, phase).unwrap_or_else(|| "health script passed".into());
+        ctx.push(Effect::PublishHealth {
+            healthy: *result == HealthResult::Passed,
+            stage: phase.as_str().into(),
+            reason,
+        });
+    }
+
+    /// Gives the slot back from `Rebooting` (outside the `slot` superstate) and ends the pass.
+    fn abort_reboot(
+        &mut self,
+        ctx: &mut Ctx,
+        input: &Input,
+        step: RebootStep,
+        outcome: Option<Outcome>,
+        exit: Option<Exit>,
+        reason: String,
+    ) -> Flow<State> {
+        ctx.push(Effect::ReleaseSlot);
+        if step != RebootStep::Lease {
+            ctx.push(Effect::ClearInProgress);
+        }
+        self.end_pass(ctx, input, outcome, exit, reason, Next::Backoff);
+        Transition(State::idle())
+    }
+
+    fn begin_recovery(
+        &mut self,
+        input: &Input,
+        from_boot: &str,
+        issued_at: Option<Millis>,
+        failed_reboot: bool,
+    ) -> Flow<State> {
+        let rec = Recovery {
+            previous_boot_id: from_boot.to_string(),
+            issued_at,
+            since: input.now,
+            failed_reboot,
+        };
+        Transition(State::recovering(self.alloc(), RecoverStep::Reattach, rec))
+    }
+
+    /// Keeps the slot and retries a recovery step after the backoff delay.
+    fn retry_recovery(
+        &mut self,
+        ctx: &mut Ctx,
+        input: &Input,
+        step: &mut RecoverStep,
+        retry: RecoverStep,
+        why: String,
+    ) -> Flow<State> {
+        self.failures = self.failures.saturating_add(1);
+        let at =
+            input
+                .now
+                .saturating_add(backoff::delay_ms(&self.config, self.failures, input.jitter));
+        *step = retry;
+        ctx.push(Effect::ScheduleTick { at });
+        ctx.exit = Some(Exit::Runtime);
+        ctx.reason(format!("{why}; keeping the slot, retry at {}", fmt_ms(at)));
+        Handled
+    }
+}
+
+/// `None` when the health result allows the reboot, else the blocking reason.
+fn health_block_reason(result: &HealthResult, phase: Phase) -> Option<String> {
+    match result {
+        HealthResult::Passed => None,
+        HealthResult::Blocked {
+            exit_code,
+            first_line,
+        } => Some(format!(
+            "health script ({}) exited {exit_code}{}",
+            phase.as_str(),
+            if first_line.is_empty() {
+                String::new()
+            } else {
+                format!(": {first_line}")
+            }
+        )),
+        HealthResult::Error { detail } => Some(format!(
+            "health script ({}) failed: {detail}",
+            phase.as_str()
+        )),
+    }
+}

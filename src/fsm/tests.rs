@@ -1,0 +1,493 @@
+//! Path tests: whole journeys through the machine, step by step.
+
+use super::*;
+use crate::exit::Exit;
+
+const T0: Millis = 1_800_000_000_000;
+
+/// A tiny driver: feeds inputs, keeps the clock, answers effects on request.
+struct Run {
+    m: Machine,
+    now: Millis,
+    steps: Vec<Step>,
+}
+
+impl Run {
+    fn start(config: FsmConfig) -> Self {
+        let mut r = Run {
+            m: Machine::new(),
+            now: T0,
+            steps: Vec::new(),
+        };
+        r.feed(Event::Started {
+            boot_id: "boot-a".into(),
+            config,
+        });
+        r
+    }
+
+    fn feed(&mut self, event: Event) -> Step {
+        let step = self.m.handle(&Input {
+            now: self.now,
+            jitter: 0,
+            event,
+        });
+        self.steps.push(step.clone());
+        step
+    }
+
+    fn tick(&mut self) -> Step {
+        self.feed(Event::Tick {
+            gates: Gates::default(),
+        })
+    }
+
+    /// Answers every answerable effect of `step` with success, recursively, until one of
+    /// `stop` is reached or nothing is left to answer.
+    fn happy_until(&mut self, step: Step, stop: StateName) -> Step {
+        let mut step = step;
+        for _ in 0..50 {
+            if step.to == stop {
+                return step;
+            }
+            let Some(ev) = step.effects.iter().find_map(answer::success) else {
+                return step;
+            };
+            step = self.feed(ev);
+        }
+        panic!("no progress towards {stop}: {:?}", self.steps.last());
+    }
+
+    fn pending(&self) -> EffectId {
+        self.m.state().pending().expect("a pending request")
+    }
+}
+
+fn names(step: &Step) -> Vec<&'static str> {
+    step.effects.iter().map(Effect::name).collect()
+}
+
+fn cfg() -> FsmConfig {
+    FsmConfig {
+        reboot_command: vec!["/bin/reboot-test".into()],
+        min_reboot_interval_sec: 600,
+        ..FsmConfig::default()
+    }
+}
+
+#[test]
+fn started_schedules_an_immediate_check() {
+    let r = Run::start(cfg());
+    let s = &r.steps[0];
+    assert_eq!((s.from, s.to), (StateName::Idle, StateName::Idle));
+    assert_eq!(s.effects, vec![Effect::ScheduleTick { at: T0 }]);
+}
+
+#[test]
+fn full_reboot_and_recovery() {
+    let mut r = Run::start(cfg());
+    let first = r.tick();
+    let s = r.happy_until(first, StateName::Rebooting);
+    assert_eq!(s.to, StateName::Rebooting);
+    assert_eq!(
+        names(&s),
+        ["MoveSlotToRebootLease"],
+        "no release on hand-over"
+    );
+    let s = r.happy_until(s, StateName::Idle);
+    // The reboot command was executed exactly once and we now wait for the shutdown.
+    let reboots: Vec<_> = r
+        .steps
+        .iter()
+        .flat_map(|s| &s.effects)
+        .filter(|e| matches!(e, Effect::ExecuteReboot { .. }))
+        .collect();
+    assert_eq!(reboots.len(), 1);
+    assert!(
+        matches!(reboots[0], Effect::ExecuteReboot { dry_run: false, argv, .. } if argv == &["/bin/reboot-test"])
+    );
+    assert_eq!(s.to, StateName::Rebooting);
+    assert!(names(&s).contains(&"ScheduleTick"));
+    assert!(
+        !r.steps
+            .iter()
+            .flat_map(|s| &s.effects)
+            .any(|e| matches!(e, Effect::ReleaseSlot | Effect::LeaveQueue))
+    );
+
+    // SIGTERM from the shutdown: exit without releasing.
+    let s = r.feed(Event::ShutdownRequested);
+    assert_eq!(names(&s), ["Exit"]);
+    assert_eq!(s.to, StateName::Rebooting);
+
+    // New process, new boot id.
+    r.now += 120_000;
+    let s = r.feed(Event::Started {
+        boot_id: "boot-b".into(),
+        config: cfg(),
+    });
+    assert_eq!(
+        (s.from, s.to),
+        (StateName::Rebooting, StateName::Recovering)
+    );
+    assert_eq!(names(&s), ["ReattachRebootLease"]);
+    let s = r.happy_until(s, StateName::Idle);
+    assert_eq!(s.to, StateName::Idle);
+    assert_eq!(
+        names(&s),
+        [
+            "PublishHealth",
+            "ReleaseSlot",
+            "ClearInProgress",
+            "StartCooldown",
+            "ScheduleTick"
+        ]
+    );
+    assert_eq!(s.exit, Some(Exit::Ok));
+    let marker = r
+        .steps
+        .iter()
+        .flat_map(|s| &s.effects)
+        .find(|e| matches!(e, Effect::WritePostRebootMarker { .. }))
+        .expect("post-reboot marker");
+    assert!(
+        matches!(marker, Effect::WritePostRebootMarker { previous_boot_id, boot_id, .. } if previous_boot_id == "boot-a" && boot_id == "boot-b")
+    );
+}
+
+#[test]
+fn no_reboot_required_waits_one_interval() {
+    let mut r = Run::start(cfg());
+    r.tick();
+    let id = r.pending();
+    let s = r.feed(Event::DetectorsEvaluated {
+        id,
+        result: DetectorResult::NotRequired,
+    });
+    assert_eq!(s.to, StateName::Idle);
+    assert_eq!(s.outcome, Some(Outcome::NoAction));
+    assert_eq!(s.effects, vec![Effect::ScheduleTick { at: T0 + 60_000 }]);
+}
+
+#[test]
+fn closed_window_sleeps_until_the_opening() {
+    let mut r = Run::start(cfg());
+    let s = r.tick();
+    let s = r.happy_until(s, StateName::WindowCheck);
+    assert_eq!(s.to, StateName::WindowCheck);
+    let id = r.pending();
+    let s = r.feed(Event::WindowEvaluated {
+        id,
+        verdict: WindowVerdict::Closed {
+            outcome: Outcome::WindowDenied,
+            reason: "blocked by deny window \"* 00:00-23:00\"".into(),
+            next_open: Some(T0 + 3_600_000),
+        },
+    });
+    assert_eq!(s.outcome, Some(Outcome::WindowDenied));
+    assert_eq!(s.effects, vec![Effect::ScheduleTick { at: T0 + 3_600_000 }]);
+    assert!(s.reason.contains("blocked by deny window"), "{}", s.reason);
+}
+
+#[test]
+fn health_blocked_backs_off_and_never_queues() {
+    let mut r = Run::start(cfg());
+    let s = r.tick();
+    let s = r.happy_until(s, StateName::HealthPre);
+    let s = r.feed(answer::success(&s.effects[0]).expect("policy answer"));
+    assert_eq!(names(&s), ["RunHealthScript"]);
+    let id = r.pending();
+    let s = r.feed(Event::HealthChecked {
+        id,
+        result: HealthResult::Blocked {
+            exit_code: 3,
+            first_line: "quorum would break".into(),
+        },
+    });
+    assert_eq!(s.to, StateName::Idle);
+    assert_eq!(s.outcome, Some(Outcome::HealthBlocked));
+    assert_eq!(s.exit, Some(Exit::HealthBlocked));
+    assert!(
+        s.reason.contains("exited 3: quorum would break"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(names(&s), ["PublishHealth", "ScheduleTick"]);
+    assert_eq!(s.effects[1], Effect::ScheduleTick { at: T0 + 5_000 });
+    assert!(
+        !r.steps
+            .iter()
+            .flat_map(|s| &s.effects)
+            .any(|e| matches!(e, Effect::JoinQueue { .. }))
+    );
+}
+
+#[test]
+fn kill_switch_on_tick_keeps_idle() {
+    let mut r = Run::start(cfg());
+    let s = r.feed(Event::Tick {
+        gates: Gates {
+            kill_switch: true,
+            pause: None,
+        },
+    });
+    assert_eq!((s.from, s.to), (StateName::Idle, StateName::Idle));
+    assert_eq!(s.outcome, Some(Outcome::KillSwitchActive));
+    assert_eq!(s.exit, Some(Exit::KillSwitch));
+}
+
+#[test]
+fn window_closing_while_queued_leaves_the_queue() {
+    let mut r = Run::start(cfg());
+    let s = r.tick();
+    let s = r.happy_until(s, StateName::WindowCheck);
+    let id = r.pending();
+    let _ = s;
+    let s = r.feed(Event::WindowEvaluated {
+        id,
+        verdict: WindowVerdict::Open {
+            closes_at: Some(T0 + 1_000_000),
+            closes_by: Some(Outcome::WindowDenied),
+        },
+    });
+    let s = r.feed(answer::success(&s.effects[0]).expect("policy"));
+    let s = r.feed(answer::success(&s.effects[0]).expect("script"));
+    assert_eq!(s.to, StateName::Locking);
+    assert_eq!(names(&s), ["PublishHealth", "JoinQueue", "ScheduleTick"]);
+    let id = r.pending();
+    let q = r.feed(Event::SlotQueued {
+        id,
+        position: 2,
+        holders: vec![SlotHolder {
+            node: "node-3".into(),
+            since: Some(T0),
+        }],
+    });
+    assert!(
+        q.reason.contains("position 2, held by node-3 since"),
+        "{}",
+        q.reason
+    );
+    r.now = T0 + 1_000_000;
+    let s = r.tick();
+    assert_eq!(s.to, StateName::Idle);
+    assert_eq!(s.outcome, Some(Outcome::WindowDenied));
+    assert_eq!(names(&s), ["LeaveQueue", "ScheduleTick"]);
+}
+
+#[test]
+fn detectors_clearing_under_the_slot_release_it() {
+    let mut r = Run::start(cfg());
+    let s = r.tick();
+    let s = r.happy_until(s, StateName::HealthPost);
+    let s = r.feed(answer::success(&s.effects[0]).expect("gates"));
+    let s = r.feed(answer::success(&s.effects[0]).expect("window"));
+    assert!(matches!(
+        s.effects[0],
+        Effect::RunDetectors {
+            phase: Phase::PostLock,
+            ..
+        }
+    ));
+    let id = r.pending();
+    let s = r.feed(Event::DetectorsEvaluated {
+        id,
+        result: DetectorResult::NotRequired,
+    });
+    assert_eq!(s.outcome, Some(Outcome::RecheckCleared));
+    assert_eq!(names(&s), ["ReleaseSlot", "ScheduleTick"]);
+}
+
+#[test]
+fn shutdown_in_locking_leaves_the_queue_before_exiting() {
+    let mut r = Run::start(cfg());
+    let s = r.tick();
+    let s = r.happy_until(s, StateName::Locking);
+    assert_eq!(s.to, StateName::Locking);
+    let s = r.feed(Event::ShutdownRequested);
+    assert_eq!(names(&s), ["LeaveQueue", "Exit"]);
+    assert_eq!(s.to, StateName::Idle);
+}
+
+#[test]
+fn kill_switch_under_the_slot_aborts_and_releases() {
+    let mut r = Run::start(cfg());
+    let s = r.tick();
+    let s = r.happy_until(s, StateName::HealthPost);
+    let id = r.pending();
+    let _ = s;
+    let s = r.feed(Event::GatesObserved {
+        id: Some(id),
+        gates: Gates {
+            kill_switch: true,
+            pause: None,
+        },
+    });
+    assert_eq!(s.outcome, Some(Outcome::KillSwitchActive));
+    assert_eq!(names(&s), ["ReleaseSlot", "ScheduleTick"]);
+}
+
+#[test]
+fn failing_post_reboot_health_keeps_the_slot() {
+    let mut r = Run::start(cfg());
+    let s = r.tick();
+    let s = r.happy_until(s, StateName::Idle);
+    assert_eq!(s.to, StateName::Rebooting);
+    r.feed(Event::Started {
+        boot_id: "boot-b".into(),
+        config: cfg(),
+    });
+    let s = r.feed(Event::RebootLeaseReattached {
+        id: r.pending(),
+        result: ReattachResult::Expired,
+    });
+    assert!(s.reason.contains("expired"), "{}", s.reason);
+    let s = r.feed(answer::success(s.effects.last().expect("hooks")).expect("hooks ok"));
+    assert_eq!(names(&s), ["RunHealthScript"]);
+    for attempt in 1..=3 {
+        let s = r.feed(Event::HealthChecked {
+            id: r.pending(),
+            result: HealthResult::Error {
+                detail: "timed out".into(),
+            },
+        });
+        assert_eq!(s.to, StateName::Recovering, "attempt {attempt}");
+        assert_eq!(
+            names(&s),
+            ["PublishHealth", "ScheduleTick"],
+            "no release, attempt {attempt}"
+        );
+        r.now += 60_000;
+        let s = r.tick();
+        assert_eq!(names(&s), ["RunHealthScript"]);
+    }
+    let s = r.feed(Event::HealthChecked {
+        id: r.pending(),
+        result: HealthResult::Passed,
+    });
+    assert_eq!(s.to, StateName::Idle);
+    assert!(names(&s).contains(&"ReleaseSlot"));
+}
+
+#[test]
+fn same_boot_id_after_the_command_is_a_failed_reboot_after_the_grace() {
+    let mut r = Run::start(cfg());
+    let s = r.tick();
+    r.happy_until(s, StateName::Idle);
+    r.now += 60_000;
+    let s = r.feed(Event::Started {
+        boot_id: "boot-a".into(),
+        config: cfg(),
+    });
+    assert_eq!(
+        s.to,
+        StateName::Rebooting,
+        "inside the grace period we keep waiting"
+    );
+    assert!(names(&s) == ["ScheduleTick"]);
+    r.now += 10 * 60_000;
+    let s = r.tick();
+    assert_eq!(s.to, StateName::Recovering);
+    assert!(s.reason.contains("did not reboot"), "{}", s.reason);
+    // Health check before release, no marker (there was no reboot), then a runtime error exit.
+    let s = r.happy_until(s, StateName::Idle);
+    assert_eq!(s.exit, Some(Exit::Runtime));
+    assert!(
+        !r.steps
+            .iter()
+            .flat_map(|s| &s.effects)
+            .any(|e| matches!(e, Effect::WritePostRebootMarker { .. }))
+    );
+    let reboots = r
+        .steps
+        .iter()
+        .flat_map(|s| &s.effects)
+        .filter(|e| matches!(e, Effect::ExecuteReboot { .. }))
+        .count();
+    assert_eq!(reboots, 1, "never a silent second reboot");
+}
+
+#[test]
+fn stale_answers_are_ignored() {
+    let mut r = Run::start(cfg());
+    r.tick();
+    let id = r.pending();
+    let s = r.feed(Event::DetectorsEvaluated {
+        id: id + 100,
+        result: DetectorResult::NotRequired,
+    });
+    assert_eq!((s.from, s.to), (StateName::Detecting, StateName::Detecting));
+    assert!(s.effects.is_empty());
+    assert!(s.reason.contains("ignored stale"), "{}", s.reason);
+}
+
+#[test]
+fn once_mode_stops_at_ready_and_releases() {
+    let mut r = Run::start(FsmConfig {
+        once: true,
+        ..cfg()
+    });
+    let s = r.tick();
+    let s = r.happy_until(s, StateName::Idle);
+    assert_eq!(s.outcome, Some(Outcome::Ready));
+    assert_eq!(names(&s), ["ReleaseSlot", "Exit"]);
+    assert!(s.reason.contains("run without --once"), "{}", s.reason);
+    assert!(!r.steps.iter().flat_map(|s| &s.effects).any(|e| matches!(
+        e,
+        Effect::ExecuteReboot { .. } | Effect::MoveSlotToRebootLease { .. }
+    )));
+}
+
+#[test]
+fn dry_run_logs_the_command_and_keeps_running() {
+    let mut r = Run::start(FsmConfig {
+        dry_run: true,
+        ..cfg()
+    });
+    let s = r.tick();
+    let s = r.happy_until(s, StateName::Rebooting);
+    assert!(matches!(
+        &s.effects[..],
+        [Effect::ExecuteReboot { dry_run: true, .. }]
+    ));
+    let s = r.happy_until(s, StateName::Idle);
+    assert_eq!(s.outcome, Some(Outcome::Ready));
+    assert_eq!(names(&s), ["ReleaseSlot", "ScheduleTick"]);
+    assert!(s.reason.contains("dry run: would reboot"), "{}", s.reason);
+}
+
+#[test]
+fn restoring_in_any_state_executes_nothing_and_continues_identically() {
+    // Walk a full cycle; after every step, restore a copy from its snapshot and check that the
+    // copy emits nothing on restore and then behaves exactly like the original.
+    let mut r = Run::start(cfg());
+    let mut seen = std::collections::BTreeSet::new();
+    let mut next = Some(Event::Tick {
+        gates: Gates::default(),
+    });
+    let mut booted = false;
+    while let Some(ev) = next.take() {
+        let snap = r.m.snapshot();
+        let mut copy = Machine::restore(snap.clone());
+        assert_eq!(copy.snapshot(), snap, "restore changed data");
+        seen.insert(r.m.state().name());
+        let input = Input {
+            now: r.now,
+            jitter: 7,
+            event: ev.clone(),
+        };
+        let a = r.m.handle(&input);
+        let b = copy.handle(&input);
+        assert_eq!(a, b, "restored copy diverged");
+        r.steps.push(a.clone());
+        next = a.effects.iter().find_map(answer::success);
+        if next.is_none() && a.to == StateName::Rebooting && !booted {
+            booted = true;
+            next = Some(Event::Started {
+                boot_id: "boot-b".into(),
+                config: cfg(),
+            });
+        }
+    }
+    assert_eq!(seen.len(), StateName::ALL.len(), "visited {seen:?}");
+}
