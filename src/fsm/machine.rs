@@ -183,8 +183,12 @@ enum Next {
     At(Millis),
 }
 
-fn answers(input: &Input, pending: EffectId) -> bool {
+/// Whether `input` answers the pending request with one of the `expected` event kinds (or
+/// reports its timeout). An answer of the wrong kind, or to an older request, is not accepted.
+fn fits(input: &Input, pending: EffectId, expected: &[&str]) -> bool {
     input.event.answers() == Some(pending)
+        && (matches!(input.event, Event::EffectTimedOut { .. })
+            || expected.contains(&input.event.name()))
 }
 
 #[state_machine(
@@ -295,7 +299,7 @@ impl Core {
         context: &mut Ctx,
         event: &Input,
     ) -> Flow<State> {
-        if !answers(event, *pending) {
+        if !fits(event, *pending, &["DetectorsEvaluated"]) {
             return Super;
         }
         match &event.event {
@@ -360,7 +364,7 @@ impl Core {
         context: &mut Ctx,
         event: &Input,
     ) -> Flow<State> {
-        if !answers(event, *pending) {
+        if !fits(event, *pending, &["WindowEvaluated"]) {
             return Super;
         }
         match &event.event {
@@ -427,7 +431,7 @@ impl Core {
         context: &mut Ctx,
         event: &Input,
     ) -> Flow<State> {
-        if !answers(event, *pending) {
+        if !fits(event, *pending, &[pre_expects(*step)]) {
             return Super;
         }
         match &event.event {
@@ -543,7 +547,7 @@ impl Core {
                 context.reason("shutdown requested: giving the slot back");
                 Transition(State::idle())
             }
-            Event::Tick { gates } | Event::GatesObserved { id: None, gates } if gates.active() => {
+            Event::Tick { gates } | Event::GatesObserved { gates, .. } if gates.active() => {
                 self.gates = gates.clone();
                 let why = format!(
                     "{}; giving the slot back",
@@ -619,7 +623,14 @@ impl Core {
                 context.reason("still waiting for a slot");
                 Handled
             }
-            _ if !answers(event, *pending) => Super,
+            _ if !fits(
+                event,
+                *pending,
+                &["SlotQueued", "SlotAcquired", "SlotUnavailable"],
+            ) =>
+            {
+                Super
+            }
             Event::SlotQueued {
                 position, holders, ..
             } => {
@@ -698,7 +709,7 @@ impl Core {
         context: &mut Ctx,
         event: &Input,
     ) -> Flow<State> {
-        if !answers(event, *pending) {
+        if !fits(event, *pending, &[post_expects(*step)]) {
             return Super;
         }
         // Moves to the next check under the slot: the new request becomes the pending one.
@@ -909,7 +920,7 @@ impl Core {
         context: &mut Ctx,
         event: &Input,
     ) -> Flow<State> {
-        if !answers(event, *pending) {
+        if !fits(event, *pending, &["CooldownRead"]) {
             return Super;
         }
         match &event.event {
@@ -1012,6 +1023,8 @@ impl Core {
             dry_run,
         } = reboot;
         let before_command = matches!(step, RebootStep::Lease | RebootStep::Hooks);
+        // The in-progress marker exists once the lease move succeeded (never in a dry run).
+        let marker_written = !*dry_run && *step != RebootStep::Lease;
         match &event.event {
             Event::Started { boot_id, config } => {
                 self.config = config.clone();
@@ -1026,7 +1039,7 @@ impl Core {
                     return self.abort_reboot(
                         context,
                         event,
-                        *step,
+                        marker_written,
                         None,
                         Some(Exit::Runtime),
                         "daemon restarted before the reboot command ran; no reboot happened".into(),
@@ -1056,7 +1069,7 @@ impl Core {
                 context.reason("shutdown requested while rebooting: keeping the slot");
                 Handled
             }
-            Event::Tick { gates } | Event::GatesObserved { id: None, gates }
+            Event::Tick { gates } | Event::GatesObserved { gates, .. }
                 if before_command && gates.active() =>
             {
                 self.gates = gates.clone();
@@ -1067,7 +1080,7 @@ impl Core {
                 self.abort_reboot(
                     context,
                     event,
-                    *step,
+                    marker_written,
                     Some(Outcome::KillSwitchActive),
                     None,
                     why,
@@ -1092,13 +1105,13 @@ impl Core {
                 self.abort_reboot(
                     context,
                     event,
-                    *step,
+                    marker_written,
                     Some(Outcome::LockUnavailable),
                     None,
                     why,
                 )
             }
-            _ if !answers(event, *pending) => Super,
+            _ if !fits(event, *pending, &[reboot_expects(*step)]) => Super,
             Event::RebootLeaseMoved { result, .. } => match result {
                 StepResult::Ok => {
                     *pending = self.alloc();
@@ -1120,7 +1133,7 @@ impl Core {
                     self.abort_reboot(
                         context,
                         event,
-                        *step,
+                        marker_written,
                         Some(Outcome::LockUnavailable),
                         None,
                         why,
@@ -1143,7 +1156,14 @@ impl Core {
                 }
                 StepResult::Failed { detail } => {
                     let why = format!("pre-reboot hook failed: {detail}; reboot aborted");
-                    self.abort_reboot(context, event, *step, None, Some(Exit::Runtime), why)
+                    self.abort_reboot(
+                        context,
+                        event,
+                        marker_written,
+                        None,
+                        Some(Exit::Runtime),
+                        why,
+                    )
                 }
             },
             Event::RebootCommandFinished { result, .. } => match (result, *dry_run) {
@@ -1174,7 +1194,14 @@ impl Core {
                 }
                 (StepResult::Failed { detail }, _) => {
                     let why = format!("reboot command failed: {detail}");
-                    self.abort_reboot(context, event, *step, None, Some(Exit::Runtime), why)
+                    self.abort_reboot(
+                        context,
+                        event,
+                        marker_written,
+                        None,
+                        Some(Exit::Runtime),
+                        why,
+                    )
                 }
             },
             Event::EffectTimedOut { .. } => match step {
@@ -1190,7 +1217,14 @@ impl Core {
                 }
                 _ => {
                     let why = format!("{step:?} step timed out; reboot aborted");
-                    self.abort_reboot(context, event, *step, None, Some(Exit::Runtime), why)
+                    self.abort_reboot(
+                        context,
+                        event,
+                        marker_written,
+                        None,
+                        Some(Exit::Runtime),
+                        why,
+                    )
                 }
             },
             _ => Super,
@@ -1275,7 +1309,7 @@ impl Core {
                     _ => Super,
                 }
             }
-            _ if !answers(event, *pending) => Super,
+            _ if !fits(event, *pending, &[recover_expects(*step)]) => Super,
             Event::RebootLeaseReattached { result, .. } => match result {
                 ReattachResult::Attached | ReattachResult::Expired => {
                     let lease = if *result == ReattachResult::Attached {
@@ -1480,13 +1514,13 @@ impl Core {
         &mut self,
         ctx: &mut Ctx,
         input: &Input,
-        step: RebootStep,
+        marker_written: bool,
         outcome: Option<Outcome>,
         exit: Option<Exit>,
         reason: String,
     ) -> Flow<State> {
         ctx.push(Effect::ReleaseSlot);
-        if step != RebootStep::Lease {
+        if marker_written {
             ctx.push(Effect::ClearInProgress);
         }
         self.end_pass(ctx, input, outcome, exit, reason, Next::Backoff);
@@ -1528,6 +1562,45 @@ impl Core {
         ctx.exit = Some(Exit::Runtime);
         ctx.reason(format!("{why}; keeping the slot, retry at {}", fmt_ms(at)));
         Handled
+    }
+}
+
+/// The answer `HealthPre` waits for at `step`.
+fn pre_expects(step: PreStep) -> &'static str {
+    match step {
+        PreStep::Policy => "ClusterHealthEvaluated",
+        PreStep::Script => "HealthChecked",
+    }
+}
+
+/// The answer `HealthPost` waits for at `step`.
+fn post_expects(step: PostStep) -> &'static str {
+    match step {
+        PostStep::Gates => "GatesObserved",
+        PostStep::Window => "WindowEvaluated",
+        PostStep::Detectors => "DetectorsEvaluated",
+        PostStep::Policy => "ClusterHealthEvaluated",
+        PostStep::Script => "HealthChecked",
+    }
+}
+
+/// The answer `Rebooting` waits for at `step`.
+fn reboot_expects(step: RebootStep) -> &'static str {
+    match step {
+        RebootStep::Lease => "RebootLeaseMoved",
+        RebootStep::Hooks => "HooksRan",
+        RebootStep::Command => "RebootCommandFinished",
+        RebootStep::AwaitShutdown => "-",
+    }
+}
+
+/// The answer `Recovering` waits for at `step`.
+fn recover_expects(step: RecoverStep) -> &'static str {
+    match step {
+        RecoverStep::Reattach => "RebootLeaseReattached",
+        RecoverStep::Hooks => "HooksRan",
+        RecoverStep::Health => "HealthChecked",
+        RecoverStep::RetryReattach | RecoverStep::RetryHealth => "-",
     }
 }
 
