@@ -758,7 +758,8 @@ fn print_table(observed: &[(String, String, String, String, Observed)]) {
             .push((at.clone(), obs.clone()));
     }
     // Rows per state first.
-    let mut rows: Vec<(String, Option<Vec<String>>, String, String, Observed)> = Vec::new();
+    type Row1 = (String, Option<Vec<String>>, String, String, Observed);
+    let mut rows: Vec<Row1> = Vec::new();
     for ((si, ei, guard), list) in &by_key {
         let (state, event) = &names[&(*si, *ei)];
         let mut groups: Vec<(Observed, Vec<String>)> = Vec::new();
