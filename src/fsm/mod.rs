@@ -15,6 +15,7 @@ pub mod config;
 pub mod effect;
 pub mod event;
 pub mod machine;
+pub mod record;
 pub mod spec;
 pub mod types;
 

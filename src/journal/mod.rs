@@ -478,6 +478,28 @@ where
         Ok((journal, loaded))
     }
 
+    /// Reads a journal without changing anything (no repair, no creation): for `simulate
+    /// --trace` and `status`, which may look at the journal of a running daemon. A torn last
+    /// line is skipped with a warning; damage elsewhere is [`JournalError::Corrupt`].
+    pub fn read(path: impl AsRef<Path>, opts: JournalOptions) -> Result<Loaded<R, S>, JournalError> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(io_err(path, "open"))?;
+        let scanned = scan::<R, S>(path, &file, opts.max_line_bytes)?;
+        let mut warnings = Vec::new();
+        if let Some((line, message)) = &scanned.torn {
+            warnings.push(format!(
+                "journal {} line {line}: {message}; ignoring the torn last line",
+                path.display()
+            ));
+        }
+        Ok(Loaded {
+            snapshot: scanned.snapshot,
+            records: scanned.records,
+            next_seq: scanned.last_seq.saturating_add(1),
+            warnings,
+        })
+    }
+
     /// Appends `rec` durably (write then `fdatasync`) and returns its
     /// sequence number. On error nothing of the record remains on disk and
     /// the journal stays usable; records appended with
@@ -884,6 +906,20 @@ mod tests {
         );
         assert_eq!(fs::metadata(&path).unwrap().len(), good_len);
         assert_eq!(fs::read(&side_files(&path, ".torn-")[0]).unwrap(), bad);
+    }
+
+    #[test]
+    fn read_only_skips_a_torn_tail_without_touching_the_file() {
+        let (_dir, path) = setup();
+        write_records(&path, 3);
+        let mut f = fs::OpenOptions::new().append(true).open(&path).expect("open");
+        f.write_all(b"{\"kind\":\"rec").expect("write torn tail");
+        drop(f);
+        let before = fs::read(&path).expect("read");
+        let loaded = Journal::<Rec, Snap>::read(&path, opts()).expect("read-only load");
+        assert_eq!(loaded.records.len(), 3);
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        assert_eq!(fs::read(&path).expect("read"), before, "file changed");
     }
 
     #[test]

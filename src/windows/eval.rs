@@ -459,7 +459,7 @@ mod tests {
         assert_eq!(tags, vec![("deny", 1), ("allow", 0), ("allow", 2)]);
         assert_eq!(
             errs[0].to_string(),
-            "deny[1]: invalid window \"Fri 25:00-Mon 08:00\" at column 5: hour must be 0-23"
+            "deny[1]: invalid window \"Fri 25:00-Mon 08:00\" at column 5: hour out of range in \"25:00\""
         );
     }
 
@@ -712,34 +712,48 @@ mod tests {
             prop_oneof![
                 Just(String::new()),
                 Just("* ".to_string()),
-                prop::collection::vec(day_item(), 1..4).prop_map(|v| format!("{} ", v.join(","))),
+                (
+                    prop::collection::vec(day_item(), 1..4),
+                    prop_oneof![Just(","), Just(", "), Just(" ,"), Just(" , ")],
+                )
+                    .prop_map(|(v, sep)| format!("{} ", v.join(sep))),
             ]
+        }
+
+        /// Start specs that resolve to exactly one day, as required when
+        /// the end names a day.
+        fn single_day_spec() -> impl Strategy<Value = String> {
+            (day_name(), 0..3u8).prop_map(|(n, form)| match form {
+                0 => format!("{n} "),
+                1 => format!("{n}-{n} "),
+                _ => format!("{n}, {n} "),
+            })
         }
 
         fn time() -> impl Strategy<Value = String> {
             // Bias towards a few hours so windows overlap and touch.
-            (prop_oneof![0..24u32, 0..4u32], 0..60u32, any::<bool>()).prop_map(|(h, m, pad)| {
+            (prop_oneof![0..24u32, 0..4u32], 0..60u32, 0..4u8).prop_map(|(h, m, form)| {
                 let m = if m % 2 == 0 { (m / 15) * 15 } else { m };
-                if pad {
-                    format!("{h:02}:{m:02}")
-                } else {
-                    format!("{h}:{m:02}")
+                match form {
+                    0 => format!("{h:02}:{m:02}"),
+                    1 => format!("{h}:{m:02}"),
+                    2 => format!("+{h}:{m:02}"),
+                    _ => format!("{h}:{m}"),
                 }
             })
         }
 
+        fn sep() -> impl Strategy<Value = &'static str> {
+            prop_oneof![Just("-"), Just(" - "), Just(" -")]
+        }
+
         fn expr() -> impl Strategy<Value = String> {
-            (
-                start_spec(),
-                time(),
-                prop::option::of(day_name()),
-                time(),
-                prop_oneof![Just("-"), Just(" - "), Just(" -")],
-            )
-                .prop_map(|(days, start, end_day, end, sep)| match end_day {
-                    Some(d) => format!("{days}{start}{sep}{d} {end}"),
-                    None => format!("{days}{start}{sep}{end}"),
-                })
+            prop_oneof![
+                (start_spec(), time(), sep(), time())
+                    .prop_map(|(days, start, sep, end)| format!("{days}{start}{sep}{end}")),
+                (single_day_spec(), time(), sep(), day_name(), time())
+                    .prop_map(|(days, start, sep, d, end)| format!("{days}{start}{sep}{d} {end}")),
+            ]
         }
 
         fn instant(
@@ -856,13 +870,21 @@ mod tests {
         /// 2026 DST transitions of the test zones happen.
         fn dst_expr() -> impl Strategy<Value = String> {
             let t = || (0..4u32, 0..4u32).prop_map(|(h, q)| format!("{h}:{:02}", q * 15));
-            (
-                prop_oneof![Just("* "), Just("Sun "), Just(""), Just("Sat-Sun ")],
-                t(),
-                prop_oneof![Just(""), Just("Sun "), Just("Mon "), Just("Sat ")],
-                t(),
-            )
-                .prop_map(|(d, s, e, en)| format!("{d}{s}-{e}{en}"))
+            prop_oneof![
+                (
+                    prop_oneof![Just("* "), Just("Sun "), Just(""), Just("Sat-Sun ")],
+                    t(),
+                    t(),
+                )
+                    .prop_map(|(d, s, en)| format!("{d}{s}-{en}")),
+                (
+                    prop_oneof![Just("Sun "), Just("Sat "), Just("Sun-Sun ")],
+                    t(),
+                    prop_oneof![Just("Sun "), Just("Mon "), Just("Sat ")],
+                    t(),
+                )
+                    .prop_map(|(d, s, e, en)| format!("{d}{s}-{e}{en}")),
+            ]
         }
 
         proptest! {
