@@ -5,6 +5,7 @@
 //! - [`windows`]: maintenance-window grammar and time-zone-aware evaluation.
 //! - [`fsm`]: the pure decision machine (statig): inputs in, effects out.
 //! - [`journal`]: the durable JSON Lines event journal (append, fsync, compaction).
+//! - [`replay`]: replaying journals and hand-written traces through the machine.
 //! - [`exit`]: the exit-code contract shared by every command.
 //! - [`cli`]: the command line (clap) and one module per command.
 //! - [`version`]: build version and git revision.
@@ -15,5 +16,6 @@ pub mod config;
 pub mod exit;
 pub mod fsm;
 pub mod journal;
+pub mod replay;
 pub mod version;
 pub mod windows;

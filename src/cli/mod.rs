@@ -3,6 +3,8 @@
 //! Parsing errors never leak clap's own exit status: usage mistakes exit 64 and `--help` /
 //! `--version` exit 0, as the Go daemon's callers expect (SPEC §9).
 
+mod fsm_cmd;
+mod simulate;
 mod validate_config;
 
 use std::ffi::OsString;
@@ -43,12 +45,23 @@ pub enum Command {
     },
     /// Check the configuration and print every problem (exit 2) or that it is valid (exit 0).
     ValidateConfig,
-    /// Evaluate the detectors once and print the results.
-    Simulate,
+    /// Evaluate the detectors once, or replay a journal/trace through the machine (`--trace`).
+    Simulate {
+        /// A daemon journal (`journal.jsonl`) or a hand-written YAML trace to replay; a journal's
+        /// recorded decisions are verified (exit 1 on the first divergence).
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+    },
     /// Show what the daemon is doing, or would do.
     Status,
     /// Print the version and git revision.
     Version,
+    /// Print the state machine from fsm-spec (Mermaid, Graphviz DOT or JSON).
+    Fsm {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: fsm_cmd::Format,
+    },
 }
 
 /// Parses `args` and runs the command, returning the exit status to use.
@@ -81,7 +94,11 @@ fn run(cli: Cli) -> Exit {
             Exit::Ok
         }
         Command::Run { .. } => not_implemented("run", "the daemon driver (issue #4)"),
-        Command::Simulate => not_implemented("simulate", "the detector adapters (issue #4)"),
+        Command::Simulate { trace: Some(path) } => simulate::trace(&path),
+        Command::Simulate { trace: None } => {
+            not_implemented("simulate", "the detector adapters (issue #4)")
+        }
+        Command::Fsm { format } => fsm_cmd::run(format),
         Command::Status => not_implemented("status", "the daemon driver (issue #4)"),
     }
 }

@@ -16,8 +16,14 @@ use super::raw::RawConfig;
 /// Largest configuration file accepted. Real configs are a few KiB.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
-/// Reads one file as UTF-8 text, refusing directories, huge files and non-UTF-8 content.
+/// Reads one configuration file as UTF-8 text, refusing directories, huge files and non-UTF-8
+/// content.
 pub fn read_capped(path: &Path) -> Result<String, ConfigError> {
+    read_capped_with(path, MAX_CONFIG_BYTES)
+}
+
+/// [`read_capped`] with another size limit (traces, state files).
+pub fn read_capped_with(path: &Path, limit: u64) -> Result<String, ConfigError> {
     let io = |err: std::io::Error| ConfigError::Io {
         path: path.to_path_buf(),
         err,
@@ -31,13 +37,11 @@ pub fn read_capped(path: &Path) -> Result<String, ConfigError> {
         });
     }
     let mut buf = Vec::new();
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(io)?;
-    if buf.len() as u64 > MAX_CONFIG_BYTES {
+    file.take(limit + 1).read_to_end(&mut buf).map_err(io)?;
+    if buf.len() as u64 > limit {
         return Err(ConfigError::TooLarge {
             path: path.to_path_buf(),
-            limit: MAX_CONFIG_BYTES,
+            limit,
         });
     }
     String::from_utf8(buf).map_err(|e| ConfigError::NotUtf8 {

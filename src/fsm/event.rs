@@ -41,14 +41,17 @@ pub enum Event {
     /// A timer the machine asked for fired; carries the brakes sampled at that moment.
     Tick {
         /// Kill switch / pause as sampled by the driver.
+        #[serde(default)]
         gates: Gates,
     },
     /// Kill switch or pause state observed: either the answer to `CheckGates` (with its id) or
     /// an unsolicited change noticed by a watcher (no id).
     GatesObserved {
         /// The `CheckGates` request answered, if any.
+        #[serde(default)]
         id: Option<EffectId>,
         /// What was observed.
+        #[serde(default)]
         gates: Gates,
     },
     /// The detectors finished.
@@ -249,8 +252,10 @@ pub enum WindowVerdict {
     /// A reboot may start now.
     Open {
         /// When the permission ends (`None`: not within the search horizon).
+        #[serde(default)]
         closes_at: Option<Millis>,
         /// The outcome that applies once it has closed.
+        #[serde(default)]
         closes_by: Option<Outcome>,
     },
     /// No reboot may start now.
@@ -260,6 +265,7 @@ pub enum WindowVerdict {
         /// Go reason text, e.g. `blocked by deny window "Fri 18:00-Mon 08:00"`.
         reason: String,
         /// When a reboot will next be allowed (`None`: not within the search horizon).
+        #[serde(default)]
         next_open: Option<Millis>,
     },
 }

@@ -118,31 +118,54 @@ impl Spec {
         })
     }
 
-    /// Edges between different states, labelled `Event [guard]`, deduplicated, in spec order.
+    /// Edges between different states, in spec order. The label names the events; when a
+    /// single event causes the edge, its guards too (`Event [guard|guard]`).
     fn edges(&self) -> Vec<(String, String, String)> {
-        let mut out: Vec<(String, String, Vec<String>)> = Vec::new();
+        // (from, to, [(event, guards)])
+        let mut out: Vec<(String, String, Vec<(String, Vec<String>)>)> = Vec::new();
         for r in &self.transitions {
             for from in r.from.names() {
                 if from == "*" || from == r.to || r.to == "=" {
                     continue;
                 }
+                let idx = match out.iter().position(|(f, t, _)| f == from && *t == r.to) {
+                    Some(i) => i,
+                    None => {
+                        out.push((from.to_string(), r.to.clone(), Vec::new()));
+                        out.len() - 1
+                    }
+                };
                 for ev in r.event.names() {
-                    let guards = r.guard.names().join("|");
-                    let label = if guards == "*" {
-                        ev.to_string()
-                    } else {
-                        format!("{ev} [{guards}]")
-                    };
-                    match out.iter_mut().find(|(f, t, _)| f == from && *t == r.to) {
-                        Some((_, _, labels)) if !labels.contains(&label) => labels.push(label),
-                        Some(_) => {}
-                        None => out.push((from.to_string(), r.to.clone(), vec![label])),
+                    let events = &mut out[idx].2;
+                    let guards: Vec<String> =
+                        r.guard.names().iter().map(|g| g.to_string()).collect();
+                    match events.iter_mut().find(|(e, _)| e == ev) {
+                        Some((_, gs)) => {
+                            for g in guards {
+                                if !gs.contains(&g) {
+                                    gs.push(g);
+                                }
+                            }
+                        }
+                        None => events.push((ev.to_string(), guards)),
                     }
                 }
             }
         }
         out.into_iter()
-            .map(|(f, t, l)| (f, t, l.join(", ")))
+            .map(|(f, t, events)| {
+                let label = match &events[..] {
+                    [(ev, guards)] if !guards.iter().any(|g| g == "*") => {
+                        format!("{ev} [{}]", guards.join("|"))
+                    }
+                    _ => events
+                        .iter()
+                        .map(|(e, _)| e.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                };
+                (f, t, label)
+            })
             .collect()
     }
 

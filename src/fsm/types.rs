@@ -120,6 +120,7 @@ impl Outcome {
 
 /// Operator brakes observed by the driver (cheap, side-effect-free samples).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Gates {
     /// The kill switch file exists.
     pub kill_switch: bool,

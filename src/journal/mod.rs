@@ -481,7 +481,10 @@ where
     /// Reads a journal without changing anything (no repair, no creation): for `simulate
     /// --trace` and `status`, which may look at the journal of a running daemon. A torn last
     /// line is skipped with a warning; damage elsewhere is [`JournalError::Corrupt`].
-    pub fn read(path: impl AsRef<Path>, opts: JournalOptions) -> Result<Loaded<R, S>, JournalError> {
+    pub fn read(
+        path: impl AsRef<Path>,
+        opts: JournalOptions,
+    ) -> Result<Loaded<R, S>, JournalError> {
         let path = path.as_ref();
         let file = File::open(path).map_err(io_err(path, "open"))?;
         let scanned = scan::<R, S>(path, &file, opts.max_line_bytes)?;
@@ -912,7 +915,10 @@ mod tests {
     fn read_only_skips_a_torn_tail_without_touching_the_file() {
         let (_dir, path) = setup();
         write_records(&path, 3);
-        let mut f = fs::OpenOptions::new().append(true).open(&path).expect("open");
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
         f.write_all(b"{\"kind\":\"rec").expect("write torn tail");
         drop(f);
         let before = fs::read(&path).expect("read");

@@ -3,6 +3,7 @@
 mod bad_input;
 mod config_cmd;
 mod exit_codes;
+mod replay;
 
 use std::path::Path;
 use std::process::{Command, Output};
