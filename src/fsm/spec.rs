@@ -122,7 +122,8 @@ impl Spec {
     /// single event causes the edge, its guards too (`Event [guard|guard]`).
     fn edges(&self) -> Vec<(String, String, String)> {
         // (from, to, [(event, guards)])
-        let mut out: Vec<(String, String, Vec<(String, Vec<String>)>)> = Vec::new();
+        type Edge = (String, String, Vec<(String, Vec<String>)>);
+        let mut out: Vec<Edge> = Vec::new();
         for r in &self.transitions {
             for from in r.from.names() {
                 if from == "*" || from == r.to || r.to == "=" {
