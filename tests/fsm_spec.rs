@@ -131,8 +131,14 @@ fn positions() -> Vec<(&'static str, &'static str, At)> {
         a.now += DAY;
         a.tick()
     };
+    let after_failed_reboot = {
+        let mut a = await_shutdown();
+        a.now += DAY;
+        a.tick().ok().ok().tick()
+    };
     vec![
         ("Idle", "-", At::start(base())),
+        ("Detecting", "after_failed_reboot", after_failed_reboot),
         ("Detecting", "-", At::start(base()).tick()),
         ("WindowCheck", "-", At::start(base()).tick().ok()),
         ("HealthPre", "policy", At::start(base()).tick().ok().ok()),
@@ -163,6 +169,16 @@ fn positions() -> Vec<(&'static str, &'static str, At)> {
         ("Rebooting", "lease", to_cooldown(base()).ok()),
         ("Rebooting", "hooks", to_cooldown(base()).ok().ok()),
         ("Rebooting", "command", to_cooldown(base()).ok().ok().ok()),
+        (
+            "Rebooting",
+            "hooks_dry_reload",
+            to_cooldown(base()).ok().ok().feed(Event::ConfigReloaded {
+                config: FsmConfig {
+                    dry_run: true,
+                    ..base()
+                },
+            }),
+        ),
         ("Rebooting", "await_shutdown", await_shutdown()),
         ("Rebooting", "dry_run", to_cooldown(dry).ok()),
         ("Recovering", "reattach", recovering()),

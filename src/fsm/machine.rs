@@ -51,6 +51,10 @@ pub struct Core {
     pub slot_held: bool,
     /// Last queue report while waiting (for status lines).
     pub queue: Option<QueueInfo>,
+    /// Boot id on which the real reboot command was executed. The machine never runs it again
+    /// on the same boot (at most one reboot per boot id, SPEC §2.2): if the node did not
+    /// reboot, an operator has to look at it.
+    pub rebooted_on: Option<String>,
 }
 
 /// Where the node waits in the queue.
@@ -304,6 +308,23 @@ impl Core {
         }
         match &event.event {
             Event::DetectorsEvaluated { result, .. } => match result {
+                DetectorResult::Required { .. }
+                    if self.rebooted_on.as_deref() == Some(&self.boot_id) =>
+                {
+                    let why = format!(
+                        "reboot required, but the reboot command already ran on boot {} and the node did not reboot; not running it again on this boot (check reboot_command, then reboot by hand)",
+                        self.boot_id
+                    );
+                    self.end_pass(
+                        context,
+                        event,
+                        None,
+                        Some(Exit::Runtime),
+                        why,
+                        Next::Interval,
+                    );
+                    Transition(State::idle())
+                }
                 DetectorResult::Required { by } => {
                     context.reason(format!("reboot required by {}", by.join(", ")));
                     Transition(State::window_check(self.alloc()))
@@ -1141,11 +1162,17 @@ impl Core {
                 }
             },
             Event::HooksRan { result, .. } => match result {
+                StepResult::Ok if self.config.dry_run => {
+                    let why = "dry_run was enabled by a reload: the reboot command is not executed"
+                        .to_string();
+                    self.abort_reboot(context, event, marker_written, None, Some(Exit::Ok), why)
+                }
                 StepResult::Ok => {
                     *pending = self.alloc();
                     *step = RebootStep::Command;
                     *issued_at = Some(event.now);
                     let argv = self.config.reboot_command.clone();
+                    self.rebooted_on = Some(self.boot_id.clone());
                     context.reason(format!("executing the reboot command: {}", argv.join(" ")));
                     context.push(Effect::ExecuteReboot {
                         id: *pending,
