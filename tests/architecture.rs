@@ -49,7 +49,11 @@ fn the_fsm_performs_no_io_and_reads_no_clock() {
             }
         }
     }
-    assert!(hits.is_empty(), "I/O or clock inside src/fsm:\n{}", hits.join("\n"));
+    assert!(
+        hits.is_empty(),
+        "I/O or clock inside src/fsm:\n{}",
+        hits.join("\n")
+    );
 }
 
 /// docs/ARCHITECTURE.md embeds the diagram generated from fsm-spec (never hand-edited).
@@ -63,7 +67,10 @@ fn architecture_doc_embeds_the_current_fsm_diagram() {
     );
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ARCHITECTURE.md");
     let doc = std::fs::read_to_string(&path).expect("read docs/ARCHITECTURE.md");
-    let (Some(b), Some(e)) = (doc.find("<!-- fsm-diagram:begin"), doc.find("<!-- fsm-diagram:end -->")) else {
+    let (Some(b), Some(e)) = (
+        doc.find("<!-- fsm-diagram:begin"),
+        doc.find("<!-- fsm-diagram:end -->"),
+    ) else {
         panic!("docs/ARCHITECTURE.md lacks the fsm-diagram markers");
     };
     let end = e + "<!-- fsm-diagram:end -->".len();
@@ -73,7 +80,9 @@ fn architecture_doc_embeds_the_current_fsm_diagram() {
             let updated = format!("{}{block}{}", &doc[..b], &doc[end..]);
             std::fs::write(&path, updated).expect("write");
         } else {
-            panic!("docs/ARCHITECTURE.md diagram is stale; run UPDATE_DOCS=1 cargo test --test architecture");
+            panic!(
+                "docs/ARCHITECTURE.md diagram is stale; run UPDATE_DOCS=1 cargo test --test architecture"
+            );
         }
     }
 }
