@@ -18,30 +18,71 @@ fn cycle_inputs(cycles: usize) -> Vec<Record> {
         ..FsmConfig::default()
     };
     let mut feed = |m: &mut Machine, now: u64, event: Event, records: &mut Vec<Record>| {
-        let input = Input { now, jitter: 7, event };
+        let input = Input {
+            now,
+            jitter: 7,
+            event,
+        };
         let step = m.handle(&input);
         records.push(Record::new("boot", &input, &step));
         step
     };
     for c in 0..cycles {
         let boot = format!("boot-{c}");
-        let mut step = feed(&mut m, now, Event::Started { boot_id: boot, config: config.clone() }, &mut records);
-        step = feed(&mut m, now, Event::Tick { gates: Gates::default() }, &mut records);
+        let mut step = feed(
+            &mut m,
+            now,
+            Event::Started {
+                boot_id: boot,
+                config: config.clone(),
+            },
+            &mut records,
+        );
+        step = feed(
+            &mut m,
+            now,
+            Event::Tick {
+                gates: Gates::default(),
+            },
+            &mut records,
+        );
         loop {
             now += 1_000;
             let Some(ev) = step.effects.iter().find_map(answer::success) else {
                 break;
             };
             step = feed(&mut m, now, ev, &mut records);
-            if step.to == clusterrebootd::fsm::StateName::Idle && step.from == clusterrebootd::fsm::StateName::Recovering {
+            if step.to == clusterrebootd::fsm::StateName::Idle
+                && step.from == clusterrebootd::fsm::StateName::Recovering
+            {
                 break;
             }
-            if step.effects.iter().any(|e| matches!(e, clusterrebootd::fsm::Effect::ExecuteReboot { .. })) {
+            if step
+                .effects
+                .iter()
+                .any(|e| matches!(e, clusterrebootd::fsm::Effect::ExecuteReboot { .. }))
+            {
                 // Reboot command "returns", the process restarts on the next boot id.
                 now += 1_000;
                 let id = m.state().pending().unwrap_or(0);
-                feed(&mut m, now, Event::RebootCommandFinished { id, result: clusterrebootd::fsm::StepResult::Ok }, &mut records);
-                step = feed(&mut m, now, Event::Started { boot_id: format!("boot-{c}-after"), config: config.clone() }, &mut records);
+                feed(
+                    &mut m,
+                    now,
+                    Event::RebootCommandFinished {
+                        id,
+                        result: clusterrebootd::fsm::StepResult::Ok,
+                    },
+                    &mut records,
+                );
+                step = feed(
+                    &mut m,
+                    now,
+                    Event::Started {
+                        boot_id: format!("boot-{c}-after"),
+                        config: config.clone(),
+                    },
+                    &mut records,
+                );
             }
         }
     }
