@@ -17,7 +17,7 @@ fn cycle_inputs(cycles: usize) -> Vec<Record> {
         min_reboot_interval_sec: 60,
         ..FsmConfig::default()
     };
-    let mut feed = |m: &mut Machine, now: u64, event: Event, records: &mut Vec<Record>| {
+    let feed = |m: &mut Machine, now: u64, event: Event, records: &mut Vec<Record>| {
         let input = Input {
             now,
             jitter: 7,
@@ -29,7 +29,7 @@ fn cycle_inputs(cycles: usize) -> Vec<Record> {
     };
     for c in 0..cycles {
         let boot = format!("boot-{c}");
-        let mut step = feed(
+        feed(
             &mut m,
             now,
             Event::Started {
@@ -38,7 +38,7 @@ fn cycle_inputs(cycles: usize) -> Vec<Record> {
             },
             &mut records,
         );
-        step = feed(
+        let mut step = feed(
             &mut m,
             now,
             Event::Tick {
