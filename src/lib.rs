@@ -2,6 +2,8 @@
 //!
 //! Layout (one concern per module):
 //! - [`config`]: the Go-compatible YAML configuration, drop-ins and validation.
+//! - [`coord`]: coordination backends behind one trait (local files now, etcd later).
+//! - [`fsutil`]: atomic file replacement and bounded JSON reads for state files.
 //! - [`windows`]: maintenance-window grammar and time-zone-aware evaluation.
 //! - [`fsm`]: the pure decision machine (statig): inputs in, effects out.
 //! - [`journal`]: the durable JSON Lines event journal (append, fsync, compaction).
@@ -13,8 +15,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod coord;
 pub mod exit;
 pub mod fsm;
+pub mod fsutil;
 pub mod journal;
 pub mod replay;
 pub mod version;

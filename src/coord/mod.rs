@@ -1,0 +1,132 @@
+//! Coordination: where reboot slots, the cooldown marker, the cluster-health registry and the
+//! pause live. One trait, [`Coordinator`], so the driver runs the same way on the single-host
+//! [`local`] backend and (later) on etcd.
+//!
+//! The slot is generic over nothing yet; SPEC §15 slot pools will add a "which pool" argument to
+//! the slot methods, not new methods.
+
+pub mod local;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::fsm::{CooldownStatus, PolicyVerdict, SlotHolder};
+
+/// A progress report while waiting for a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueUpdate {
+    /// 1-based position among waiters.
+    pub position: u32,
+    /// Current holders.
+    pub holders: Vec<SlotHolder>,
+}
+
+/// What re-attaching the reboot lease after boot found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reattach {
+    /// The slot is still ours.
+    Attached,
+    /// The lease expired while the node was down; the slot was freed.
+    Expired,
+}
+
+/// This node's health record (Go format: `{"node","healthy","stage","reason","reported_at"}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HealthRecord {
+    /// Node name.
+    pub node: String,
+    /// Whether the last health-script run passed.
+    pub healthy: bool,
+    /// Phase of that run.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stage: String,
+    /// Why (for unhealthy records).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// RFC 3339 time of the run.
+    pub reported_at: String,
+}
+
+/// Why a coordination call failed. Every failure fails closed: no reboot starts.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordError {
+    /// The backing store could not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was attempted (names the file or key).
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Stored data is not in the expected format.
+    #[error("{what}: {message}")]
+    Corrupt {
+        /// Which record.
+        what: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The slot is not ours any more.
+    #[error("slot lost: {0}")]
+    Lost(String),
+    /// Another daemon owns the coordination state.
+    #[error("{0}")]
+    Busy(String),
+}
+
+impl CoordError {
+    /// Label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CoordError::Io { .. } => "io",
+            CoordError::Corrupt { .. } => "corrupt",
+            CoordError::Lost(_) => "lost",
+            CoordError::Busy(_) => "busy",
+        }
+    }
+}
+
+/// Everything the driver needs from a coordination backend.
+///
+/// All methods are idempotent where that is possible (releasing twice is fine), and none of
+/// them decides anything: they report facts, the machine decides.
+pub trait Coordinator: Send + Sync + 'static {
+    /// Creates this node's queue entry and resolves once it holds a slot; sends a
+    /// [`QueueUpdate`] whenever the queue ahead changes. Waiting must not poll a remote store.
+    fn join_queue(
+        &self,
+        updates: mpsc::Sender<QueueUpdate>,
+    ) -> impl Future<Output = Result<(), CoordError>> + Send;
+    /// Deletes the queue entry (never held).
+    fn leave_queue(&self) -> impl Future<Output = Result<(), CoordError>> + Send;
+    /// Gives the slot back (entry and reboot lease).
+    fn release_slot(&self) -> impl Future<Output = Result<(), CoordError>> + Send;
+    /// Moves the held slot onto a lease of `ttl` and writes the in-progress marker, only if the
+    /// entry still exists; persists what is needed to re-attach after boot.
+    fn move_to_reboot_lease(
+        &self,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), CoordError>> + Send;
+    /// After boot: keeps the persisted reboot lease alive again, or reports it expired.
+    fn reattach_reboot_lease(&self) -> impl Future<Output = Result<Reattach, CoordError>> + Send;
+    /// Deletes this node's in-progress marker.
+    fn clear_in_progress(&self) -> impl Future<Output = Result<(), CoordError>> + Send;
+    /// Reads the cluster cooldown marker.
+    fn read_cooldown(&self) -> impl Future<Output = Result<CooldownStatus, CoordError>> + Send;
+    /// Writes the cluster cooldown marker for `duration`.
+    fn start_cooldown(
+        &self,
+        duration: Duration,
+    ) -> impl Future<Output = Result<(), CoordError>> + Send;
+    /// Reads the cluster-health registry and applies the policies.
+    fn cluster_health(&self) -> impl Future<Output = Result<PolicyVerdict, CoordError>> + Send;
+    /// Publishes this node's health record.
+    fn publish_health(
+        &self,
+        record: HealthRecord,
+    ) -> impl Future<Output = Result<(), CoordError>> + Send;
+    /// The cluster pause reason, if paused.
+    fn pause(&self) -> impl Future<Output = Result<Option<String>, CoordError>> + Send;
+}

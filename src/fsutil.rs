@@ -1,0 +1,106 @@
+//! Small file helpers shared by adapters: atomic replacement and bounded JSON reads.
+//!
+//! State files (`state.json`, `last-reboot.json`, the local backend's records) are replaced
+//! atomically so a reader or a power loss never sees half a file.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+/// Largest state file read back (they are a few hundred bytes).
+pub const MAX_STATE_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename,
+/// fsync of the directory. Creates the directory (0755) if missing.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads a small JSON file; `Ok(None)` when it does not exist.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, ReadError> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ReadError::Io(e)),
+    };
+    let mut buf = Vec::new();
+    file.take(MAX_STATE_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(ReadError::Io)?;
+    if buf.len() as u64 > MAX_STATE_FILE_BYTES {
+        return Err(ReadError::Format(format!(
+            "larger than {MAX_STATE_FILE_BYTES} bytes"
+        )));
+    }
+    serde_json::from_slice(&buf)
+        .map(Some)
+        .map_err(|e| ReadError::Format(e.to_string()))
+}
+
+/// Why a state file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The OS refused.
+    #[error("{0}")]
+    Io(std::io::Error),
+    /// The content is not what was expected.
+    #[error("{0}")]
+    Format(String),
+}
+
+/// Removes a file; a missing file is fine.
+pub fn remove_if_exists(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("sub/state.json");
+        write_atomic(&p, b"{\"a\":1}").expect("write");
+        write_atomic(&p, b"{\"a\":2}").expect("replace");
+        let v: Option<serde_json::Value> = read_json(&p).expect("read");
+        assert_eq!(v, Some(serde_json::json!({"a": 2})));
+        let leftovers: Vec<_> = std::fs::read_dir(p.parent().expect("dir"))
+            .expect("ls")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn missing_is_none_and_garbage_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x.json");
+        assert!(read_json::<serde_json::Value>(&p).expect("ok").is_none());
+        std::fs::write(&p, b"{not json").expect("write");
+        assert!(matches!(
+            read_json::<serde_json::Value>(&p),
+            Err(ReadError::Format(_))
+        ));
+    }
+}
