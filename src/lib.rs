@@ -1,6 +1,7 @@
 //! clusterrebootd: safe, automatic, cluster-coordinated reboots of Linux nodes.
 //!
 //! Layout (one concern per module):
+//! - [`adapters`]: detectors, windows, health script, reboot, boot id: effects into I/O.
 //! - [`config`]: the Go-compatible YAML configuration, drop-ins and validation.
 //! - [`coord`]: coordination backends behind one trait (local files now, etcd later).
 //! - [`fsutil`]: atomic file replacement and bounded JSON reads for state files.
@@ -13,6 +14,7 @@
 //! - [`version`]: build version and git revision.
 #![deny(missing_docs)]
 
+pub mod adapters;
 pub mod cli;
 pub mod config;
 pub mod coord;

@@ -6,6 +6,7 @@
 mod fsm_cmd;
 mod simulate;
 mod validate_config;
+mod windows_cmd;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -56,6 +57,15 @@ pub enum Command {
     Status,
     /// Print the version and git revision.
     Version,
+    /// Would a reboot be allowed at an instant (maintenance windows), and when next?
+    Windows {
+        /// The instant to evaluate (RFC 3339, e.g. 2026-11-27T22:00:00+01:00); default now.
+        #[arg(long, value_name = "RFC3339")]
+        at: Option<String>,
+        /// Print a JSON object (`allowed`, `reason`, `next_allowed_at`, …).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the state machine from fsm-spec (Mermaid, Graphviz DOT or JSON).
     Fsm {
         /// Output format.
@@ -99,6 +109,7 @@ fn run(cli: Cli) -> Exit {
             not_implemented("simulate", "the detector adapters (issue #4)")
         }
         Command::Fsm { format } => fsm_cmd::run(format),
+        Command::Windows { at, json } => windows_cmd::run(&cli.config, at.as_deref(), json),
         Command::Status => not_implemented("status", "the daemon driver (issue #4)"),
     }
 }

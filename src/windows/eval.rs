@@ -51,7 +51,7 @@ impl Verdict {
         match self {
             Verdict::Allowed { .. } => None,
             Verdict::Denied { by } => Some(format!("blocked by deny window \"{by}\"")),
-            Verdict::OutsideAllow => Some("outside allow windows".to_string()),
+            Verdict::OutsideAllow => Some("outside configured allow windows".to_string()),
         }
     }
 
@@ -400,7 +400,10 @@ mod tests {
 
         let v = ws.verdict(utc("2026-03-11T12:00"));
         assert_eq!(v, Verdict::OutsideAllow);
-        assert_eq!(v.reason().as_deref(), Some("outside allow windows"));
+        assert_eq!(
+            v.reason().as_deref(),
+            Some("outside configured allow windows")
+        );
         assert_eq!(v.outcome(), Some("window_outside_allow"));
 
         let v = ws.verdict(utc("2026-03-07T13:00"));

@@ -4,6 +4,7 @@ mod bad_input;
 mod config_cmd;
 mod exit_codes;
 mod replay;
+mod windows_cmd;
 
 use std::path::Path;
 use std::process::{Command, Output};
