@@ -7,6 +7,8 @@
 //! - [`fsutil`]: atomic file replacement and bounded JSON reads for state files.
 //! - [`windows`]: maintenance-window grammar and time-zone-aware evaluation.
 //! - [`fsm`]: the pure decision machine (statig): inputs in, effects out.
+//! - [`driver`]: the tokio loop connecting the machine, journal and adapters.
+//! - [`logging`]: tracing setup (JSON or text on stderr).
 //! - [`journal`]: the durable JSON Lines event journal (append, fsync, compaction).
 //! - [`replay`]: replaying journals and hand-written traces through the machine.
 //! - [`exit`]: the exit-code contract shared by every command.
@@ -18,10 +20,12 @@ pub mod adapters;
 pub mod cli;
 pub mod config;
 pub mod coord;
+pub mod driver;
 pub mod exit;
 pub mod fsm;
 pub mod fsutil;
 pub mod journal;
+pub mod logging;
 pub mod replay;
 pub mod version;
 pub mod windows;

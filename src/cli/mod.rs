@@ -4,6 +4,7 @@
 //! `--version` exit 0, as the Go daemon's callers expect (SPEC §9).
 
 mod fsm_cmd;
+mod run;
 mod simulate;
 mod validate_config;
 mod windows_cmd;
@@ -53,8 +54,15 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
     },
-    /// Show what the daemon is doing, or would do.
-    Status,
+    /// Evaluate one pass without changing anything (dry run, Go `status`).
+    Status {
+        /// Do not run the health script (it counts as passing).
+        #[arg(long)]
+        skip_health: bool,
+        /// Stop before the reboot slot (outcome `lock_skipped`).
+        #[arg(long)]
+        skip_lock: bool,
+    },
     /// Print the version and git revision.
     Version,
     /// Would a reboot be allowed at an instant (maintenance windows), and when next?
@@ -103,19 +111,14 @@ fn run(cli: Cli) -> Exit {
             println!("{}", crate::version::line());
             Exit::Ok
         }
-        Command::Run { .. } => not_implemented("run", "the daemon driver (issue #4)"),
+        Command::Run { dry_run, once } => run::run(&cli.config, dry_run, once),
         Command::Simulate { trace: Some(path) } => simulate::trace(&path),
-        Command::Simulate { trace: None } => {
-            not_implemented("simulate", "the detector adapters (issue #4)")
-        }
+        Command::Simulate { trace: None } => simulate::detectors(&cli.config),
         Command::Fsm { format } => fsm_cmd::run(format),
         Command::Windows { at, json } => windows_cmd::run(&cli.config, at.as_deref(), json),
-        Command::Status => not_implemented("status", "the daemon driver (issue #4)"),
+        Command::Status {
+            skip_health,
+            skip_lock,
+        } => run::status(&cli.config, skip_health, skip_lock),
     }
-}
-
-/// Commands whose engine is not built yet say so plainly instead of printing made-up output.
-fn not_implemented(cmd: &str, needs: &str) -> Exit {
-    eprintln!("clusterrebootd {cmd}: not implemented yet in this build (it needs {needs})");
-    Exit::Runtime
 }

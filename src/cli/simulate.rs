@@ -1,4 +1,5 @@
-//! `simulate --trace FILE`: replay a journal or a hand-written trace through the machine.
+//! `simulate`: evaluate the detectors once (Go), or with `--trace FILE` replay a journal or a
+//! hand-written trace through the machine.
 
 use std::path::Path;
 
@@ -48,4 +49,42 @@ pub fn trace(path: &Path) -> Exit {
             Exit::Runtime
         }
     }
+}
+
+/// Go `simulate`: configuration summary, one detector evaluation, no action. Exit 0, or 6 when a
+/// detector failed (2 for configuration errors).
+pub fn detectors(config: &Path) -> Exit {
+    use crate::adapters::detectors::{PresetPaths, evaluate, format_reports};
+    let s = match super::run::settings(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("clusterrebootd: cannot start the async runtime: {e}");
+            return Exit::Runtime;
+        }
+    };
+    let names: Vec<&str> = s.detectors.iter().map(|d| d.name.as_str()).collect();
+    println!("node {} configuration summary:", s.node_name);
+    println!("  detectors: {}", names.join(", "));
+    println!("  health script: {}", s.health_script.display());
+    println!("  etcd endpoints: {}", s.etcd.endpoints.join(", "));
+    println!("  reboot command: {}", s.reboot_command.join(" "));
+    let reports = rt.block_on(evaluate(&s.detectors, &PresetPaths::default()));
+    println!("detector evaluations:");
+    print!("{}", format_reports(&reports));
+    let result = crate::adapters::detectors::combine(&reports);
+    let required = matches!(result, crate::fsm::DetectorResult::Required { .. });
+    println!("overall reboot required: {required}");
+    if let crate::fsm::DetectorResult::Error { detail } = result {
+        eprintln!("detector evaluation encountered errors: {detail}");
+        return Exit::DetectorError;
+    }
+    println!("no reboot actions performed in simulation mode");
+    Exit::Ok
 }

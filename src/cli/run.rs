@@ -1,0 +1,154 @@
+//! `run [--dry-run] [--once]` and `status [--skip-health] [--skip-lock]`: the machine driven by
+//! the real adapters on the configured coordination backend.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::adapters::boot::read_boot_id;
+use crate::adapters::detectors::PresetPaths;
+use crate::config::{LockBackend, Settings, ValidateEnv, load_settings};
+use crate::coord::local::LocalBackend;
+use crate::driver::{self, Options};
+use crate::exit::Exit;
+use crate::fsm::RunMode;
+
+/// Loads and validates the configuration, printing every problem on failure.
+pub fn settings(config: &Path) -> Result<Settings, Exit> {
+    match load_settings(config, &ValidateEnv::system()) {
+        Ok(v) => {
+            for w in &v.warnings {
+                eprintln!("warning: {}: {w}", config.display());
+            }
+            Ok(v.settings)
+        }
+        Err(e) => {
+            eprintln!("configuration at {} is invalid:", config.display());
+            for p in e.problems() {
+                eprintln!("  {p}");
+            }
+            Err(Exit::Config)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("clusterrebootd: cannot start the async runtime: {e}");
+            Exit::Runtime
+        })
+}
+
+fn boot_id(s: &Settings) -> Result<String, Exit> {
+    read_boot_id(&s.boot_id_path).map_err(|e| {
+        eprintln!("clusterrebootd: {e}");
+        Exit::Runtime
+    })
+}
+
+fn etcd_not_yet() -> Exit {
+    eprintln!(
+        "clusterrebootd: lock_backend \"etcd\" is not implemented in this build yet (issue #5); use lock_backend: local"
+    );
+    Exit::Runtime
+}
+
+/// `run`: the daemon (or one pass with `--once`).
+pub fn run(config: &Path, dry_run: bool, once: bool) -> Exit {
+    let s = match settings(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    crate::logging::init(&s.log, &s.node_name);
+    let boot = match boot_id(&s) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let dry = s.dry_run || dry_run;
+    if s.lock_backend == LockBackend::Etcd {
+        return etcd_not_yet();
+    }
+    let _lock = match LocalBackend::lock_daemon(&s.state_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("clusterrebootd: {e}");
+            return Exit::Runtime;
+        }
+    };
+    let coord = Arc::new(LocalBackend::new(&s.state_dir, &s.node_name, &boot, false));
+    println!(
+        "starting orchestration for node {} (dry-run={dry})",
+        s.node_name
+    );
+    let opts = Options {
+        mode: RunMode {
+            dry_run,
+            once,
+            skip_health: false,
+            skip_lock: false,
+        },
+        persist: true,
+        print_report: once,
+        boot_id: boot,
+        presets: PresetPaths::default(),
+        settings: s,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let code = rt.block_on(driver::run(opts, coord));
+    if !once {
+        println!("shutdown requested; orchestration loop exiting");
+    }
+    code
+}
+
+/// `status`: a dry-run evaluation of one pass that changes nothing (Go `status`).
+pub fn status(config: &Path, skip_health: bool, skip_lock: bool) -> Exit {
+    let s = match settings(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    crate::logging::init(&s.log, &s.node_name);
+    let boot = match boot_id(&s) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    if s.lock_backend == LockBackend::Etcd && !skip_lock {
+        return etcd_not_yet();
+    }
+    if skip_health {
+        eprintln!("skipping health script execution (--skip-health)");
+    }
+    if skip_lock {
+        eprintln!("skipping lock acquisition (--skip-lock)");
+    }
+    println!(
+        "status evaluation for node {} (dry-run enforced)",
+        s.node_name
+    );
+    let coord = Arc::new(LocalBackend::new(&s.state_dir, &s.node_name, &boot, true));
+    let opts = Options {
+        mode: RunMode {
+            dry_run: true,
+            once: true,
+            skip_health,
+            skip_lock,
+        },
+        persist: false,
+        print_report: true,
+        boot_id: boot,
+        presets: PresetPaths::default(),
+        settings: s,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let code = rt.block_on(driver::run(opts, coord));
+    println!();
+    code
+}

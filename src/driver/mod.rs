@@ -1,0 +1,745 @@
+//! The driver (tokio): connects the pure machine to the adapters.
+//!
+//! One loop selects over adapter results, the machine's next timer, signals, the kill-switch
+//! watcher and the heartbeat. For every input it: stamps `now` and jitter, calls the machine,
+//! appends the record to the journal **with fsync before any effect runs**, rewrites
+//! `state.json`, then executes the effects in order. Slow effects run as tasks whose results
+//! come back as events; quick bookkeeping effects (release, markers) are awaited in place so
+//! they complete before a following `Exit`.
+//!
+//! The driver makes no decisions, with one safety net: if the journal could not be written,
+//! the two effects that start a reboot (`MoveSlotToRebootLease`, real `ExecuteReboot`) are
+//! answered with a failure instead of being executed — no reboot without a durable record.
+
+pub mod report;
+pub mod state_file;
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::adapters::detectors::{self, DetectorReport, PresetPaths};
+use crate::adapters::env::{CallEnv, EnvExtras, base_env};
+use crate::adapters::health::{HealthConfig, HealthReport, HealthRunner};
+use crate::adapters::{boot, reboot, window};
+use crate::config::Settings;
+use crate::coord::{Coordinator, HealthRecord, Reattach};
+use crate::exit::Exit;
+use crate::fsm::record::{Record, fmt_ts};
+use crate::fsm::*;
+use crate::journal::{JournalError, JournalOptions};
+use crate::replay::DaemonJournal;
+
+use self::report::PassReport;
+use self::state_file::{SlotInfo, StateFile};
+
+/// How the driver runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Validated configuration.
+    pub settings: Settings,
+    /// Flags that change decisions.
+    pub mode: RunMode,
+    /// Journal, state file and heartbeat (the daemon and `run --once`); off for `status`.
+    pub persist: bool,
+    /// Print the Go pass report when the machine exits (`--once`, `status`).
+    pub print_report: bool,
+    /// Boot id of this process.
+    pub boot_id: String,
+    /// Where detector presets look (the real system by default; tests point elsewhere).
+    pub presets: PresetPaths,
+}
+
+/// Messages from adapter tasks to the loop.
+enum Msg {
+    Event(Event),
+    Detectors(Phase, Vec<DetectorReport>),
+    Health(Phase, HealthReport),
+}
+
+/// Current wall-clock time in ms since the epoch (adapters may read the clock; the machine not).
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Records kept for compaction (snapshot before the oldest + the records).
+const TAIL: usize = 20;
+
+struct Driver<C: Coordinator> {
+    opts: Options,
+    settings: Arc<Settings>,
+    coord: Arc<C>,
+    machine: Machine,
+    journal: Option<DaemonJournal>,
+    tail: VecDeque<(Snapshot, Record)>,
+    tx: mpsc::UnboundedSender<Msg>,
+    next_tick: Option<Millis>,
+    join_task: Option<JoinHandle<()>>,
+    health: Arc<HealthRunner>,
+    rc_env: Arc<Vec<(String, String)>>,
+    since: Millis,
+    last_outcome: Option<String>,
+    report: PassReport,
+    jitter: std::collections::hash_map::RandomState,
+    counter: u64,
+    kill_switch_seen: bool,
+    lock_attempts: u32,
+}
+
+/// Runs the machine until it emits `Exit`. Returns the exit code.
+pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let settings = Arc::new(opts.settings.clone());
+    let extras = EnvExtras {
+        dry_run: opts.settings.dry_run || opts.mode.dry_run,
+        metrics_endpoint: None,
+        skip_health: opts.mode.skip_health,
+        skip_lock: opts.mode.skip_lock,
+    };
+    let rc_env = Arc::new(base_env(&settings, &extras));
+    let health = Arc::new(HealthRunner::new(HealthConfig {
+        script: settings.health_script.clone(),
+        timeout: settings.health_timeout,
+        base_env: rc_env.as_ref().clone(),
+    }));
+    let mut d = Driver {
+        settings: settings.clone(),
+        coord,
+        machine: Machine::new(),
+        journal: None,
+        tail: VecDeque::new(),
+        tx,
+        next_tick: None,
+        join_task: None,
+        health,
+        rc_env,
+        since: now_ms(),
+        last_outcome: None,
+        report: PassReport::default(),
+        jitter: std::collections::hash_map::RandomState::new(),
+        counter: 0,
+        kill_switch_seen: false,
+        lock_attempts: 0,
+        opts,
+    };
+    if d.opts.persist
+        && let Err(e) = d.open_journal()
+    {
+        tracing::error!(event = "journal_error", error = %e, "cannot open the journal");
+        eprintln!("clusterrebootd: {e}");
+        return Exit::Runtime;
+    }
+    let config = FsmConfig::from_settings(&d.settings, d.opts.mode);
+    d.kill_switch_seen = d.kill_switch();
+    if let Some(code) = d
+        .handle(Event::Started {
+            boot_id: d.opts.boot_id.clone(),
+            config,
+        })
+        .await
+    {
+        return d.finish(code);
+    }
+
+    let daemon = !d.opts.mode.once;
+    let mut sigterm = signal(SignalKind::terminate()).ok();
+    let mut sigint = signal(SignalKind::interrupt()).ok();
+    let mut watch = tokio::time::interval(Duration::from_secs(1));
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut heartbeat = tokio::time::interval(d.settings.health_publish_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        let sleep = d.next_tick.map(|at| {
+            let wait = at.saturating_sub(now_ms());
+            tokio::time::sleep(Duration::from_millis(wait))
+        });
+        let code = tokio::select! {
+            Some(msg) = rx.recv() => match msg {
+                Msg::Event(e) => d.handle(e).await,
+                Msg::Detectors(phase, reports) => { d.report.detectors(phase, reports); None }
+                Msg::Health(phase, report) => { d.report.health(phase, report); None }
+            },
+            () = async { match sleep { Some(s) => s.await, None => std::future::pending().await } } => {
+                d.next_tick = None;
+                let gates = d.gates().await;
+                d.handle(Event::Tick { gates }).await
+            }
+            Some(()) = recv_signal(&mut sigterm) => d.handle(Event::ShutdownRequested).await,
+            Some(()) = recv_signal(&mut sigint) => d.handle(Event::ShutdownRequested).await,
+            _ = watch.tick() => {
+                let now = d.kill_switch();
+                if now != d.kill_switch_seen {
+                    d.kill_switch_seen = now;
+                    let gates = d.gates().await;
+                    d.handle(Event::GatesObserved { id: None, gates }).await
+                } else {
+                    None
+                }
+            }
+            _ = heartbeat.tick(), if daemon && d.opts.persist => { d.heartbeat(); None }
+        };
+        if let Some(code) = code {
+            return d.finish(code);
+        }
+    }
+}
+
+async fn recv_signal(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<C: Coordinator> Driver<C> {
+    fn journal_path(&self) -> PathBuf {
+        self.settings.state_dir.join("journal.jsonl")
+    }
+
+    /// Opens the journal and rebuilds the machine from it without executing anything. A journal
+    /// damaged in the middle is renamed aside (never deleted) and a fresh one started.
+    fn open_journal(&mut self) -> Result<(), JournalError> {
+        let path = self.journal_path();
+        let opened = match DaemonJournal::open(&path, JournalOptions::default()) {
+            Err(JournalError::Corrupt { line, message, .. }) => {
+                let moved = crate::journal::Journal::quarantine(&path)?;
+                tracing::error!(
+                    event = "journal_corrupt",
+                    line,
+                    message = %message,
+                    moved_to = %moved.display(),
+                    "journal damaged; kept it aside and starting a new one"
+                );
+                eprintln!(
+                    "clusterrebootd: journal {} line {line}: {message}; moved to {} and starting a new journal",
+                    path.display(),
+                    moved.display()
+                );
+                DaemonJournal::open(&path, JournalOptions::default())?
+            }
+            other => other?,
+        };
+        let (journal, loaded) = opened;
+        for w in &loaded.warnings {
+            tracing::warn!(event = "journal_warning", "{w}");
+        }
+        let mut m = match loaded.snapshot {
+            Some(s) => Machine::restore(s),
+            None => Machine::new(),
+        };
+        let mut diverged = 0usize;
+        for (_, rec) in &loaded.records {
+            let step = m.handle(&rec.input());
+            if !rec.same_decision(&step) {
+                diverged += 1;
+            }
+        }
+        if diverged > 0 {
+            tracing::warn!(
+                event = "journal_replay_diverged",
+                records = diverged,
+                "this version decides differently on some recorded inputs; continuing from the replayed state"
+            );
+        }
+        tracing::info!(
+            event = "journal_restored",
+            records = loaded.records.len(),
+            state = %m.state().name(),
+            "restored the machine from the journal"
+        );
+        self.machine = m;
+        self.journal = Some(journal);
+        Ok(())
+    }
+
+    fn kill_switch(&self) -> bool {
+        match std::fs::metadata(&self.settings.kill_switch_file) {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => {
+                // Cannot tell: fail closed.
+                tracing::warn!(event = "kill_switch_error", error = %e, "cannot check the kill switch; treating it as present");
+                true
+            }
+        }
+    }
+
+    async fn gates(&self) -> Gates {
+        let pause = match self.coord.pause().await {
+            Ok(p) => p,
+            Err(e) => Some(format!("pause state unknown: {e}")),
+        };
+        Gates {
+            kill_switch: self.kill_switch(),
+            pause,
+        }
+    }
+
+    fn next_jitter(&mut self) -> u32 {
+        self.counter += 1;
+        let mut h = self.jitter.build_hasher();
+        h.write_u64(self.counter);
+        (h.finish() >> 32) as u32
+    }
+
+    fn send(&self, e: Event) {
+        // The receiver lives as long as the loop; a failed send means we are exiting anyway.
+        let _ = self.tx.send(Msg::Event(e));
+    }
+
+    /// One input through the machine, journal, state file, effects.
+    async fn handle(&mut self, event: Event) -> Option<Exit> {
+        let now = now_ms();
+        let input = Input {
+            now,
+            jitter: self.next_jitter(),
+            event,
+        };
+        let before = self.machine.snapshot();
+        let step = self.machine.handle(&input);
+        let record = Record::new(&self.opts.boot_id, &input, &step);
+        let durable = self.append(before, record);
+        self.observe(&input, &step, now);
+        for effect in step.effects.clone() {
+            if let Some(code) = self.execute(effect, durable).await {
+                return Some(code);
+            }
+        }
+        None
+    }
+
+    /// Appends to the journal; returns whether the record is durable (always true without one).
+    fn append(&mut self, before: Snapshot, record: Record) -> bool {
+        let Some(journal) = self.journal.as_mut() else {
+            return !self.opts.persist;
+        };
+        if let Err(e) = journal.append(&record) {
+            tracing::error!(event = "journal_error", kind = e.kind(), error = %e, "cannot append to the journal; no reboot will start until it works");
+            return false;
+        }
+        self.tail.push_back((before, record));
+        if self.tail.len() > TAIL {
+            self.tail.pop_front();
+        }
+        if journal.needs_compaction()
+            && let Some((snap, _)) = self.tail.front()
+        {
+            let keep: Vec<Record> = self.tail.iter().map(|(_, r)| r.clone()).collect();
+            if let Err(e) = journal.compact(snap, &keep) {
+                tracing::warn!(event = "journal_compaction_failed", error = %e, "journal compaction failed; will retry");
+            }
+        }
+        true
+    }
+
+    /// Logs, pass report and state file after a step.
+    fn observe(&mut self, input: &Input, step: &Step, now: Millis) {
+        if step.from != step.to {
+            self.since = now;
+            tracing::info!(event = "transition", from = %step.from, to = %step.to, reason = %step.reason, "{} -> {}: {}", step.from, step.to, step.reason);
+        } else {
+            tracing::debug!(event = "input", input = input.event.name(), state = %step.to, reason = %step.reason);
+        }
+        if step.from == StateName::Idle && step.to == StateName::Detecting {
+            self.report = PassReport::default();
+            self.lock_attempts = 0;
+        }
+        match (&input.event, step.to) {
+            (Event::SlotAcquired { .. }, StateName::HealthPost) => self.report.lock_acquired = true,
+            (
+                Event::ClusterHealthEvaluated {
+                    verdict: PolicyVerdict::Blocked { reasons },
+                    ..
+                },
+                _,
+            ) => self.report.blockers = reasons.clone(),
+            _ => {}
+        }
+        if step.outcome.is_some() || step.exit.is_some() {
+            self.report.outcome = step.outcome;
+            self.report.message = step.reason.clone();
+            if let Some(o) = step.outcome {
+                self.last_outcome = Some(o.as_str().to_string());
+                tracing::info!(event = "outcome", outcome = o.as_str(), message = %step.reason);
+            }
+        }
+        if self.opts.persist {
+            let slot = SlotInfo {
+                held: matches!(
+                    step.to,
+                    StateName::HealthPost
+                        | StateName::Cooldown
+                        | StateName::Rebooting
+                        | StateName::Recovering
+                ),
+                queue_position: self.machine.core().queue.as_ref().map(|q| q.position),
+                holders: self
+                    .machine
+                    .core()
+                    .queue
+                    .as_ref()
+                    .map(|q| {
+                        q.holders
+                            .iter()
+                            .map(|h| match h.since {
+                                Some(t) => format!("{} since {}", h.node, fmt_ts(t)),
+                                None => h.node.clone(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            let next = step
+                .effects
+                .iter()
+                .rev()
+                .find_map(|e| match e {
+                    Effect::ScheduleTick { at } => Some(*at),
+                    _ => None,
+                })
+                .or(self.next_tick);
+            let file = StateFile::after(
+                &self.settings.node_name,
+                &self.opts.boot_id,
+                step,
+                self.since,
+                now,
+                self.last_outcome.clone(),
+                next,
+                slot,
+                self.machine.core().config.dry_run,
+            );
+            if let Err(e) = file.write(&self.settings.run_dir) {
+                tracing::warn!(event = "state_file_error", error = %e, "cannot write state.json");
+            }
+        }
+    }
+
+    fn call_env(&self, phase: Phase) -> Vec<(String, String)> {
+        let call = CallEnv {
+            phase,
+            lock_enabled: !self.opts.mode.skip_lock,
+            lock_held: phase == Phase::PostLock,
+            lock_attempts: if phase == Phase::PostLock {
+                self.lock_attempts
+            } else {
+                0
+            },
+            state: self.machine.state().name().as_str().to_string(),
+        };
+        let mut env = self.rc_env.as_ref().clone();
+        env.extend(call.to_env());
+        env
+    }
+
+    /// Executes one effect; returns the exit code for `Exit`.
+    async fn execute(&mut self, effect: Effect, durable: bool) -> Option<Exit> {
+        let tx = self.tx.clone();
+        let coord = self.coord.clone();
+        match effect {
+            Effect::ScheduleTick { at } => self.next_tick = Some(at),
+            Effect::RunDetectors { id, phase } => {
+                let specs = self.settings.detectors.clone();
+                let presets = self.opts.presets.clone();
+                tokio::spawn(async move {
+                    let reports = detectors::evaluate(&specs, &presets).await;
+                    let result = detectors::combine(&reports);
+                    let _ = tx.send(Msg::Detectors(phase, reports));
+                    let _ = tx.send(Msg::Event(Event::DetectorsEvaluated { id, result }));
+                });
+            }
+            Effect::EvaluateWindow { id } => {
+                let verdict = window::evaluate(&self.settings.windows, now_ms());
+                self.send(Event::WindowEvaluated { id, verdict });
+            }
+            Effect::ReadClusterHealth { id } => {
+                tokio::spawn(async move {
+                    let verdict =
+                        coord
+                            .cluster_health()
+                            .await
+                            .unwrap_or_else(|e| PolicyVerdict::Error {
+                                detail: e.to_string(),
+                            });
+                    let _ = tx.send(Msg::Event(Event::ClusterHealthEvaluated { id, verdict }));
+                });
+            }
+            Effect::RunHealthScript { id, phase } => {
+                let health = self.health.clone();
+                let call = CallEnv {
+                    phase,
+                    lock_enabled: !self.opts.mode.skip_lock,
+                    lock_held: phase == Phase::PostLock,
+                    lock_attempts: if phase == Phase::PostLock {
+                        self.lock_attempts
+                    } else {
+                        0
+                    },
+                    state: self.machine.state().name().as_str().to_string(),
+                };
+                tokio::spawn(async move {
+                    let report = health.run(&call).await;
+                    let result = report.result.clone();
+                    let _ = tx.send(Msg::Health(phase, report));
+                    let _ = tx.send(Msg::Event(Event::HealthChecked { id, result }));
+                });
+            }
+            Effect::PublishHealth {
+                healthy,
+                stage,
+                reason,
+            } => {
+                if self.opts.persist {
+                    let record = HealthRecord {
+                        node: self.settings.node_name.clone(),
+                        healthy,
+                        stage,
+                        reason: if healthy { String::new() } else { reason },
+                        reported_at: jiff::Timestamp::now().to_string(),
+                    };
+                    tokio::spawn(async move {
+                        if let Err(e) = coord.publish_health(record).await {
+                            tracing::warn!(event = "health_publish_failed", error = %e);
+                        }
+                    });
+                }
+            }
+            Effect::CheckGates { id } => {
+                let gates = self.gates().await;
+                self.send(Event::GatesObserved {
+                    id: Some(id),
+                    gates,
+                });
+            }
+            Effect::JoinQueue { id } => {
+                self.lock_attempts += 1;
+                let (utx, mut urx) = mpsc::channel(16);
+                let fwd = tx.clone();
+                self.join_task = Some(tokio::spawn(async move {
+                    let forward = async {
+                        while let Some(u) = urx.recv().await {
+                            let u: crate::coord::QueueUpdate = u;
+                            let _ = fwd.send(Msg::Event(Event::SlotQueued {
+                                id,
+                                position: u.position,
+                                holders: u.holders,
+                            }));
+                        }
+                    };
+                    let join = coord.join_queue(utx);
+                    let (result, ()) = tokio::join!(join, forward);
+                    let ev = match result {
+                        Ok(()) => Event::SlotAcquired { id },
+                        Err(e) => Event::SlotUnavailable {
+                            id,
+                            detail: e.to_string(),
+                        },
+                    };
+                    let _ = tx.send(Msg::Event(ev));
+                }));
+            }
+            Effect::LeaveQueue => {
+                if let Some(t) = self.join_task.take() {
+                    t.abort();
+                }
+                if let Err(e) = self.coord.leave_queue().await {
+                    tracing::warn!(event = "leave_queue_failed", error = %e);
+                }
+            }
+            Effect::ReleaseSlot => {
+                if let Some(t) = self.join_task.take() {
+                    t.abort();
+                }
+                match self.coord.release_slot().await {
+                    Ok(()) => tracing::info!(event = "slot_released", "reboot slot released"),
+                    Err(e) => tracing::warn!(event = "release_failed", error = %e),
+                }
+            }
+            Effect::MoveSlotToRebootLease { id, ttl_sec } => {
+                let result = if durable {
+                    match self
+                        .coord
+                        .move_to_reboot_lease(Duration::from_secs(ttl_sec))
+                        .await
+                    {
+                        Ok(()) => StepResult::Ok,
+                        Err(e) => StepResult::Failed {
+                            detail: e.to_string(),
+                        },
+                    }
+                } else {
+                    StepResult::Failed {
+                        detail: "the journal is not writable; refusing to start a reboot".into(),
+                    }
+                };
+                self.send(Event::RebootLeaseMoved { id, result });
+            }
+            Effect::ReattachRebootLease { id } => {
+                tokio::spawn(async move {
+                    let result = match coord.reattach_reboot_lease().await {
+                        Ok(Reattach::Attached) => ReattachResult::Attached,
+                        Ok(Reattach::Expired) => ReattachResult::Expired,
+                        Err(e) => ReattachResult::Failed {
+                            detail: e.to_string(),
+                        },
+                    };
+                    let _ = tx.send(Msg::Event(Event::RebootLeaseReattached { id, result }));
+                });
+            }
+            Effect::ClearInProgress => {
+                if let Err(e) = self.coord.clear_in_progress().await {
+                    tracing::warn!(event = "clear_in_progress_failed", error = %e);
+                }
+            }
+            Effect::ReadCooldown { id } => {
+                tokio::spawn(async move {
+                    let status =
+                        coord
+                            .read_cooldown()
+                            .await
+                            .unwrap_or_else(|e| CooldownStatus::Error {
+                                detail: e.to_string(),
+                            });
+                    let _ = tx.send(Msg::Event(Event::CooldownRead { id, status }));
+                });
+            }
+            Effect::StartCooldown { duration_sec } => {
+                if let Err(e) = self
+                    .coord
+                    .start_cooldown(Duration::from_secs(duration_sec))
+                    .await
+                {
+                    tracing::warn!(event = "cooldown_start_failed", error = %e);
+                }
+            }
+            Effect::RunHooks { id, stage } => {
+                let hooks = match stage {
+                    HookStage::PreReboot => self.settings.hooks.pre_reboot.clone(),
+                    HookStage::PostReboot => self.settings.hooks.post_reboot.clone(),
+                };
+                let env = self.call_env(Phase::PostLock);
+                let timeout = self.settings.hooks.timeout;
+                tokio::spawn(async move {
+                    let result = match reboot::run_hooks(&hooks, &env, timeout).await {
+                        Ok(()) => StepResult::Ok,
+                        Err(detail) => StepResult::Failed { detail },
+                    };
+                    let _ = tx.send(Msg::Event(Event::HooksRan { id, result }));
+                });
+            }
+            Effect::ExecuteReboot { id, argv, dry_run } => {
+                let env = self.call_env(Phase::PostLock);
+                let expanded = reboot::expand_argv(&argv, &env, |k| std::env::var(k).ok());
+                self.report.planned_command = Some(expanded.join(" "));
+                self.report.dry_run = dry_run;
+                if !dry_run && !durable {
+                    self.send(Event::RebootCommandFinished {
+                        id,
+                        result: StepResult::Failed {
+                            detail: "the journal is not writable; refusing to reboot".into(),
+                        },
+                    });
+                    return None;
+                }
+                if dry_run {
+                    tracing::info!(event = "dry_run_reboot", argv = ?expanded, "dry run: would reboot now with {}", expanded.join(" "));
+                } else {
+                    tracing::warn!(event = "reboot", argv = ?expanded, "executing the reboot command");
+                }
+                tokio::spawn(async move {
+                    let result = match reboot::execute_reboot(&expanded, &env, dry_run).await {
+                        Ok(()) => StepResult::Ok,
+                        Err(detail) => StepResult::Failed { detail },
+                    };
+                    let _ = tx.send(Msg::Event(Event::RebootCommandFinished { id, result }));
+                });
+            }
+            Effect::WritePostRebootMarker {
+                previous_boot_id,
+                boot_id,
+                issued_at,
+                returned_at,
+            } => {
+                let marker =
+                    boot::PostRebootMarker::new(previous_boot_id, boot_id, issued_at, returned_at);
+                if let Err(e) = boot::write_post_reboot_marker(&self.settings.run_dir, &marker) {
+                    tracing::warn!(event = "post_reboot_marker_failed", error = %e);
+                }
+            }
+            Effect::Exit { code } => return Some(code),
+        }
+        None
+    }
+
+    /// Heartbeat (SPEC §6.2): the health script outside the machine, result published.
+    fn heartbeat(&self) {
+        let health = self.health.clone();
+        let coord = self.coord.clone();
+        let node = self.settings.node_name.clone();
+        let call = CallEnv {
+            phase: Phase::Heartbeat,
+            lock_enabled: !self.opts.mode.skip_lock,
+            lock_held: false,
+            lock_attempts: 0,
+            state: self.machine.state().name().as_str().to_string(),
+        };
+        tokio::spawn(async move {
+            let report = health.run(&call).await;
+            let healthy = report.result == HealthResult::Passed;
+            let reason = match &report.result {
+                HealthResult::Passed => String::new(),
+                HealthResult::Blocked { exit_code, .. } => format!("heartbeat exit {exit_code}"),
+                HealthResult::Error { detail } => detail.clone(),
+            };
+            let record = HealthRecord {
+                node,
+                healthy,
+                stage: if healthy {
+                    String::new()
+                } else {
+                    "heartbeat".into()
+                },
+                reason,
+                reported_at: jiff::Timestamp::now().to_string(),
+            };
+            if let Err(e) = coord.publish_health(record).await {
+                tracing::warn!(event = "health_publish_failed", error = %e);
+            }
+        });
+    }
+
+    /// Ends the run: prints the pass report when asked, syncs, returns the code.
+    fn finish(&mut self, code: Exit) -> Exit {
+        if let Some(j) = self.journal.as_mut()
+            && let Err(e) = j.sync()
+        {
+            tracing::warn!(event = "journal_error", error = %e);
+        }
+        if self.opts.print_report {
+            if matches!(
+                self.report.outcome,
+                Some(Outcome::Ready | Outcome::LockSkipped)
+            ) && self.report.planned_command.is_none()
+            {
+                let env = self.call_env(Phase::PostLock);
+                let argv = reboot::expand_argv(&self.settings.reboot_command, &env, |k| {
+                    std::env::var(k).ok()
+                });
+                self.report.planned_command = Some(argv.join(" "));
+                self.report.dry_run = self.machine.core().config.dry_run;
+            }
+            print!("{}", self.report.render());
+        }
+        code
+    }
+}

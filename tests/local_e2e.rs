@@ -1,0 +1,375 @@
+//! End-to-end on the local backend: the real binary, real files, real processes, a fake reboot
+//! command and a fake boot id file. The "reboot" is simulated: the fake command records the
+//! request, the test stops the daemon with SIGTERM (as systemd would), writes a new boot id,
+//! removes the reboot-required marker and starts the daemon again.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Node {
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn new(extra: &str) -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("boot_id"), "boot-a\n").expect("boot id");
+        std::fs::write(d.join("reboot-required"), "").expect("marker");
+        script(
+            &d.join("health.sh"),
+            &format!(
+                "#!/bin/sh\necho \"$RC_PHASE $RC_NODE_NAME $RC_LOCK_HELD\" >> {log}\nif [ \"$RC_PHASE\" = post-reboot ] && [ -e {fail} ]; then echo 'still syncing'; exit 1; fi\nif [ -e {block} ]; then echo 'quorum would break'; exit 3; fi\nexit 0\n",
+                log = d.join("health.log").display(),
+                fail = d.join("fail-post-reboot").display(),
+                block = d.join("block").display(),
+            ),
+        );
+        script(
+            &d.join("reboot.sh"),
+            &format!(
+                "#!/bin/sh\necho \"reboot $* node=$RC_NODE_NAME\" >> {}\n",
+                d.join("reboots.log").display()
+            ),
+        );
+        let config = format!(
+            "node_name: node-1
+reboot_required_detectors: [{{type: file, path: {marker}}}]
+health_script: {health}
+lock_backend: local
+state_dir: {state}
+run_dir: {run}
+boot_id_path: {boot}
+kill_switch_file: {kill}
+reboot_command: [{reboot}, '-r', '$RC_NODE_NAME']
+check_interval_sec: 1
+backoff_min_sec: 1
+backoff_max_sec: 2
+health_timeout_sec: 10
+lock_ttl_sec: 30
+log: {{level: debug, format: json}}
+{extra}",
+            marker = d.join("reboot-required").display(),
+            health = d.join("health.sh").display(),
+            state = d.join("state").display(),
+            run = d.join("run").display(),
+            boot = d.join("boot_id").display(),
+            kill = d.join("disable").display(),
+            reboot = d.join("reboot.sh").display(),
+        );
+        std::fs::write(d.join("config.yaml"), config).expect("config");
+        Node { dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_clusterrebootd"));
+        c.args(args)
+            .arg("--config")
+            .arg(self.path("config.yaml"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn start(&self) -> Child {
+        self.cmd(&["run"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.path("daemon.log")).expect("log"))
+            .spawn()
+            .expect("spawn daemon")
+    }
+
+    fn once(&self, args: &[&str]) -> (i32, String, String) {
+        let o = self.cmd(args).output().expect("run");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    fn read(&self, p: &str) -> String {
+        std::fs::read_to_string(self.path(p)).unwrap_or_default()
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::from_str(&self.read("run/state.json")).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Waits for `cond`, failing with the daemon log and journal on timeout.
+    fn wait_for(&self, what: &str, secs: u64, cond: impl Fn(&Node) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if cond(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out waiting for {what}\n--- state.json\n{}\n--- journal\n{}\n--- daemon.log (tail)\n{}",
+            self.read("run/state.json"),
+            self.read("state/journal.jsonl"),
+            tail(&self.read("daemon.log"), 30)
+        );
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, body).expect("script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+fn sigterm(child: &mut Child) -> i32 {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < deadline, "daemon did not exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn journal_states(n: &Node) -> Vec<(String, String, String)> {
+    n.read("state/journal.jsonl")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "record")
+        .map(|v| {
+            (
+                v["from"].as_str().unwrap_or_default().to_string(),
+                v["to"].as_str().unwrap_or_default().to_string(),
+                v["event"]["type"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn reboot_then_recovery_releases_the_local_slot() {
+    let n = Node::new("");
+    let mut daemon = n.start();
+    n.wait_for("the fake reboot command", 30, |n| {
+        n.read("reboots.log").lines().count() == 1
+    });
+    assert_eq!(n.read("reboots.log").trim(), "reboot -r node-1 node=node-1");
+    n.wait_for("state Rebooting", 10, |n| n.state()["state"] == "Rebooting");
+    let slot = n.read("state/slot.json");
+    assert!(slot.contains("\"rebooting\""), "{slot}");
+    // The shutdown's SIGTERM must not release the slot.
+    sigterm(&mut daemon);
+    assert!(
+        n.path("state/slot.json").exists(),
+        "slot released on SIGTERM in Rebooting"
+    );
+    let states = journal_states(&n);
+    assert!(
+        states
+            .iter()
+            .any(|(f, t, _)| f == "Cooldown" && t == "Rebooting"),
+        "{states:?}"
+    );
+    assert!(
+        states
+            .last()
+            .is_some_and(|(_, t, e)| t == "Rebooting" && e == "shutdown_requested"),
+        "{states:?}"
+    );
+
+    // "Reboot": new boot id, update applied.
+    std::fs::write(n.path("boot_id"), "boot-b\n").expect("boot id");
+    std::fs::remove_file(n.path("reboot-required")).expect("marker");
+    let mut daemon = n.start();
+    n.wait_for("recovery to finish", 30, |n| {
+        !n.path("state/slot.json").exists()
+    });
+    n.wait_for("Idle after recovery", 10, |n| n.state()["state"] == "Idle");
+    let marker: serde_json::Value =
+        serde_json::from_str(&n.read("run/last-reboot.json")).expect("last-reboot.json");
+    assert_eq!(marker["previous_boot_id"], "boot-a");
+    assert_eq!(marker["boot_id"], "boot-b");
+    assert!(!n.path("state/reboot-in-progress.json").exists());
+    assert!(
+        n.read("health.log").contains("post-reboot node-1"),
+        "{}",
+        n.read("health.log")
+    );
+    assert_eq!(
+        n.read("reboots.log").lines().count(),
+        1,
+        "rebooted exactly once"
+    );
+    let states = journal_states(&n);
+    assert!(
+        states
+            .iter()
+            .any(|(f, t, e)| f == "Rebooting" && t == "Recovering" && e == "started"),
+        "{states:?}"
+    );
+    assert_eq!(sigterm(&mut daemon), 0);
+}
+
+#[test]
+fn failing_post_reboot_health_keeps_the_slot() {
+    let n = Node::new("");
+    let mut daemon = n.start();
+    n.wait_for("the fake reboot command", 30, |n| {
+        !n.read("reboots.log").is_empty()
+    });
+    n.wait_for("state Rebooting", 10, |n| n.state()["state"] == "Rebooting");
+    sigterm(&mut daemon);
+    std::fs::write(n.path("boot_id"), "boot-b\n").expect("boot id");
+    std::fs::remove_file(n.path("reboot-required")).expect("marker");
+    std::fs::write(n.path("fail-post-reboot"), "").expect("fail");
+    let mut daemon = n.start();
+    n.wait_for("two failing post-reboot checks", 30, |n| {
+        n.read("health.log").matches("post-reboot").count() >= 2
+    });
+    assert_eq!(n.state()["state"], "Recovering");
+    assert!(n.path("state/slot.json").exists(), "slot must stay held");
+    // Fix it: the next retry passes and releases.
+    std::fs::remove_file(n.path("fail-post-reboot")).expect("unfail");
+    n.wait_for("release after the fix", 30, |n| {
+        !n.path("state/slot.json").exists()
+    });
+    sigterm(&mut daemon);
+}
+
+#[test]
+fn once_and_status_exit_codes_and_go_sections() {
+    let n = Node::new("");
+    // Health blocks: status exits 3 with the Go sections.
+    std::fs::write(n.path("block"), "").expect("block");
+    let (code, out, err) = n.once(&["status"]);
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(
+        out.starts_with("status evaluation for node node-1 (dry-run enforced)"),
+        "{out}"
+    );
+    assert!(out.contains("pre-lock detector evaluations:"), "{out}");
+    assert!(out.contains("pre-lock health: exit=3"), "{out}");
+    assert!(out.contains("outcome: health_blocked - "), "{out}");
+    std::fs::remove_file(n.path("block")).expect("unblock");
+
+    // Kill switch: exit 5.
+    std::fs::write(n.path("disable"), "").expect("kill switch");
+    let (code, out, _) = n.once(&["status"]);
+    assert_eq!(code, 5, "{out}");
+    assert!(
+        out.contains("outcome: kill_switch_active - kill switch"),
+        "{out}"
+    );
+    std::fs::remove_file(n.path("disable")).expect("remove");
+
+    // All clear: status says ready, plans the command, executes nothing.
+    let (code, out, _) = n.once(&["status"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("lock acquired"), "{out}");
+    assert!(out.contains("outcome: ready - "), "{out}");
+    assert!(
+        out.contains("dry-run enabled: reboot command not executed"),
+        "{out}"
+    );
+    assert!(n.read("reboots.log").is_empty());
+    assert!(
+        !n.path("state/journal.jsonl").exists(),
+        "status must not write the journal"
+    );
+
+    // run --once --dry-run: same, journaled.
+    let (code, out, _) = n.once(&["run", "--once", "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("planned reboot command: "), "{out}");
+    assert!(n.read("reboots.log").is_empty());
+    assert!(n.path("state/journal.jsonl").exists());
+
+    // run --once without dry-run: ready, slot released, nothing executed.
+    let (code, out, _) = n.once(&["run", "--once"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("run without --once to execute the reboot command"),
+        "{out}"
+    );
+    assert!(n.read("reboots.log").is_empty());
+    assert!(!n.path("state/slot.json").exists());
+
+    // No reboot required: no_action.
+    std::fs::remove_file(n.path("reboot-required")).expect("marker");
+    let (code, out, _) = n.once(&["run", "--once"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("outcome: no_action - no reboot required"),
+        "{out}"
+    );
+}
+
+#[test]
+fn kill_switch_under_the_slot_aborts_the_reboot() {
+    // The pre-reboot hook creates the kill switch and takes a while: the daemon notices it under
+    // the slot, gives the slot back and never runs the reboot command.
+    let n = Node::new("");
+    script(
+        &n.path("hook.sh"),
+        &format!(
+            "#!/bin/sh\ntouch {}\nsleep 3\n",
+            n.path("disable").display()
+        ),
+    );
+    let config = n.read("config.yaml")
+        + &format!(
+            "hooks: {{pre_reboot: [[{}]], timeout_sec: 10}}\n",
+            n.path("hook.sh").display()
+        );
+    std::fs::write(n.path("config.yaml"), config).expect("config");
+    let mut daemon = n.start();
+    n.wait_for("the abort", 30, |n| {
+        n.read("state/journal.jsonl").contains("reboot aborted")
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        n.read("reboots.log").is_empty(),
+        "rebooted despite the kill switch"
+    );
+    assert!(!n.path("state/slot.json").exists(), "slot not released");
+    assert!(!n.path("state/reboot-in-progress.json").exists());
+    sigterm(&mut daemon);
+}
+
+#[test]
+fn dry_run_daemon_keeps_running_and_logs_what_it_would_do() {
+    let n = Node::new("dry_run: true\n");
+    let mut daemon = n.start();
+    n.wait_for("two dry-run passes", 30, |n| {
+        n.read("daemon.log").matches("would reboot").count() >= 2
+    });
+    assert!(
+        daemon.try_wait().expect("wait").is_none(),
+        "dry-run daemon exited"
+    );
+    assert!(n.read("reboots.log").is_empty());
+    assert_eq!(sigterm(&mut daemon), 0);
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_dir_is_refused() {
+    let n = Node::new("");
+    std::fs::remove_file(n.path("reboot-required")).expect("nothing to do");
+    let mut daemon = n.start();
+    n.wait_for("first daemon up", 10, |n| n.path("run/state.json").exists());
+    let (code, _, err) = n.once(&["run"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("only one daemon"), "{err}");
+    sigterm(&mut daemon);
+}
