@@ -5,6 +5,7 @@
 //! The slot is generic over nothing yet; SPEC §15 slot pools will add a "which pool" argument to
 //! the slot methods, not new methods.
 
+pub mod kv;
 pub mod local;
 
 use std::future::Future;
