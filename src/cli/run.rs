@@ -7,6 +7,9 @@ use std::sync::Arc;
 use crate::adapters::boot::read_boot_id;
 use crate::adapters::detectors::PresetPaths;
 use crate::config::{LockBackend, Settings, ValidateEnv, load_settings};
+use crate::coord::etcd::{EtcdBackend, EtcdConfig};
+use crate::coord::etcd_kv::{EtcdKv, EtcdOptions};
+use crate::coord::keys::Keys;
 use crate::coord::local::LocalBackend;
 use crate::driver::{self, Options};
 use crate::exit::Exit;
@@ -48,11 +51,42 @@ fn boot_id(s: &Settings) -> Result<String, Exit> {
     })
 }
 
-fn etcd_not_yet() -> Exit {
-    eprintln!(
-        "clusterrebootd: lock_backend \"etcd\" is not implemented in this build yet (issue #5); use lock_backend: local"
-    );
-    Exit::Runtime
+/// Runs the driver on the configured backend.
+fn drive(rt: &tokio::runtime::Runtime, opts: Options, read_only: bool) -> Exit {
+    let s = opts.settings.clone();
+    match s.lock_backend {
+        LockBackend::Local => {
+            let coord = Arc::new(LocalBackend::new(
+                &s.state_dir,
+                &s.node_name,
+                &opts.boot_id,
+                read_only,
+            ));
+            rt.block_on(driver::run(opts, coord))
+        }
+        LockBackend::Etcd => rt.block_on(async {
+            let kv = match EtcdKv::connect(&s.etcd, &EtcdOptions::default()).await {
+                Ok(kv) => kv,
+                Err(e) => {
+                    eprintln!("clusterrebootd: {e}");
+                    return Exit::Config;
+                }
+            };
+            let cfg = EtcdConfig {
+                node: s.node_name.clone(),
+                boot_id: opts.boot_id.clone(),
+                keys: Keys::new(&s.etcd.namespace, &s.lock_key),
+                capacity: s.max_concurrent_reboots,
+                lock_ttl: s.lock_ttl,
+                state_dir: s.state_dir.clone(),
+                policies: s.policies.clone(),
+                stale_after: s.health_stale_after,
+                read_only,
+            };
+            let coord = Arc::new(EtcdBackend::new(kv, cfg));
+            driver::run(opts, coord).await
+        }),
+    }
 }
 
 /// `run`: the daemon (or one pass with `--once`).
@@ -67,9 +101,6 @@ pub fn run(config: &Path, dry_run: bool, once: bool) -> Exit {
         Err(code) => return code,
     };
     let dry = s.dry_run || dry_run;
-    if s.lock_backend == LockBackend::Etcd {
-        return etcd_not_yet();
-    }
     let _lock = match LocalBackend::lock_daemon(&s.state_dir) {
         Ok(l) => l,
         Err(e) => {
@@ -77,7 +108,6 @@ pub fn run(config: &Path, dry_run: bool, once: bool) -> Exit {
             return Exit::Runtime;
         }
     };
-    let coord = Arc::new(LocalBackend::new(&s.state_dir, &s.node_name, &boot, false));
     println!(
         "starting orchestration for node {} (dry-run={dry})",
         s.node_name
@@ -99,7 +129,7 @@ pub fn run(config: &Path, dry_run: bool, once: bool) -> Exit {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let code = rt.block_on(driver::run(opts, coord));
+    let code = drive(&rt, opts, false);
     if !once {
         println!("shutdown requested; orchestration loop exiting");
     }
@@ -117,9 +147,6 @@ pub fn status(config: &Path, skip_health: bool, skip_lock: bool) -> Exit {
         Ok(b) => b,
         Err(code) => return code,
     };
-    if s.lock_backend == LockBackend::Etcd && !skip_lock {
-        return etcd_not_yet();
-    }
     if skip_health {
         eprintln!("skipping health script execution (--skip-health)");
     }
@@ -130,7 +157,6 @@ pub fn status(config: &Path, skip_health: bool, skip_lock: bool) -> Exit {
         "status evaluation for node {} (dry-run enforced)",
         s.node_name
     );
-    let coord = Arc::new(LocalBackend::new(&s.state_dir, &s.node_name, &boot, true));
     let opts = Options {
         mode: RunMode {
             dry_run: true,
@@ -148,7 +174,7 @@ pub fn status(config: &Path, skip_health: bool, skip_lock: bool) -> Exit {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let code = rt.block_on(driver::run(opts, coord));
+    let code = drive(&rt, opts, true);
     println!();
     code
 }

@@ -64,6 +64,8 @@ pub struct LocalBackend {
     node: String,
     boot_id: String,
     read_only: bool,
+    /// Nothing is ever sent: a single machine has no one else to lose the slot to.
+    notices: tokio::sync::broadcast::Sender<super::Notice>,
 }
 
 /// Holds `daemon.lock` while alive.
@@ -97,6 +99,7 @@ impl LocalBackend {
             node: node.to_string(),
             boot_id: boot_id.to_string(),
             read_only,
+            notices: tokio::sync::broadcast::channel(1).0,
         }
     }
 
@@ -288,6 +291,14 @@ impl Coordinator for LocalBackend {
 
     async fn pause(&self) -> Result<Option<String>, CoordError> {
         Ok(None)
+    }
+
+    async fn reboot_requested(&self) -> Result<bool, CoordError> {
+        Ok(false)
+    }
+
+    fn notices(&self) -> tokio::sync::broadcast::Receiver<super::Notice> {
+        self.notices.subscribe()
     }
 }
 

@@ -5,8 +5,14 @@
 //! The slot is generic over nothing yet; SPEC §15 slot pools will add a "which pool" argument to
 //! the slot methods, not new methods.
 
+pub mod etcd;
+pub mod etcd_kv;
+pub mod keys;
 pub mod kv;
 pub mod local;
+pub mod memkv;
+pub mod policy;
+pub mod slots;
 
 use std::future::Future;
 use std::time::Duration;
@@ -50,6 +56,15 @@ pub struct HealthRecord {
     pub reported_at: String,
 }
 
+/// Something the backend noticed on its own (not as the answer to a call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The queue entry or slot is gone (session lease expired, key deleted).
+    SlotLost(String),
+    /// The cluster pause changed (`Some(reason)` = paused).
+    PauseChanged(Option<String>),
+}
+
 /// Why a coordination call failed. Every failure fails closed: no reboot starts.
 #[derive(Debug, thiserror::Error)]
 pub enum CoordError {
@@ -75,6 +90,9 @@ pub enum CoordError {
     /// Another daemon owns the coordination state.
     #[error("{0}")]
     Busy(String),
+    /// The coordination store failed.
+    #[error(transparent)]
+    Kv(#[from] kv::KvError),
 }
 
 impl CoordError {
@@ -85,6 +103,7 @@ impl CoordError {
             CoordError::Corrupt { .. } => "corrupt",
             CoordError::Lost(_) => "lost",
             CoordError::Busy(_) => "busy",
+            CoordError::Kv(e) => e.kind(),
         }
     }
 }
@@ -130,4 +149,8 @@ pub trait Coordinator: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), CoordError>> + Send;
     /// The cluster pause reason, if paused.
     fn pause(&self) -> impl Future<Output = Result<Option<String>, CoordError>> + Send;
+    /// Whether an operator asked for this node to be rebooted (`cluster request-reboot`).
+    fn reboot_requested(&self) -> impl Future<Output = Result<bool, CoordError>> + Send;
+    /// Notices about slot loss and pause changes, for the driver to turn into events.
+    fn notices(&self) -> tokio::sync::broadcast::Receiver<Notice>;
 }

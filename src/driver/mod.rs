@@ -151,6 +151,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
     }
 
     let daemon = !d.opts.mode.once;
+    let mut notices = d.coord.notices();
     let mut sigterm = signal(SignalKind::terminate()).ok();
     let mut sigint = signal(SignalKind::interrupt()).ok();
     let mut watch = tokio::time::interval(Duration::from_secs(1));
@@ -174,6 +175,18 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
                 let gates = d.gates().await;
                 d.handle(Event::Tick { gates }).await
             }
+            notice = notices.recv() => match notice {
+                Ok(crate::coord::Notice::SlotLost(detail)) => d.handle(Event::SlotLost { detail }).await,
+                Ok(crate::coord::Notice::PauseChanged(pause)) => {
+                    let gates = Gates { kill_switch: d.kill_switch(), pause };
+                    d.handle(Event::GatesObserved { id: None, gates }).await
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    notices = tokio::sync::broadcast::channel(1).1;
+                    None
+                }
+            },
             Some(()) = recv_signal(&mut sigterm) => d.handle(Event::ShutdownRequested).await,
             Some(()) = recv_signal(&mut sigint) => d.handle(Event::ShutdownRequested).await,
             _ = watch.tick() => {
@@ -452,7 +465,26 @@ impl<C: Coordinator> Driver<C> {
                 let specs = self.settings.detectors.clone();
                 let presets = self.opts.presets.clone();
                 tokio::spawn(async move {
-                    let reports = detectors::evaluate(&specs, &presets).await;
+                    let mut reports = detectors::evaluate(&specs, &presets).await;
+                    // An operator's `cluster request-reboot` counts as "reboot required".
+                    let started = std::time::Instant::now();
+                    let outcome = match coord.reboot_requested().await {
+                        Ok(true) => Some(detectors::DetectorOutcome::Required),
+                        Ok(false) => None,
+                        Err(e) => Some(detectors::DetectorOutcome::Error(format!(
+                            "read reboot request: {e}"
+                        ))),
+                    };
+                    if let Some(outcome) = outcome {
+                        reports.push(DetectorReport {
+                            name: "reboot-request".into(),
+                            outcome,
+                            exit_code: None,
+                            stdout: String::new(),
+                            stderr: String::new(),
+                            duration: started.elapsed(),
+                        });
+                    }
                     let result = detectors::combine(&reports);
                     let _ = tx.send(Msg::Detectors(phase, reports));
                     let _ = tx.send(Msg::Event(Event::DetectorsEvaluated { id, result }));

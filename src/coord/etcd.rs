@@ -1,0 +1,609 @@
+//! `lock_backend: etcd`: the [`Coordinator`] for a cluster, over any [`Kv`] (real etcd in
+//! production, the in-memory model in tests and simulation).
+//!
+//! - A **session lease** (`lock_ttl_sec`) is granted once and kept alive every TTL/3; the queue
+//!   entry lives on it, so a crashed daemon's entry disappears after the TTL. If the lease is
+//!   lost, a [`Notice::SlotLost`] goes to the driver and a new session starts on the next join.
+//! - **Through the reboot** the entry is moved, in one transaction that requires it to still
+//!   exist, onto a fresh lease of `reboot_lease_ttl_sec`, together with the in-progress marker;
+//!   the lease id and key are persisted in `<state_dir>/reboot-lease.json` so the next boot can
+//!   keep that lease alive again and release it only after post-reboot health passed.
+//! - Cooldown, cluster health, pause and reboot requests use the Go key names and formats
+//!   ([`super::keys`]).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use super::keys::Keys;
+use super::kv::*;
+use super::policy::{self, InProgress};
+use super::slots::{self, SlotError, SlotValue};
+use super::{CoordError, Coordinator, HealthRecord, Notice, QueueUpdate, Reattach};
+use crate::config::Policies;
+use crate::fsm::{CooldownStatus, PolicyVerdict};
+use crate::fsutil::{read_json, remove_if_exists, write_atomic};
+
+/// What the backend needs to know about this node and the cluster rules.
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    /// Node name.
+    pub node: String,
+    /// Boot id of this process.
+    pub boot_id: String,
+    /// Key names.
+    pub keys: Keys,
+    /// Slots in the pool.
+    pub capacity: u32,
+    /// Session lease TTL.
+    pub lock_ttl: Duration,
+    /// Where `reboot-lease.json` lives.
+    pub state_dir: PathBuf,
+    /// Cluster policies.
+    pub policies: Policies,
+    /// A health record older than this is not counted healthy.
+    pub stale_after: Duration,
+    /// For `status`: read only, never write (a free slot is reported as acquired without
+    /// taking it; a full queue as unavailable).
+    pub read_only: bool,
+}
+
+/// The persisted reboot lease (`<state_dir>/reboot-lease.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebootLease {
+    /// The lease carrying the slot through the reboot.
+    pub lease: LeaseId,
+    /// The queue entry on it.
+    pub key: String,
+    /// Node.
+    pub node: String,
+}
+
+/// The pause record `{"reason","by","at"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseRecord {
+    /// Why.
+    pub reason: String,
+    /// Who.
+    #[serde(default)]
+    pub by: String,
+    /// When (RFC 3339).
+    #[serde(default)]
+    pub at: String,
+}
+
+/// The Go cooldown record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CooldownRecord {
+    /// Node whose recovery started it.
+    pub node: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// Length.
+    pub duration_sec: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    session: Option<LeaseId>,
+    session_task: Option<JoinHandle<()>>,
+    entry: Option<String>,
+    reboot: Option<RebootLease>,
+    reboot_task: Option<JoinHandle<()>>,
+}
+
+/// The etcd coordination backend.
+pub struct EtcdBackend<K: Kv + Clone> {
+    kv: K,
+    cfg: EtcdConfig,
+    capacity: AtomicU32,
+    inner: Arc<Mutex<Inner>>,
+    notices: broadcast::Sender<Notice>,
+    pause_task: JoinHandle<()>,
+}
+
+impl<K: Kv + Clone> Drop for EtcdBackend<K> {
+    fn drop(&mut self) {
+        self.pause_task.abort();
+        let inner = lock(&self.inner);
+        if let Some(t) = &inner.session_task {
+            t.abort();
+        }
+        if let Some(t) = &inner.reboot_task {
+            t.abort();
+        }
+    }
+}
+
+fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+impl<K: Kv + Clone> EtcdBackend<K> {
+    /// Creates the backend and starts watching the pause key. Must run inside a tokio runtime.
+    pub fn new(kv: K, cfg: EtcdConfig) -> Self {
+        let (notices, _) = broadcast::channel(16);
+        let pause_task = tokio::spawn(watch_pause(kv.clone(), cfg.keys.pause(), notices.clone()));
+        EtcdBackend {
+            capacity: AtomicU32::new(cfg.capacity.max(1)),
+            kv,
+            cfg,
+            inner: Arc::new(Mutex::new(Inner::default())),
+            notices,
+            pause_task,
+        }
+    }
+
+    /// Changes the number of slots (SIGHUP); takes effect at the next queue read.
+    pub fn set_capacity(&self, k: u32) {
+        self.capacity.store(k.max(1), Ordering::Relaxed);
+    }
+
+    fn lease_file(&self) -> PathBuf {
+        self.cfg.state_dir.join("reboot-lease.json")
+    }
+
+    /// The session lease, granted (and kept alive) on first use.
+    async fn session(&self) -> Result<LeaseId, CoordError> {
+        if let Some(id) = lock(&self.inner).session {
+            return Ok(id);
+        }
+        let id = self.kv.lease_grant(self.cfg.lock_ttl).await?;
+        let task = tokio::spawn(keep_session(
+            self.kv.clone(),
+            id,
+            self.cfg.lock_ttl,
+            self.inner.clone(),
+            self.notices.clone(),
+        ));
+        let mut inner = lock(&self.inner);
+        if let Some(old) = inner.session_task.replace(task) {
+            old.abort();
+        }
+        inner.session = Some(id);
+        Ok(id)
+    }
+
+    fn value(&self, state: &str) -> SlotValue {
+        SlotValue {
+            node: self.cfg.node.clone(),
+            pid: std::process::id(),
+            acquired_at: now_rfc3339(),
+            boot_id: self.cfg.boot_id.clone(),
+            state: state.into(),
+        }
+    }
+
+    /// Current queue (for `cluster status`).
+    pub async fn queue(&self) -> Result<Vec<KeyValue>, CoordError> {
+        Ok(self
+            .kv
+            .range(
+                &self.cfg.keys.slot_prefix(),
+                RangeOpts {
+                    by_create_revision: true,
+                    ..RangeOpts::default()
+                },
+            )
+            .await?
+            .kvs)
+    }
+}
+
+/// Keeps the session lease alive; reports its loss.
+async fn keep_session<K: Kv>(
+    kv: K,
+    id: LeaseId,
+    ttl: Duration,
+    inner: Arc<Mutex<Inner>>,
+    notices: broadcast::Sender<Notice>,
+) {
+    let period = (ttl / 3).max(Duration::from_millis(200));
+    loop {
+        tokio::time::sleep(period).await;
+        match kv.lease_keep_alive(id).await {
+            Ok(_) => {}
+            Err(KvError::LeaseNotFound(_)) => {
+                let had_entry = {
+                    let mut i = lock(&inner);
+                    i.session = None;
+                    i.entry.take().is_some()
+                };
+                tracing::warn!(
+                    event = "session_lost",
+                    lease = format!("{id:x}"),
+                    "etcd session lease expired"
+                );
+                if had_entry {
+                    let _ = notices.send(Notice::SlotLost(format!(
+                        "session lease {id:x} expired (etcd unreachable for longer than lock_ttl_sec?)"
+                    )));
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(event = "session_keepalive_failed", error = %e, "cannot refresh the etcd session lease; retrying");
+            }
+        }
+    }
+}
+
+/// Keeps the reboot lease alive after boot, until released.
+async fn keep_reboot_lease<K: Kv>(kv: K, id: LeaseId, notices: broadcast::Sender<Notice>) {
+    let mut period = Duration::from_secs(5);
+    loop {
+        tokio::time::sleep(period).await;
+        match kv.lease_keep_alive(id).await {
+            Ok(ttl) => {
+                period = (ttl / 3).clamp(Duration::from_millis(200), Duration::from_secs(60))
+            }
+            Err(KvError::LeaseNotFound(_)) => {
+                let _ = notices.send(Notice::SlotLost(format!("reboot lease {id:x} expired")));
+                return;
+            }
+            Err(e) => tracing::warn!(event = "reboot_lease_keepalive_failed", error = %e),
+        }
+    }
+}
+
+/// Watches the pause key and reports changes; re-watches after errors.
+async fn watch_pause<K: Kv>(kv: K, key: String, notices: broadcast::Sender<Notice>) {
+    loop {
+        let start = match kv.get(&key).await {
+            Ok((v, rev)) => {
+                let _ = notices.send(Notice::PauseChanged(
+                    v.and_then(|kv| pause_reason(&kv.value)),
+                ));
+                rev + 1
+            }
+            Err(_) => {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        if let Ok(mut w) = kv.watch(&key, start).await {
+            while let Some(Ok(events)) = w.recv().await {
+                for e in events {
+                    let state = match e {
+                        WatchEvent::Put(kv) if kv.key == key => pause_reason(&kv.value),
+                        WatchEvent::Delete { key: k, .. } if k == key => None,
+                        _ => continue,
+                    };
+                    let _ = notices.send(Notice::PauseChanged(state));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn pause_reason(v: &[u8]) -> Option<String> {
+    match serde_json::from_slice::<PauseRecord>(v) {
+        Ok(p) if p.by.is_empty() => Some(p.reason),
+        Ok(p) => Some(format!("{} (by {} at {})", p.reason, p.by, p.at)),
+        Err(_) => Some(String::from_utf8_lossy(v).into_owned()),
+    }
+}
+
+impl From<SlotError> for CoordError {
+    fn from(e: SlotError) -> Self {
+        match e {
+            SlotError::Kv(k) => CoordError::Kv(k),
+            SlotError::Lost(k) => CoordError::Lost(format!("queue entry {k} vanished")),
+        }
+    }
+}
+
+impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
+    async fn join_queue(&self, updates: mpsc::Sender<QueueUpdate>) -> Result<(), CoordError> {
+        if self.cfg.read_only {
+            let queue = self.queue().await?;
+            let cap = self.capacity.load(Ordering::Relaxed) as usize;
+            if queue.len() >= cap {
+                let holders: Vec<String> = queue
+                    .iter()
+                    .take(cap)
+                    .map(|kv| slots::holder_of(kv).node)
+                    .collect();
+                return Err(CoordError::Busy(format!(
+                    "all {cap} reboot slot(s) held by {}",
+                    holders.join(", ")
+                )));
+            }
+            return Ok(());
+        }
+        let lease = self.session().await?;
+        let key = self.cfg.keys.slot_entry(lease);
+        slots::create_entry(&self.kv, &key, &self.value("waiting"), lease).await?;
+        lock(&self.inner).entry = Some(key.clone());
+        let prefix = self.cfg.keys.slot_prefix();
+        let cap = self.capacity.load(Ordering::Relaxed);
+        slots::wait_for_slot(&self.kv, &prefix, &key, cap, &updates).await?;
+        // Mark it held (same lease, same key: the queue position is kept).
+        if let Err(e) = self
+            .kv
+            .put(&key, self.value("held").to_bytes(), lease)
+            .await
+        {
+            tracing::warn!(event = "slot_value_update_failed", error = %e);
+        }
+        Ok(())
+    }
+
+    async fn leave_queue(&self) -> Result<(), CoordError> {
+        if self.cfg.read_only {
+            return Ok(());
+        }
+        let key = lock(&self.inner).entry.take();
+        if let Some(key) = key {
+            self.kv.delete(&key).await?;
+        }
+        Ok(())
+    }
+
+    async fn release_slot(&self) -> Result<(), CoordError> {
+        if self.cfg.read_only {
+            return Ok(());
+        }
+        let (key, reboot, task) = {
+            let mut i = lock(&self.inner);
+            (i.entry.take(), i.reboot.take(), i.reboot_task.take())
+        };
+        if let Some(t) = task {
+            t.abort();
+        }
+        let reboot = reboot.or_else(|| read_json::<RebootLease>(&self.lease_file()).ok().flatten());
+        if let Some(key) = key.as_ref().or(reboot.as_ref().map(|r| &r.key)) {
+            self.kv.delete(key).await?;
+        }
+        if let Some(r) = &reboot {
+            self.kv.lease_revoke(r.lease).await?;
+        }
+        remove_if_exists(&self.lease_file()).map_err(|source| CoordError::Io {
+            what: format!("remove {}", self.lease_file().display()),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn move_to_reboot_lease(&self, ttl: Duration) -> Result<(), CoordError> {
+        let key = lock(&self.inner)
+            .entry
+            .clone()
+            .ok_or_else(|| CoordError::Lost("no queue entry to move".into()))?;
+        let lease = self.kv.lease_grant(ttl).await?;
+        let marker = serde_json::json!({"node": self.cfg.node, "since": now_rfc3339(), "boot_id": self.cfg.boot_id});
+        let r = self
+            .kv
+            .txn(
+                vec![Compare::Version(key.clone(), CmpOp::Greater, 0)],
+                vec![
+                    TxnOp::Put {
+                        key: key.clone(),
+                        value: self.value("rebooting").to_bytes(),
+                        lease,
+                    },
+                    TxnOp::Put {
+                        key: self.cfg.keys.in_progress(&self.cfg.node),
+                        value: marker.to_string().into_bytes(),
+                        lease: 0,
+                    },
+                ],
+                vec![],
+            )
+            .await;
+        match r {
+            Ok(t) if t.succeeded => {}
+            Ok(_) => {
+                let _ = self.kv.lease_revoke(lease).await;
+                return Err(CoordError::Lost(format!(
+                    "queue entry {key} vanished before the reboot"
+                )));
+            }
+            Err(e) => {
+                let _ = self.kv.lease_revoke(lease).await;
+                return Err(e.into());
+            }
+        }
+        let record = RebootLease {
+            lease,
+            key,
+            node: self.cfg.node.clone(),
+        };
+        lock(&self.inner).reboot = Some(record.clone());
+        let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
+        write_atomic(&self.lease_file(), &bytes).map_err(|source| CoordError::Io {
+            what: format!("persist {}", self.lease_file().display()),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn reattach_reboot_lease(&self) -> Result<Reattach, CoordError> {
+        let file = self.lease_file();
+        let record: Option<RebootLease> = read_json(&file).map_err(|e| CoordError::Corrupt {
+            what: file.display().to_string(),
+            message: e.to_string(),
+        })?;
+        // The node rebooted: an operator's reboot request is fulfilled.
+        if let Err(e) = self.kv.delete(&self.cfg.keys.request(&self.cfg.node)).await {
+            tracing::warn!(event = "reboot_request_clear_failed", error = %e);
+        }
+        let Some(record) = record else {
+            return Ok(Reattach::Expired);
+        };
+        match self.kv.lease_keep_alive(record.lease).await {
+            Ok(_) => {
+                let task = tokio::spawn(keep_reboot_lease(
+                    self.kv.clone(),
+                    record.lease,
+                    self.notices.clone(),
+                ));
+                let mut i = lock(&self.inner);
+                i.entry = Some(record.key.clone());
+                i.reboot = Some(record);
+                if let Some(old) = i.reboot_task.replace(task) {
+                    old.abort();
+                }
+                Ok(Reattach::Attached)
+            }
+            Err(KvError::LeaseNotFound(_)) => {
+                tracing::warn!(
+                    event = "reboot_lease_expired",
+                    lease = format!("{:x}", record.lease),
+                    "the reboot lease expired while the node was down; the slot was freed (the in-progress marker still blocks peers until recovery)"
+                );
+                let _ = remove_if_exists(&file);
+                Ok(Reattach::Expired)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn clear_in_progress(&self) -> Result<(), CoordError> {
+        if self.cfg.read_only {
+            return Ok(());
+        }
+        self.kv
+            .delete(&self.cfg.keys.in_progress(&self.cfg.node))
+            .await?;
+        Ok(())
+    }
+
+    async fn read_cooldown(&self) -> Result<CooldownStatus, CoordError> {
+        let key = self.cfg.keys.cooldown();
+        let (kv, _) = self.kv.get(&key).await?;
+        let Some(kv) = kv else {
+            return Ok(CooldownStatus::Clear);
+        };
+        let rec: CooldownRecord =
+            serde_json::from_slice(&kv.value).map_err(|e| CoordError::Corrupt {
+                what: key.clone(),
+                message: format!("parse cooldown payload: {e}"),
+            })?;
+        let now = jiff::Timestamp::now().as_millisecond();
+        let until = if kv.lease != 0 {
+            match self.kv.lease_ttl(kv.lease).await? {
+                Some(ttl) => now + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+                None => return Ok(CooldownStatus::Clear),
+            }
+        } else {
+            let started: jiff::Timestamp =
+                rec.started_at.parse().map_err(|e| CoordError::Corrupt {
+                    what: key.clone(),
+                    message: format!("parse cooldown start timestamp: {e}"),
+                })?;
+            started.as_millisecond() + i64::try_from(rec.duration_sec * 1000).unwrap_or(i64::MAX)
+        };
+        if until <= now {
+            return Ok(CooldownStatus::Clear);
+        }
+        Ok(CooldownStatus::Active {
+            until: u64::try_from(until).unwrap_or(0),
+            by: rec.node,
+        })
+    }
+
+    async fn start_cooldown(&self, duration: Duration) -> Result<(), CoordError> {
+        if duration.is_zero() || self.cfg.read_only {
+            return Ok(());
+        }
+        let lease = self.kv.lease_grant(duration).await?;
+        let rec = CooldownRecord {
+            node: self.cfg.node.clone(),
+            started_at: now_rfc3339(),
+            duration_sec: duration.as_secs(),
+        };
+        self.kv
+            .put(
+                &self.cfg.keys.cooldown(),
+                serde_json::to_vec(&rec).unwrap_or_default(),
+                lease,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn cluster_health(&self) -> Result<PolicyVerdict, CoordError> {
+        let records: Vec<HealthRecord> = self
+            .kv
+            .range(&self.cfg.keys.health_prefix(), RangeOpts::default())
+            .await?
+            .kvs
+            .iter()
+            .filter_map(
+                |kv| match serde_json::from_slice::<HealthRecord>(&kv.value) {
+                    Ok(mut r) => {
+                        if r.node.is_empty() {
+                            r.node = kv.key.rsplit('/').next().unwrap_or_default().to_string();
+                        }
+                        Some(r)
+                    }
+                    Err(e) => {
+                        tracing::warn!(event = "health_record_invalid", key = %kv.key, error = %e);
+                        None
+                    }
+                },
+            )
+            .collect();
+        let ip_prefix = self.cfg.keys.in_progress_prefix();
+        let in_progress: Vec<InProgress> = self
+            .kv
+            .range(&ip_prefix, RangeOpts::default())
+            .await?
+            .kvs
+            .iter()
+            .map(|kv| InProgress {
+                node: kv.key[ip_prefix.len().min(kv.key.len())..].to_string(),
+                since: serde_json::from_slice::<serde_json::Value>(&kv.value)
+                    .ok()
+                    .and_then(|v| v["since"].as_str().map(str::to_string)),
+            })
+            .collect();
+        Ok(policy::evaluate(
+            &self.cfg.node,
+            &records,
+            &in_progress,
+            &self.cfg.policies,
+            self.cfg.stale_after,
+            jiff::Timestamp::now(),
+        ))
+    }
+
+    async fn publish_health(&self, record: HealthRecord) -> Result<(), CoordError> {
+        if self.cfg.read_only {
+            return Ok(());
+        }
+        self.kv
+            .put(
+                &self.cfg.keys.health(&self.cfg.node),
+                serde_json::to_vec(&record).unwrap_or_default(),
+                0,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn pause(&self) -> Result<Option<String>, CoordError> {
+        let (kv, _) = self.kv.get(&self.cfg.keys.pause()).await?;
+        Ok(kv.and_then(|kv| pause_reason(&kv.value)))
+    }
+
+    async fn reboot_requested(&self) -> Result<bool, CoordError> {
+        let (kv, _) = self.kv.get(&self.cfg.keys.request(&self.cfg.node)).await?;
+        Ok(kv.is_some())
+    }
+
+    fn notices(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+}

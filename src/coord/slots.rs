@@ -1,0 +1,186 @@
+//! The reboot-slot protocol (SPEC §7), written once against [`Kv`].
+//!
+//! A queue entry is `<slot prefix><lease-id-hex>` on the daemon's session lease; entries are
+//! ordered by create revision and the first `capacity` hold a slot. With capacity 1 this is
+//! exactly etcd's mutex recipe, so Go daemons (which use `concurrency.Mutex` on the same prefix)
+//! and this daemon exclude each other. The entry is created with its JSON value in one
+//! transaction (no empty-value window) and waiters are woken by a watch on the prefix — no
+//! polling, no new lease per attempt.
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::QueueUpdate;
+use super::kv::*;
+use crate::fsm::SlotHolder;
+
+/// The value of a queue entry (Go: `{"node","pid","acquired_at"}`; new: `boot_id`, `state`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotValue {
+    /// Node name.
+    pub node: String,
+    /// Daemon pid.
+    #[serde(default)]
+    pub pid: u32,
+    /// RFC 3339: when the entry was created (Go: when the lock was acquired).
+    #[serde(default)]
+    pub acquired_at: String,
+    /// Boot id of the daemon that created it.
+    #[serde(default)]
+    pub boot_id: String,
+    /// `waiting`, `held`, `rebooting`, `recovering`.
+    #[serde(default)]
+    pub state: String,
+}
+
+impl SlotValue {
+    /// JSON bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Who an entry belongs to, as far as its value tells (Go entries may have an empty value
+/// until the Go daemon writes its JSON).
+pub fn holder_of(kv: &KeyValue) -> SlotHolder {
+    match serde_json::from_slice::<SlotValue>(&kv.value) {
+        Ok(v) => SlotHolder {
+            node: v.node,
+            since: v
+                .acquired_at
+                .parse::<jiff::Timestamp>()
+                .ok()
+                .and_then(|t| u64::try_from(t.as_millisecond()).ok()),
+        },
+        Err(_) => SlotHolder {
+            node: format!(
+                "unknown ({})",
+                kv.key.rsplit('/').next().unwrap_or(kv.key.as_str())
+            ),
+            since: None,
+        },
+    }
+}
+
+/// Where an entry stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    /// It holds a slot.
+    pub held: bool,
+    /// 1-based position among waiters (0 when held).
+    pub position: u32,
+    /// The current holders.
+    pub holders: Vec<SlotHolder>,
+    /// Store revision of the read.
+    pub revision: Revision,
+}
+
+/// Why waiting for a slot ended without one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SlotError {
+    /// The store failed.
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    /// Our entry is gone (lease expired, deleted by an operator).
+    #[error("queue entry {0} vanished")]
+    Lost(String),
+}
+
+/// Creates `key` with `value` on `lease` unless it exists (then reads it); returns the entry.
+/// Idempotent: a retry after a lost response finds the entry created by the first attempt.
+pub async fn create_entry<K: Kv>(
+    kv: &K,
+    key: &str,
+    value: &SlotValue,
+    lease: LeaseId,
+) -> Result<KeyValue, SlotError> {
+    let r = kv
+        .txn(
+            vec![Compare::CreateRevision(key.into(), CmpOp::Equal, 0)],
+            vec![
+                TxnOp::Put {
+                    key: key.into(),
+                    value: value.to_bytes(),
+                    lease,
+                },
+                TxnOp::Get(key.into()),
+            ],
+            vec![TxnOp::Get(key.into())],
+        )
+        .await?;
+    r.gets
+        .into_iter()
+        .next()
+        .flatten()
+        .ok_or_else(|| SlotError::Lost(key.into()))
+}
+
+/// Reads the queue and says where `key` stands with `capacity` slots.
+pub async fn standing<K: Kv>(
+    kv: &K,
+    prefix: &str,
+    key: &str,
+    capacity: u32,
+) -> Result<Standing, SlotError> {
+    let r = kv
+        .range(
+            prefix,
+            RangeOpts {
+                by_create_revision: true,
+                ..RangeOpts::default()
+            },
+        )
+        .await?;
+    let idx = r
+        .kvs
+        .iter()
+        .position(|e| e.key == key)
+        .ok_or_else(|| SlotError::Lost(key.into()))?;
+    let cap = capacity.max(1) as usize;
+    let holders = r.kvs.iter().take(cap).map(holder_of).collect();
+    Ok(Standing {
+        held: idx < cap,
+        position: if idx < cap { 0 } else { (idx - cap + 1) as u32 },
+        holders,
+        revision: r.revision,
+    })
+}
+
+/// Waits until `key` holds one of `capacity` slots. Sends a [`QueueUpdate`] whenever the
+/// position or the holders change. Woken by a watch on the prefix (any deletion can move the
+/// queue); a broken watch only causes a re-read.
+pub async fn wait_for_slot<K: Kv>(
+    kv: &K,
+    prefix: &str,
+    key: &str,
+    capacity: u32,
+    updates: &mpsc::Sender<QueueUpdate>,
+) -> Result<(), SlotError> {
+    let mut last: Option<QueueUpdate> = None;
+    loop {
+        let s = standing(kv, prefix, key, capacity).await?;
+        if s.held {
+            return Ok(());
+        }
+        let update = QueueUpdate {
+            position: s.position,
+            holders: s.holders,
+        };
+        if last.as_ref() != Some(&update) {
+            // The receiver may be gone (the driver stopped waiting); that is not our problem.
+            let _ = updates.send(update.clone()).await;
+            last = Some(update);
+        }
+        let mut watch = kv.watch(prefix, s.revision + 1).await?;
+        // Any deletion can move the queue; a broken or ended watch only causes a re-read (which
+        // fails there if the store is down).
+        while let Some(Ok(events)) = watch.recv().await {
+            if events
+                .iter()
+                .any(|e| matches!(e, WatchEvent::Delete { .. }))
+            {
+                break;
+            }
+        }
+    }
+}
