@@ -9,6 +9,7 @@
 //! - [`fsm`]: the pure decision machine (statig): inputs in, effects out.
 //! - [`driver`]: the tokio loop connecting the machine, journal and adapters.
 //! - [`logging`]: tracing setup (JSON or text on stderr).
+//! - [`metrics`]: Prometheus metrics (Go names plus SPEC §10) and the `/metrics` endpoint.
 //! - [`journal`]: the durable JSON Lines event journal (append, fsync, compaction).
 //! - [`replay`]: replaying journals and hand-written traces through the machine.
 //! - [`exit`]: the exit-code contract shared by every command.
@@ -26,6 +27,7 @@ pub mod fsm;
 pub mod fsutil;
 pub mod journal;
 pub mod logging;
+pub mod metrics;
 pub mod replay;
 pub mod version;
 pub mod windows;

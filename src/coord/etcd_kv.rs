@@ -54,6 +54,11 @@ impl std::fmt::Debug for EtcdKv {
 /// Maps etcd-client errors onto the protocol's error kinds.
 fn map_err(e: etcd_client::Error) -> KvError {
     use etcd_client::Error as E;
+    // etcd reports a missing lease with different codes on different calls (and through the
+    // keep-alive stream); the message is stable.
+    if e.to_string().contains("lease not found") {
+        return KvError::LeaseNotFound(0);
+    }
     match e {
         E::GRpcStatus(s) => {
             let msg = s.message().to_string();

@@ -1,0 +1,529 @@
+//! The etcd coordination protocol against the deterministic in-memory model AND a real etcd,
+//! with the same test bodies (SPEC §7, issue #5).
+
+#[path = "../support/etcd.rs"]
+mod etcd;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clusterrebootd::config::{EtcdSettings, Policies};
+use clusterrebootd::coord::etcd::{EtcdBackend, EtcdConfig};
+use clusterrebootd::coord::etcd_kv::{EtcdKv, EtcdOptions};
+use clusterrebootd::coord::keys::Keys;
+use clusterrebootd::coord::kv::*;
+use clusterrebootd::coord::memkv::MemKv;
+use clusterrebootd::coord::{Coordinator, HealthRecord, Notice, QueueUpdate, Reattach};
+use clusterrebootd::fsm::{CooldownStatus, PolicyVerdict};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+const NS: &str = "/test";
+const LOCK: &str = "/cluster/clusterrebootd/lock";
+
+fn config(node: &str, cap: u32, ttl: Duration, dir: &Path) -> EtcdConfig {
+    EtcdConfig {
+        node: node.into(),
+        boot_id: format!("{node}-boot"),
+        keys: Keys::new(NS, LOCK),
+        capacity: cap,
+        lock_ttl: ttl,
+        state_dir: dir.join(node),
+        policies: Policies {
+            min_healthy_fraction: 0.0,
+            min_healthy_absolute: 0,
+            forbid_if_only_fallback_left: false,
+            fallback_nodes: vec![],
+        },
+        stale_after: Duration::from_secs(60),
+        read_only: false,
+    }
+}
+
+type Joined = (JoinHandle<Result<(), String>>, mpsc::Receiver<QueueUpdate>);
+
+fn join<K: Kv + Clone>(b: &Arc<EtcdBackend<K>>) -> Joined {
+    let (tx, rx) = mpsc::channel(16);
+    let b = b.clone();
+    let h = tokio::spawn(async move { b.join_queue(tx).await.map_err(|e| e.to_string()) });
+    (h, rx)
+}
+
+async fn next_update(rx: &mut mpsc::Receiver<QueueUpdate>) -> QueueUpdate {
+    tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("a queue update in time")
+        .expect("channel open")
+}
+
+async fn acquired(h: JoinHandle<Result<(), String>>) {
+    tokio::time::timeout(Duration::from_secs(20), h)
+        .await
+        .expect("slot acquired in time")
+        .expect("task")
+        .expect("join ok");
+}
+
+async fn still_waiting(h: &JoinHandle<Result<(), String>>) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !h.is_finished(),
+        "acquired a slot that should still be held by someone else"
+    );
+}
+
+fn backend<K: Kv + Clone>(
+    kv: &K,
+    node: &str,
+    cap: u32,
+    ttl: Duration,
+    dir: &Path,
+) -> Arc<EtcdBackend<K>> {
+    Arc::new(EtcdBackend::new(kv.clone(), config(node, cap, ttl, dir)))
+}
+
+const TTL: Duration = Duration::from_secs(2);
+
+// ------------------------------------------------------------------ test bodies
+
+async fn fifo_hand_off<K: Kv + Clone>(kv: K) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (n1, n2, n3) = (
+        backend(&kv, "n1", 1, TTL, dir.path()),
+        backend(&kv, "n2", 1, TTL, dir.path()),
+        backend(&kv, "n3", 1, TTL, dir.path()),
+    );
+    let (h1, _) = join(&n1);
+    acquired(h1).await;
+    let (h2, mut u2) = join(&n2);
+    let q = next_update(&mut u2).await;
+    assert_eq!((q.position, q.holders[0].node.as_str()), (1, "n1"));
+    let (h3, mut u3) = join(&n3);
+    assert_eq!(next_update(&mut u3).await.position, 2);
+    n1.release_slot().await.expect("release");
+    acquired(h2).await;
+    still_waiting(&h3).await;
+    assert_eq!(next_update(&mut u3).await.position, 1, "n3 moved up");
+    n2.release_slot().await.expect("release");
+    acquired(h3).await;
+}
+
+async fn two_slots<K: Kv + Clone>(kv: K) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes: Vec<_> = (1..=3)
+        .map(|i| backend(&kv, &format!("n{i}"), 2, TTL, dir.path()))
+        .collect();
+    let (h1, _) = join(&nodes[0]);
+    acquired(h1).await;
+    let (h2, _) = join(&nodes[1]);
+    acquired(h2).await;
+    let (h3, mut u3) = join(&nodes[2]);
+    let q = next_update(&mut u3).await;
+    assert_eq!(q.position, 1);
+    assert_eq!(q.holders.len(), 2);
+    nodes[1].leave_queue().await.expect("leave");
+    acquired(h3).await;
+}
+
+async fn crashed_holder_frees_after_ttl<K: Kv + Clone>(kv: K) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = backend(&kv, "n1", 1, TTL, dir.path());
+    let (h1, _) = join(&n1);
+    acquired(h1).await;
+    let n2 = backend(&kv, "n2", 1, TTL, dir.path());
+    let (h2, _) = join(&n2);
+    still_waiting(&h2).await;
+    drop(n1); // the process dies: nobody keeps its session lease alive
+    acquired(h2).await;
+}
+
+async fn slot_survives_the_reboot<K: Kv + Clone>(kv: K) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = backend(&kv, "n1", 1, TTL, dir.path());
+    let (h1, _) = join(&n1);
+    acquired(h1).await;
+    n1.move_to_reboot_lease(Duration::from_secs(600))
+        .await
+        .expect("move");
+    let marker = kv
+        .get(&Keys::new(NS, LOCK).in_progress("n1"))
+        .await
+        .expect("get")
+        .0;
+    assert!(marker.is_some(), "in-progress marker written with the move");
+    drop(n1); // reboot: the session lease expires, the entry is on the reboot lease
+    let n2 = backend(&kv, "n2", 1, TTL, dir.path());
+    let (h2, _) = join(&n2);
+    tokio::time::sleep(TTL * 2).await;
+    still_waiting(&h2).await;
+    // After boot: a new process re-attaches with the persisted lease id.
+    let back = backend(&kv, "n1", 1, TTL, dir.path());
+    assert_eq!(
+        back.reattach_reboot_lease().await.expect("reattach"),
+        Reattach::Attached
+    );
+    still_waiting(&h2).await;
+    back.release_slot().await.expect("release");
+    back.clear_in_progress().await.expect("clear");
+    acquired(h2).await;
+    let marker = kv
+        .get(&Keys::new(NS, LOCK).in_progress("n1"))
+        .await
+        .expect("get")
+        .0;
+    assert!(marker.is_none());
+}
+
+async fn expired_reboot_lease<K: Kv + Clone>(kv: K) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = backend(&kv, "n1", 1, TTL, dir.path());
+    let (h1, _) = join(&n1);
+    acquired(h1).await;
+    n1.move_to_reboot_lease(TTL).await.expect("move");
+    drop(n1);
+    let n2 = backend(&kv, "n2", 1, TTL, dir.path());
+    let (h2, _) = join(&n2);
+    acquired(h2).await; // the node stayed down longer than the reboot lease
+    let back = backend(&kv, "n1", 1, TTL, dir.path());
+    assert_eq!(
+        back.reattach_reboot_lease().await.expect("reattach"),
+        Reattach::Expired
+    );
+}
+
+async fn moving_a_lost_entry_fails_closed<K: Kv + Clone>(kv: K) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = backend(&kv, "n1", 1, TTL, dir.path());
+    let (h1, _) = join(&n1);
+    acquired(h1).await;
+    // An operator deletes the entry (or its lease expired) between the checks and the reboot.
+    let entries = kv
+        .range(&Keys::new(NS, LOCK).slot_prefix(), RangeOpts::default())
+        .await
+        .expect("range");
+    kv.delete(&entries.kvs[0].key).await.expect("delete");
+    let err = n1
+        .move_to_reboot_lease(Duration::from_secs(60))
+        .await
+        .expect_err("must fail");
+    assert_eq!(err.kind(), "lost", "{err}");
+    let marker = kv
+        .get(&Keys::new(NS, LOCK).in_progress("n1"))
+        .await
+        .expect("get")
+        .0;
+    assert!(marker.is_none(), "no in-progress marker without the slot");
+}
+
+async fn go_mutex_key_blocks<K: Kv + Clone>(kv: K) {
+    // What the Go daemon's concurrency.Mutex does: create <prefix><lease hex> if absent, then
+    // overwrite the value with its JSON.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lease = kv
+        .lease_grant(Duration::from_secs(30))
+        .await
+        .expect("lease");
+    let key = Keys::new(NS, LOCK).slot_entry(lease);
+    kv.txn(
+        vec![Compare::CreateRevision(key.clone(), CmpOp::Equal, 0)],
+        vec![TxnOp::Put {
+            key: key.clone(),
+            value: vec![],
+            lease,
+        }],
+        vec![TxnOp::Get(key.clone())],
+    )
+    .await
+    .expect("go lock");
+    kv.put(
+        &key,
+        br#"{"node":"go-node","pid":4242,"acquired_at":"2026-11-27T10:00:00Z"}"#.to_vec(),
+        lease,
+    )
+    .await
+    .expect("go value");
+    let n1 = backend(&kv, "n1", 1, TTL, dir.path());
+    let (h1, mut u1) = join(&n1);
+    let q = next_update(&mut u1).await;
+    assert_eq!(q.holders[0].node, "go-node");
+    still_waiting(&h1).await;
+    kv.delete(&key).await.expect("go unlock");
+    acquired(h1).await;
+}
+
+async fn pause_cooldown_and_health<K: Kv + Clone>(kv: K) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = backend(&kv, "n1", 1, TTL, dir.path());
+    let mut notices = n1.notices();
+    let keys = Keys::new(NS, LOCK);
+    kv.put(
+        &keys.pause(),
+        br#"{"reason":"quarterly audit","by":"ops","at":"2026-11-27T10:00:00Z"}"#.to_vec(),
+        0,
+    )
+    .await
+    .expect("pause");
+    let paused = n1.pause().await.expect("pause read");
+    assert_eq!(
+        paused.as_deref(),
+        Some("quarterly audit (by ops at 2026-11-27T10:00:00Z)")
+    );
+    let seen = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(Notice::PauseChanged(Some(r))) = notices.recv().await {
+                return r;
+            }
+        }
+    })
+    .await
+    .expect("pause notice");
+    assert!(seen.starts_with("quarterly audit"));
+    kv.delete(&keys.pause()).await.expect("resume");
+    assert_eq!(n1.pause().await.expect("read"), None);
+
+    assert_eq!(
+        n1.read_cooldown().await.expect("cooldown"),
+        CooldownStatus::Clear
+    );
+    n1.start_cooldown(Duration::from_secs(3))
+        .await
+        .expect("start");
+    match n1.read_cooldown().await.expect("cooldown") {
+        CooldownStatus::Active { by, .. } => assert_eq!(by, "n1"),
+        other => panic!("{other:?}"),
+    }
+    let raw = kv.get(&keys.cooldown()).await.expect("get").0.expect("key");
+    let v: serde_json::Value = serde_json::from_slice(&raw.value).expect("json");
+    assert_eq!(v["duration_sec"], 3, "Go cooldown format");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        n1.read_cooldown().await.expect("cooldown"),
+        CooldownStatus::Clear
+    );
+
+    let n2 = backend(&kv, "n2", 1, TTL, dir.path());
+    let now = jiff::Timestamp::now().to_string();
+    n1.publish_health(HealthRecord {
+        node: "n1".into(),
+        healthy: true,
+        stage: String::new(),
+        reason: String::new(),
+        reported_at: now.clone(),
+    })
+    .await
+    .expect("publish");
+    n2.publish_health(HealthRecord {
+        node: "n2".into(),
+        healthy: false,
+        stage: "heartbeat".into(),
+        reason: "heartbeat exit 2".into(),
+        reported_at: now,
+    })
+    .await
+    .expect("publish");
+    match n1.cluster_health().await.expect("health") {
+        PolicyVerdict::Blocked { reasons } => {
+            assert_eq!(
+                reasons,
+                ["cluster health blocked by unhealthy nodes: n2 (heartbeat, heartbeat exit 2)"]
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        n2.cluster_health().await.expect("health"),
+        PolicyVerdict::Pass
+    );
+}
+
+async fn session_loss_is_reported<K: Kv + Clone>(kv: K, expire: impl Fn(LeaseId)) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = backend(&kv, "n1", 1, TTL, dir.path());
+    let mut notices = n1.notices();
+    let (h1, _) = join(&n1);
+    acquired(h1).await;
+    let entry = kv
+        .range(&Keys::new(NS, LOCK).slot_prefix(), RangeOpts::default())
+        .await
+        .expect("range")
+        .kvs[0]
+        .clone();
+    expire(entry.lease);
+    let lost = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Ok(Notice::SlotLost(d)) = notices.recv().await {
+                return d;
+            }
+        }
+    })
+    .await
+    .expect("slot-lost notice");
+    assert!(lost.contains("session lease"), "{lost}");
+    // A new join starts a new session.
+    let (h1, _) = join(&n1);
+    acquired(h1).await;
+}
+
+// ------------------------------------------------------------------ on the in-memory model
+
+#[tokio::test(start_paused = true)]
+async fn memkv_fifo_hand_off() {
+    fifo_hand_off(MemKv::new()).await;
+}
+#[tokio::test(start_paused = true)]
+async fn memkv_two_slots() {
+    two_slots(MemKv::new()).await;
+}
+#[tokio::test(start_paused = true)]
+async fn memkv_crashed_holder_frees_after_ttl() {
+    crashed_holder_frees_after_ttl(MemKv::new()).await;
+}
+#[tokio::test(start_paused = true)]
+async fn memkv_slot_survives_the_reboot() {
+    slot_survives_the_reboot(MemKv::new()).await;
+}
+#[tokio::test(start_paused = true)]
+async fn memkv_expired_reboot_lease() {
+    expired_reboot_lease(MemKv::new()).await;
+}
+#[tokio::test(start_paused = true)]
+async fn memkv_moving_a_lost_entry_fails_closed() {
+    moving_a_lost_entry_fails_closed(MemKv::new()).await;
+}
+#[tokio::test(start_paused = true)]
+async fn memkv_go_mutex_key_blocks() {
+    go_mutex_key_blocks(MemKv::new()).await;
+}
+#[tokio::test(start_paused = true)]
+async fn memkv_pause_cooldown_and_health() {
+    pause_cooldown_and_health(MemKv::new()).await;
+}
+#[tokio::test(start_paused = true)]
+async fn memkv_session_loss_is_reported() {
+    let kv = MemKv::new();
+    let k2 = kv.clone();
+    session_loss_is_reported(kv, move |l| {
+        k2.expire_lease(l);
+    })
+    .await;
+}
+#[tokio::test(start_paused = true)]
+async fn memkv_unavailable_fails_closed_and_recovers() {
+    let kv = MemKv::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = backend(&kv, "n1", 1, TTL, dir.path());
+    kv.set_available(false);
+    let (h, _) = join(&n1);
+    let r = h.await.expect("task");
+    assert!(r.expect_err("must fail").contains("unavailable"));
+    assert!(n1.read_cooldown().await.is_err());
+    assert!(n1.cluster_health().await.is_err());
+    kv.set_available(true);
+    let (h, _) = join(&n1);
+    acquired(h).await;
+}
+
+// ------------------------------------------------------------------ on a real etcd
+
+async fn real(e: &etcd::Etcd) -> EtcdKv {
+    let settings = EtcdSettings {
+        endpoints: e.endpoints(),
+        namespace: NS.into(),
+        tls: None,
+        auth: None,
+    };
+    EtcdKv::connect(&settings, &EtcdOptions::default())
+        .await
+        .expect("connect")
+}
+
+#[tokio::test]
+async fn etcd_fifo_hand_off() {
+    let e = etcd::Etcd::start(1);
+    fifo_hand_off(real(&e).await).await;
+}
+#[tokio::test]
+async fn etcd_two_slots() {
+    let e = etcd::Etcd::start(1);
+    two_slots(real(&e).await).await;
+}
+#[tokio::test]
+async fn etcd_crashed_holder_frees_after_ttl() {
+    let e = etcd::Etcd::start(1);
+    crashed_holder_frees_after_ttl(real(&e).await).await;
+}
+#[tokio::test]
+async fn etcd_slot_survives_the_reboot() {
+    let e = etcd::Etcd::start(1);
+    slot_survives_the_reboot(real(&e).await).await;
+}
+#[tokio::test]
+async fn etcd_expired_reboot_lease() {
+    let e = etcd::Etcd::start(1);
+    expired_reboot_lease(real(&e).await).await;
+}
+#[tokio::test]
+async fn etcd_moving_a_lost_entry_fails_closed() {
+    let e = etcd::Etcd::start(1);
+    moving_a_lost_entry_fails_closed(real(&e).await).await;
+}
+#[tokio::test]
+async fn etcd_go_mutex_key_blocks() {
+    let e = etcd::Etcd::start(1);
+    go_mutex_key_blocks(real(&e).await).await;
+}
+#[tokio::test]
+async fn etcd_pause_cooldown_and_health() {
+    let e = etcd::Etcd::start(1);
+    pause_cooldown_and_health(real(&e).await).await;
+}
+#[tokio::test]
+async fn etcd_session_loss_is_reported() {
+    let e = etcd::Etcd::start(1);
+    let kv = real(&e).await;
+    let k2 = kv.clone();
+    session_loss_is_reported(kv, move |l| {
+        let k = k2.clone();
+        tokio::spawn(async move { k.lease_revoke(l).await.expect("revoke") });
+    })
+    .await;
+}
+#[tokio::test]
+async fn etcd_down_fails_closed_and_recovers() {
+    let mut e = etcd::Etcd::start(1);
+    let kv = real(&e).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = backend(&kv, "n1", 1, Duration::from_secs(10), dir.path());
+    e.members[0].kill();
+    let (h, _) = join(&n1);
+    let r = tokio::time::timeout(Duration::from_secs(30), h)
+        .await
+        .expect("fails in time")
+        .expect("task");
+    assert!(r.is_err(), "joined without etcd");
+    e.members[0].restart();
+    e.wait_healthy(Duration::from_secs(20));
+    let (h, _) = join(&n1);
+    acquired(h).await;
+}
+#[tokio::test]
+async fn etcd_three_members_survive_a_killed_member() {
+    let mut e = etcd::Etcd::start(3);
+    let kv = real(&e).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    e.members[0].kill(); // the first endpoint of the list: every call has to fail over
+    let n1 = backend(&kv, "n1", 1, Duration::from_secs(5), dir.path());
+    let n2 = backend(&kv, "n2", 1, Duration::from_secs(5), dir.path());
+    for _ in 0..20 {
+        n1.read_cooldown()
+            .await
+            .expect("no call may fail with one member down");
+    }
+    let (h1, _) = join(&n1);
+    acquired(h1).await;
+    let (h2, _) = join(&n2);
+    still_waiting(&h2).await;
+    n1.release_slot().await.expect("release");
+    acquired(h2).await;
+}
