@@ -1,0 +1,134 @@
+//! Real daemons coordinating through a real etcd (issue #5 "done when"): two nodes that both
+//! need a reboot, one slot. The second reboots only after the first is back and healthy.
+
+#[path = "support/etcd.rs"]
+mod etcd;
+#[path = "support/node.rs"]
+mod node;
+
+use std::time::Duration;
+
+use node::*;
+
+fn etcd_node(name: &str, e: &etcd::Etcd) -> Node {
+    Node::named(
+        name,
+        &format!(
+            "lock_backend: etcd\netcd_endpoints: [{}]\netcd_namespace: /e2e\nmin_reboot_interval_sec: 0\n",
+            e.endpoints().join(", ")
+        ),
+    )
+}
+
+fn reboot(n: &Node, daemon: &mut std::process::Child, boot: &str) -> std::process::Child {
+    sigterm(daemon);
+    std::fs::write(n.path("boot_id"), format!("{boot}\n")).expect("boot id");
+    let _ = std::fs::remove_file(n.path("reboot-required"));
+    n.start()
+}
+
+#[test]
+fn two_daemons_take_turns_through_etcd() {
+    let e = etcd::Etcd::start(1);
+    let a = etcd_node("node-a", &e);
+    let b = etcd_node("node-b", &e);
+    let mut da = a.start();
+    let mut db = b.start();
+    let rebooted = |n: &Node| !n.read("reboots.log").is_empty();
+    a.wait_for("one node to reboot", 30, |_| rebooted(&a) || rebooted(&b));
+    let (first, mut dfirst, second, mut dsecond) = if rebooted(&a) {
+        (&a, &mut da, &b, &mut db)
+    } else {
+        (&b, &mut db, &a, &mut da)
+    };
+    second.wait_for("the other node to queue", 20, |n| {
+        n.state()["state"] == "Locking"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!rebooted(second), "two nodes rebooted at once");
+    assert_eq!(second.state()["slot"]["queue_position"], 1);
+
+    // The first node "reboots" and comes back on a new boot id.
+    let mut dfirst = reboot(first, &mut dfirst, "boot-2");
+    first.wait_for("the first node to recover", 30, |n| {
+        n.state()["state"] == "Idle" && !n.read("run/last-reboot.json").is_empty()
+    });
+    second.wait_for("the second node to reboot", 30, rebooted);
+    assert_eq!(first.read("reboots.log").lines().count(), 1);
+
+    // Journal evidence of the order: the second's reboot follows the first's release.
+    let released_at = first
+        .read("state/journal.jsonl")
+        .lines()
+        .filter(|l| l.contains("\"release_slot\"") && l.contains("\"from\":\"Recovering\""))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["now"].as_u64())
+        .next()
+        .expect("first node released after recovery");
+    let rebooted_at = second
+        .read("state/journal.jsonl")
+        .lines()
+        .filter(|l| l.contains("\"execute_reboot\""))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["now"].as_u64())
+        .next()
+        .expect("second node's reboot");
+    assert!(
+        rebooted_at >= released_at,
+        "second rebooted at {rebooted_at} before the first released at {released_at}"
+    );
+
+    let mut dsecond = reboot(second, &mut dsecond, "boot-2");
+    second.wait_for("the second node to recover", 30, |n| {
+        n.state()["state"] == "Idle" && !n.read("run/last-reboot.json").is_empty()
+    });
+    sigterm(&mut dfirst);
+    sigterm(&mut dsecond);
+}
+
+#[test]
+fn status_and_once_against_etcd() {
+    let e = etcd::Etcd::start(1);
+    let a = etcd_node("node-a", &e);
+    let (code, out, err) = a.once(&["status"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("outcome: ready - "), "{out}");
+    // A slot held by someone else (here: a Go daemon's mutex key) → lock_unavailable (exit 4).
+    let ok = std::process::Command::new("etcdctl")
+        .args([
+            "--endpoints",
+            &e.endpoints()[0],
+            "put",
+            "/e2e/cluster/clusterrebootd/lock/694d77b8e4a3c40b",
+            r#"{"node":"go-node","pid":1,"acquired_at":"2026-11-27T10:00:00Z"}"#,
+        ])
+        .env("ETCDCTL_API", "3")
+        .status()
+        .expect("etcdctl");
+    assert!(ok.success());
+    let (code, out, _) = a.once(&["status"]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("outcome: lock_unavailable - "), "{out}");
+    assert!(out.contains("go-node"), "{out}");
+    // A peer that is rebooting blocks through its in-progress marker (exit 3), before the lock.
+    let b = etcd_node("node-b", &e);
+    std::process::Command::new("etcdctl")
+        .args([
+            "--endpoints",
+            &e.endpoints()[0],
+            "del",
+            "--prefix",
+            "/e2e/cluster/",
+        ])
+        .env("ETCDCTL_API", "3")
+        .status()
+        .expect("etcdctl");
+    let mut db = b.start();
+    b.wait_for("node-b to reboot", 30, |n| {
+        !n.read("reboots.log").is_empty()
+    });
+    let (code, out, _) = a.once(&["status"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("reboot in progress on node-b"), "{out}");
+    sigterm(&mut db);
+}
