@@ -36,7 +36,7 @@ fn two_daemons_take_turns_through_etcd() {
     let mut db = b.start();
     let rebooted = |n: &Node| !n.read("reboots.log").is_empty();
     a.wait_for("one node to reboot", 30, |_| rebooted(&a) || rebooted(&b));
-    let (first, mut dfirst, second, mut dsecond) = if rebooted(&a) {
+    let (first, dfirst, second, dsecond) = if rebooted(&a) {
         (&a, &mut da, &b, &mut db)
     } else {
         (&b, &mut db, &a, &mut da)
@@ -49,7 +49,7 @@ fn two_daemons_take_turns_through_etcd() {
     assert_eq!(second.state()["slot"]["queue_position"], 1);
 
     // The first node "reboots" and comes back on a new boot id.
-    let mut dfirst = reboot(first, &mut dfirst, "boot-2");
+    let mut dfirst = reboot(first, dfirst, "boot-2");
     first.wait_for("the first node to recover", 30, |n| {
         n.state()["state"] == "Idle" && !n.read("run/last-reboot.json").is_empty()
     });
@@ -78,7 +78,7 @@ fn two_daemons_take_turns_through_etcd() {
         "second rebooted at {rebooted_at} before the first released at {released_at}"
     );
 
-    let mut dsecond = reboot(second, &mut dsecond, "boot-2");
+    let mut dsecond = reboot(second, dsecond, "boot-2");
     second.wait_for("the second node to recover", 30, |n| {
         n.state()["state"] == "Idle" && !n.read("run/last-reboot.json").is_empty()
     });
