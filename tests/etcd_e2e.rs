@@ -132,3 +132,73 @@ fn status_and_once_against_etcd() {
     assert!(out.contains("reboot in progress on node-b"), "{out}");
     sigterm(&mut db);
 }
+
+fn cluster(n: &Node, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["cluster"];
+    all.extend_from_slice(args);
+    n.once(&all)
+}
+
+#[test]
+fn cluster_pause_request_and_forget() {
+    let e = etcd::Etcd::start(1);
+    let a = etcd_node("node-a", &e);
+    let (code, out, err) = cluster(&a, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("slots: 0 of 1 held"), "{out}");
+    assert!(out.contains("paused: no"), "{out}");
+
+    // Pause acts like the kill switch on every node.
+    let (code, _, _) = cluster(&a, &["pause", "--reason", "quarterly audit"]);
+    assert_eq!(code, 0);
+    let (_, out, _) = cluster(&a, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert!(
+        v["pause"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("quarterly audit (by ")),
+        "{v}"
+    );
+    let (code, out, _) = a.once(&["status"]);
+    assert_eq!(code, 5, "{out}");
+    assert!(out.contains("cluster paused (quarterly audit"), "{out}");
+    assert_eq!(cluster(&a, &["resume"]).0, 0);
+
+    // A reboot request counts as "required" even when no detector says so.
+    std::fs::remove_file(a.path("reboot-required")).expect("marker");
+    let (code, out, _) = a.once(&["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("outcome: no_action"), "{out}");
+    assert_eq!(cluster(&a, &["request-reboot", "node-a"]).0, 0);
+    let (_, out, _) = cluster(&a, &["status"]);
+    assert!(out.contains("reboot requests: node-a"), "{out}");
+    let (code, out, _) = a.once(&["status"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("reboot-request => reboot-required"), "{out}");
+    assert!(out.contains("outcome: ready - "), "{out}");
+
+    // A node that never came back blocks everyone through its marker until it is forgotten.
+    std::process::Command::new("etcdctl")
+        .args([
+            "--endpoints",
+            &e.endpoints()[0],
+            "put",
+            "/e2e/reboot_in_progress/ghost",
+            r#"{"node":"ghost","since":"2026-11-27T01:00:00Z"}"#,
+        ])
+        .env("ETCDCTL_API", "3")
+        .status()
+        .expect("etcdctl");
+    let (code, out, _) = a.once(&["status"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("reboot in progress on ghost"), "{out}");
+    let (_, out, _) = cluster(&a, &["status"]);
+    assert!(out.contains("reboots in progress: ghost ("), "{out}");
+    let (code, _, err) = cluster(&a, &["forget", "ghost"]);
+    assert_eq!(code, 64, "no terminal and no --yes: refuse ({err})");
+    let (code, out, _) = cluster(&a, &["forget", "ghost", "--yes"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("/e2e/reboot_in_progress/ghost"), "{out}");
+    let (code, out, _) = a.once(&["status"]);
+    assert_eq!(code, 0, "{out}");
+}

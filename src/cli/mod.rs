@@ -3,6 +3,7 @@
 //! Parsing errors never leak clap's own exit status: usage mistakes exit 64 and `--help` /
 //! `--version` exit 0, as the Go daemon's callers expect (SPEC §9).
 
+mod cluster;
 mod fsm_cmd;
 mod run;
 mod simulate;
@@ -74,6 +75,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Inspect and control the cluster coordination state in etcd.
+    Cluster {
+        /// What to do.
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+    },
     /// Print the state machine from fsm-spec (Mermaid, Graphviz DOT or JSON).
     Fsm {
         /// Output format.
@@ -115,6 +122,7 @@ fn run(cli: Cli) -> Exit {
         Command::Simulate { trace: Some(path) } => simulate::trace(&path),
         Command::Simulate { trace: None } => simulate::detectors(&cli.config),
         Command::Fsm { format } => fsm_cmd::run(format),
+        Command::Cluster { command } => cluster::run(&cli.config, command),
         Command::Windows { at, json } => windows_cmd::run(&cli.config, at.as_deref(), json),
         Command::Status {
             skip_health,
