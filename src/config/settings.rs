@@ -171,11 +171,12 @@ pub struct EtcdSettings {
 /// TLS files towards etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
-    /// CA bundle (empty = system roots).
+    /// CA bundle that signed the etcd server certificates (required in practice: this build
+    /// does not use the system trust store).
     pub ca_file: Option<PathBuf>,
     /// Client certificate and key, both or neither.
     pub client: Option<(PathBuf, PathBuf)>,
-    /// Skip server verification.
+    /// Accepted for Go compatibility but not honoured: servers are always verified.
     pub insecure_skip_verify: bool,
 }
 

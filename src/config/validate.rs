@@ -494,7 +494,7 @@ fn validate_etcd(r: &mut Report, raw: &RawConfig, backend: LockBackend) -> EtcdS
         if t.insecure_skip_verify {
             r.warn(
                 "etcd_tls.insecure_skip_verify",
-                "server certificates are not verified; use only for testing",
+                "is not supported by this daemon: etcd server certificates are always verified (set ca_file)",
             );
         }
         Some(TlsSettings {

@@ -5,9 +5,14 @@
 //! keeps one connection per endpoint and tries them in turn: an idempotent call that fails with a
 //! transport-level error moves on to the next endpoint, and the endpoint that answered becomes
 //! the preferred one. Requests require a leader, so a partitioned member never serves stale data.
+//!
+//! With user/password auth, etcd-client authenticates inside `Client::connect`, so one
+//! unreachable endpoint would fail the whole connect (and the daemon's start). So each endpoint
+//! connects without credentials (lazily) and authenticates on its first use; an unreachable one
+//! is then just `Unavailable` and the next endpoint is tried.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use etcd_client::{
@@ -42,6 +47,10 @@ impl Default for EtcdOptions {
 pub struct EtcdKv {
     clients: Arc<Vec<(String, Client)>>,
     preferred: Arc<AtomicUsize>,
+    /// User and password, when auth is configured (never printed: see the `Debug` impl).
+    creds: Option<(String, String)>,
+    /// Per endpoint: authenticated already (the token lives in that endpoint's `Client`).
+    authed: Arc<Vec<AtomicBool>>,
 }
 
 impl std::fmt::Debug for EtcdKv {
@@ -74,6 +83,13 @@ fn map_err(e: etcd_client::Error) -> KvError {
                     KvError::Denied(msg)
                 }
                 tonic::Code::OutOfRange if msg.contains("compacted") => KvError::Compacted(0),
+                // etcd 3.4 reports a wrong password and missing credentials as InvalidArgument.
+                tonic::Code::InvalidArgument
+                    if msg.contains("authentication failed")
+                        || msg.contains("user name is empty") =>
+                {
+                    KvError::Denied(msg)
+                }
                 _ if msg.contains("no leader") => KvError::Unavailable(msg),
                 _ => KvError::Other(format!("{:?}: {msg}", s.code())),
             }
@@ -117,13 +133,15 @@ fn txn_op(op: TxnOp) -> etcd_client::TxnOp {
 
 impl EtcdKv {
     /// Connects lazily to every endpoint (user/password and TLS from the settings). Fails only
-    /// for malformed settings; unreachable endpoints show up as `Unavailable` on use.
+    /// for malformed settings; unreachable endpoints show up as `Unavailable` on use, a wrong
+    /// password as `Denied`.
     pub async fn connect(settings: &EtcdSettings, opts: &EtcdOptions) -> Result<EtcdKv, KvError> {
         let mut connect = ConnectOptions::new()
             .with_timeout(opts.request_timeout)
             .with_connect_timeout(opts.dial_timeout)
             .with_require_leader(true)
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        let mut creds = None;
         if let Some(auth) = &settings.auth {
             let password = std::fs::read_to_string(&auth.password_file).map_err(|e| {
                 KvError::Other(format!(
@@ -132,7 +150,11 @@ impl EtcdKv {
                 ))
             })?;
             let password = password.lines().next().unwrap_or_default().to_string();
-            connect = connect.with_user(auth.username.clone(), password);
+            // etcd auth tokens expire (simple: --auth-token-ttl without use, 300 s by default;
+            // JWT: always); without the refresh every call fails with "invalid auth token" after.
+            // The credentials themselves are set on first use (`with_failover`).
+            connect = connect.with_auto_token_refresh(true);
+            creds = Some((auth.username.clone(), password));
         }
         if let Some(tls) = &settings.tls {
             connect = connect.with_tls(tls_options(tls)?);
@@ -148,9 +170,28 @@ impl EtcdKv {
             return Err(KvError::Other("no etcd endpoints configured".into()));
         }
         Ok(EtcdKv {
+            authed: Arc::new(clients.iter().map(|_| AtomicBool::new(false)).collect()),
             clients: Arc::new(clients),
             preferred: Arc::new(AtomicUsize::new(0)),
+            creds,
         })
+    }
+
+    /// Authenticates endpoint `idx` once, if auth is configured.
+    async fn ensure_auth(&self, idx: usize) -> Result<(), KvError> {
+        let Some(creds) = &self.creds else {
+            return Ok(());
+        };
+        if self.authed[idx].load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut client = self.clients[idx].1.clone();
+        client
+            .update_user(Some(creds.clone()))
+            .await
+            .map_err(map_err)?;
+        self.authed[idx].store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Runs `op` on the preferred endpoint, then on the others while it fails with
@@ -166,7 +207,11 @@ impl EtcdKv {
         for i in 0..n {
             let idx = (start + i) % n;
             let (ep, client) = &self.clients[idx];
-            match op(client.clone()).await.map_err(map_err) {
+            let r = match self.ensure_auth(idx).await {
+                Ok(()) => op(client.clone()).await.map_err(map_err),
+                Err(e) => Err(e),
+            };
+            match r {
                 Ok(v) => {
                     self.preferred.store(idx, Ordering::Relaxed);
                     return Ok(v);

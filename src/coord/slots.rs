@@ -167,8 +167,9 @@ pub async fn wait_for_slot<K: Kv>(
             holders: s.holders,
         };
         if last.as_ref() != Some(&update) {
-            // The receiver may be gone (the driver stopped waiting); that is not our problem.
-            let _ = updates.send(update.clone()).await;
+            // Never block the protocol on a slow or gone reader: a dropped update only means a
+            // status line is a little behind.
+            let _ = updates.try_send(update.clone());
             last = Some(update);
         }
         let mut watch = kv.watch(prefix, s.revision + 1).await?;

@@ -1,5 +1,9 @@
 //! Starts real etcd members (Debian `etcd-server`, `/usr/bin/etcd`) on free loopback ports with
 //! temporary data directories, for integration tests. Stopped (SIGKILL) when dropped.
+//!
+//! [`Etcd::start`] starts plain-HTTP members; [`Etcd::start_with`] can serve clients over TLS
+//! (optionally requiring client certificates) and pass extra flags. [`Etcd::etcdctl`] runs
+//! `etcdctl` against the cluster with the right URL scheme and TLS files.
 
 #![allow(dead_code)]
 
@@ -16,6 +20,32 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Client-side TLS of a member (peers still talk plain HTTP on loopback).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// Server certificate (SAN IP:127.0.0.1).
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// The CA: what `etcdctl` verifies the server with, and, with `client_cert_auth`, the CA
+    /// etcd trusts for client certificates.
+    pub ca: PathBuf,
+    /// `--client-cert-auth --trusted-ca-file=<ca>`: clients must present a certificate signed
+    /// by `ca`.
+    pub client_cert_auth: bool,
+    /// Client certificate and key `etcdctl` (and the health check) use.
+    pub etcdctl_client: Option<(PathBuf, PathBuf)>,
+}
+
+/// How to start the members.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Serve clients over TLS (`https://127.0.0.1:<port>`).
+    pub tls: Option<ServerTls>,
+    /// Further `etcd` flags, e.g. `--auth-token-ttl=2`.
+    pub extra_args: Vec<String>,
+}
+
 /// One etcd member.
 pub struct Member {
     /// Member name.
@@ -28,6 +58,7 @@ pub struct Member {
     token: String,
     child: Option<Child>,
     log: PathBuf,
+    opts: Options,
 }
 
 /// A single-member or multi-member etcd cluster.
@@ -35,11 +66,27 @@ pub struct Etcd {
     _dir: tempfile::TempDir,
     /// The members.
     pub members: Vec<Member>,
+    opts: Options,
 }
 
 impl Member {
     fn spawn(&mut self, state: &str) {
         let log = std::fs::File::create(&self.log).expect("etcd log");
+        let mut tls_args: Vec<String> = Vec::new();
+        if let Some(t) = &self.opts.tls {
+            tls_args.extend([
+                format!("--cert-file={}", t.cert.display()),
+                format!("--key-file={}", t.key.display()),
+            ]);
+            // etcd 3.4 requires a client certificate whenever --trusted-ca-file is given, so
+            // server-auth-only TLS must leave it out.
+            if t.client_cert_auth {
+                tls_args.extend([
+                    format!("--trusted-ca-file={}", t.ca.display()),
+                    "--client-cert-auth".to_string(),
+                ]);
+            }
+        }
         let child = Command::new("etcd")
             .args([
                 "--name",
@@ -63,6 +110,8 @@ impl Member {
                 "--logger=zap",
                 "--log-level=error",
             ])
+            .args(&tls_args)
+            .args(&self.opts.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -92,15 +141,21 @@ impl Member {
 }
 
 impl Etcd {
-    /// Starts `n` members and waits until the cluster answers.
+    /// Starts `n` plain-HTTP members and waits until the cluster answers.
     pub fn start(n: usize) -> Etcd {
+        Etcd::start_with(n, Options::default())
+    }
+
+    /// Starts `n` members with `opts` and waits until the cluster answers.
+    pub fn start_with(n: usize, opts: Options) -> Etcd {
         let dir = tempfile::tempdir().expect("tempdir");
         let token = format!("t{}", free_port());
+        let scheme = if opts.tls.is_some() { "https" } else { "http" };
         let specs: Vec<(String, String, String)> = (0..n)
             .map(|i| {
                 (
                     format!("m{i}"),
-                    format!("http://127.0.0.1:{}", free_port()),
+                    format!("{scheme}://127.0.0.1:{}", free_port()),
                     format!("http://127.0.0.1:{}", free_port()),
                 )
             })
@@ -121,12 +176,17 @@ impl Etcd {
                 cluster: cluster.clone(),
                 token: token.clone(),
                 child: None,
+                opts: opts.clone(),
             })
             .collect();
         for m in &mut members {
             m.spawn("new");
         }
-        let e = Etcd { _dir: dir, members };
+        let e = Etcd {
+            _dir: dir,
+            members,
+            opts,
+        };
         e.wait_healthy(Duration::from_secs(20));
         e
     }
@@ -140,13 +200,71 @@ impl Etcd {
     pub fn wait_healthy(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.members.iter().any(|m| health(&m.client_url)) {
+            if self.members.iter().any(|m| self.member_healthy(m)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let logs: Vec<String> = self.members.iter().map(|m| m.log()).collect();
         panic!("etcd did not become healthy:\n{}", logs.join("\n---\n"));
+    }
+
+    fn member_healthy(&self, m: &Member) -> bool {
+        if self.opts.tls.is_none() {
+            return health(&m.client_url);
+        }
+        // Over TLS: let etcdctl do the handshake (it also accepts "permission denied" as healthy
+        // once auth is enabled).
+        Command::new("etcdctl")
+            .args(self.tls_args())
+            .args([
+                "--endpoints",
+                &m.client_url,
+                "--dial-timeout=1s",
+                "--command-timeout=1s",
+                "endpoint",
+                "health",
+            ])
+            .env("ETCDCTL_API", "3")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn tls_args(&self) -> Vec<String> {
+        let Some(t) = &self.opts.tls else {
+            return Vec::new();
+        };
+        let mut args = vec![format!("--cacert={}", t.ca.display())];
+        if let Some((cert, key)) = &t.etcdctl_client {
+            args.push(format!("--cert={}", cert.display()));
+            args.push(format!("--key={}", key.display()));
+        }
+        args
+    }
+
+    /// Runs `etcdctl <args>` against all members (TLS files as configured); returns whether it
+    /// succeeded and its stdout + stderr. `user` is `name:password` (or `None`).
+    pub fn etcdctl(&self, user: Option<&str>, args: &[&str]) -> (bool, String) {
+        let mut c = Command::new("etcdctl");
+        c.args(self.tls_args())
+            .arg(format!("--endpoints={}", self.endpoints().join(",")))
+            .args(["--dial-timeout=3s", "--command-timeout=5s"])
+            .env("ETCDCTL_API", "3")
+            .stdin(Stdio::null());
+        if let Some(u) = user {
+            c.arg(format!("--user={u}"));
+        }
+        let o = c.args(args).output().expect("etcdctl must be installed");
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
     }
 }
 
