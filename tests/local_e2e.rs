@@ -202,11 +202,19 @@ fn kill_switch_under_the_slot_aborts_the_reboot() {
 
 #[test]
 fn dry_run_daemon_keeps_running_and_logs_what_it_would_do() {
-    let n = Node::new("dry_run: true\n");
+    let n = Node::new("dry_run: true\nhealth_publish_interval_sec: 1\nhealth_stale_after_sec: 5\n");
     let mut daemon = n.start();
     n.wait_for("two dry-run passes", 30, |n| {
         n.read("daemon.log").matches("would reboot").count() >= 2
     });
+    // The heartbeat runs the health script on its own schedule and publishes the result.
+    n.wait_for("two heartbeats", 10, |n| {
+        n.read("health.log").matches("heartbeat").count() >= 2
+    });
+    let record: serde_json::Value =
+        serde_json::from_str(&n.read("state/health.json")).expect("health.json");
+    assert_eq!(record["node"], "node-1");
+    assert_eq!(record["healthy"], true);
     assert!(
         daemon.try_wait().expect("wait").is_none(),
         "dry-run daemon exited"

@@ -527,3 +527,35 @@ async fn etcd_three_members_survive_a_killed_member() {
     n1.release_slot().await.expect("release");
     acquired(h2).await;
 }
+
+#[tokio::test]
+async fn etcd_leader_killed_while_a_node_waits() {
+    let mut e = etcd::Etcd::start(3);
+    let kv = real(&e).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = backend(&kv, "n1", 1, Duration::from_secs(10), dir.path());
+    let n2 = backend(&kv, "n2", 1, Duration::from_secs(10), dir.path());
+    let (h1, _) = join(&n1);
+    acquired(h1).await;
+    let (h2, _) = join(&n2);
+    still_waiting(&h2).await;
+    let leader = e.leader().expect("a leader");
+    e.members[leader].kill();
+    // Still exclusive while the cluster elects a new leader …
+    still_waiting(&h2).await;
+    // … and the hand-off works once it has one (the release retries until it succeeds).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match n1.release_slot().await {
+            Ok(()) => break,
+            Err(err) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "release kept failing: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    acquired(h2).await;
+}

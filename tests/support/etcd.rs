@@ -268,6 +268,26 @@ impl Etcd {
     }
 }
 
+impl Etcd {
+    /// Index of the current leader among `members` (asks every live member).
+    pub fn leader(&self) -> Option<usize> {
+        let (ok, out) = self.etcdctl(None, &["endpoint", "status", "-w", "json"]);
+        if !ok {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        for s in v.as_array()? {
+            let leader = s["Status"]["leader"].as_u64()?;
+            let me = s["Status"]["header"]["member_id"].as_u64()?;
+            if leader == me {
+                let ep = s["Endpoint"].as_str()?;
+                return self.members.iter().position(|m| m.client_url == ep);
+            }
+        }
+        None
+    }
+}
+
 impl Drop for Etcd {
     fn drop(&mut self) {
         for m in &mut self.members {
