@@ -23,3 +23,9 @@ pub fn init(settings: &LogSettings, node: &str) {
         tracing::debug!(node, "logging initialised");
     }
 }
+
+/// Changes the log level after a reload (placeholder until the reloadable filter lands: the
+/// level takes effect at the next start).
+pub fn set_level(level: &str) {
+    tracing::debug!(level, "log level change requested");
+}

@@ -202,3 +202,52 @@ fn cluster_pause_request_and_forget() {
     let (code, out, _) = a.once(&["status"]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn sigterm_while_queued_leaves_the_queue() {
+    let e = etcd::Etcd::start(1);
+    // Someone else (a Go daemon) holds the only slot.
+    let (ok, out) = e.etcdctl(
+        None,
+        &[
+            "put",
+            "/e2e/cluster/clusterrebootd/lock/694d77b8e4a3c40b",
+            r#"{"node":"go-node","pid":1,"acquired_at":"2026-11-27T10:00:00Z"}"#,
+        ],
+    );
+    assert!(ok, "{out}");
+    let b = etcd_node("node-b", &e);
+    let mut db = b.start();
+    b.wait_for("node-b to queue behind go-node", 20, |n| {
+        n.state()["state"] == "Locking" && n.read("run/state.json").contains("go-node")
+    });
+    assert_eq!(b.state()["slot"]["queue_position"], 1);
+    let keys = |e: &etcd::Etcd| {
+        e.etcdctl(
+            None,
+            &[
+                "get",
+                "--prefix",
+                "--keys-only",
+                "/e2e/cluster/clusterrebootd/lock/",
+            ],
+        )
+        .1
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+    };
+    assert_eq!(keys(&e), 2, "holder and waiter");
+    assert_eq!(sigterm(&mut db), 0);
+    assert_eq!(keys(&e), 1, "the waiter's entry must be gone");
+    let last = b
+        .read("state/journal.jsonl")
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        last.contains("\"from\":\"Locking\"") && last.contains("leave_queue"),
+        "{last}"
+    );
+}

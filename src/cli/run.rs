@@ -123,6 +123,7 @@ pub fn run(config: &Path, dry_run: bool, once: bool) -> Exit {
         print_report: once,
         boot_id: boot,
         presets: PresetPaths::default(),
+        config_path: Some(config.to_path_buf()),
         settings: s,
     };
     let rt = match runtime() {
@@ -168,6 +169,7 @@ pub fn status(config: &Path, skip_health: bool, skip_lock: bool) -> Exit {
         print_report: true,
         boot_id: boot,
         presets: PresetPaths::default(),
+        config_path: None,
         settings: s,
     };
     let rt = match runtime() {

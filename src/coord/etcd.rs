@@ -606,4 +606,8 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
     fn notices(&self) -> broadcast::Receiver<Notice> {
         self.notices.subscribe()
     }
+
+    fn set_capacity(&self, k: u32) {
+        EtcdBackend::set_capacity(self, k);
+    }
 }

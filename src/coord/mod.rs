@@ -153,4 +153,6 @@ pub trait Coordinator: Send + Sync + 'static {
     fn reboot_requested(&self) -> impl Future<Output = Result<bool, CoordError>> + Send;
     /// Notices about slot loss and pause changes, for the driver to turn into events.
     fn notices(&self) -> tokio::sync::broadcast::Receiver<Notice>;
+    /// Applies a reloaded `max_concurrent_reboots` (no-op where it means nothing).
+    fn set_capacity(&self, _k: u32) {}
 }

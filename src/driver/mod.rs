@@ -11,6 +11,7 @@
 //! the two effects that start a reboot (`MoveSlotToRebootLease`, real `ExecuteReboot`) are
 //! answered with a failure instead of being executed — no reboot without a durable record.
 
+pub mod notify;
 pub mod report;
 pub mod state_file;
 
@@ -36,8 +37,10 @@ use crate::fsm::*;
 use crate::journal::{JournalError, JournalOptions};
 use crate::replay::DaemonJournal;
 
+use self::notify::Notifier;
 use self::report::PassReport;
 use self::state_file::{SlotInfo, StateFile};
+use crate::metrics::Metrics;
 
 /// How the driver runs.
 #[derive(Debug, Clone)]
@@ -54,6 +57,8 @@ pub struct Options {
     pub boot_id: String,
     /// Where detector presets look (the real system by default; tests point elsewhere).
     pub presets: PresetPaths,
+    /// The configuration file, re-read on SIGHUP (`None`: no reload).
+    pub config_path: Option<PathBuf>,
 }
 
 /// Messages from adapter tasks to the loop.
@@ -93,15 +98,44 @@ struct Driver<C: Coordinator> {
     counter: u64,
     kill_switch_seen: bool,
     lock_attempts: u32,
+    metrics: Arc<Metrics>,
+    notifier: Notifier,
+    join_started: Option<std::time::Instant>,
 }
 
 /// Runs the machine until it emits `Exit`. Returns the exit code.
 pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let settings = Arc::new(opts.settings.clone());
+    let metrics = Arc::new(Metrics::new(
+        crate::version::VERSION,
+        crate::version::REVISION,
+    ));
+    let mut metrics_endpoint = None;
+    let mut _metrics_server = None;
+    if let (Some(addr), true) = (settings.metrics_listen, opts.persist) {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                let bound = listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                tracing::info!(event = "metrics_listening", address = %bound, "metrics server listening on {bound}");
+                metrics_endpoint = Some(bound);
+                _metrics_server = Some(AbortOnDrop(tokio::spawn(crate::metrics::serve(
+                    metrics.clone(),
+                    listener,
+                ))));
+            }
+            Err(e) => {
+                eprintln!("clusterrebootd: cannot listen on metrics.listen {addr}: {e}");
+                return Exit::Runtime;
+            }
+        }
+    }
     let extras = EnvExtras {
         dry_run: opts.settings.dry_run || opts.mode.dry_run,
-        metrics_endpoint: None,
+        metrics_endpoint,
         skip_health: opts.mode.skip_health,
         skip_lock: opts.mode.skip_lock,
     };
@@ -129,6 +163,9 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
         counter: 0,
         kill_switch_seen: false,
         lock_attempts: 0,
+        metrics,
+        notifier: Notifier::from_env(),
+        join_started: None,
         opts,
     };
     if d.opts.persist
@@ -140,6 +177,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
     }
     let config = FsmConfig::from_settings(&d.settings, d.opts.mode);
     d.kill_switch_seen = d.kill_switch();
+    d.metrics.set_state(d.machine.state().name().as_str());
     if let Some(code) = d
         .handle(Event::Started {
             boot_id: d.opts.boot_id.clone(),
@@ -158,6 +196,11 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut heartbeat = tokio::time::interval(d.settings.health_publish_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sighup = signal(SignalKind::hangup()).ok();
+    let watchdog_every = d.notifier.watchdog_interval();
+    let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+    d.notifier
+        .ready(&format!("{}: {}", d.machine.state().name(), "started"));
 
     loop {
         let sleep = d.next_tick.map(|at| {
@@ -200,6 +243,8 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
                 }
             }
             _ = heartbeat.tick(), if daemon && d.opts.persist => { d.heartbeat(); None }
+            Some(()) = recv_signal(&mut sighup) => d.reload().await,
+            _ = watchdog.tick(), if watchdog_every.is_some() => { d.notifier.watchdog(); None }
         };
         if let Some(code) = code {
             return d.finish(code);
@@ -359,6 +404,10 @@ impl<C: Coordinator> Driver<C> {
     fn observe(&mut self, input: &Input, step: &Step, now: Millis) {
         if step.from != step.to {
             self.since = now;
+            self.metrics
+                .transition(step.from.as_str(), step.to.as_str());
+            self.notifier
+                .status(&format!("{}: {}", step.to, step.reason));
             tracing::info!(event = "transition", from = %step.from, to = %step.to, reason = %step.reason, "{} -> {}: {}", step.from, step.to, step.reason);
         } else {
             tracing::debug!(event = "input", input = input.event.name(), state = %step.to, reason = %step.reason);
@@ -366,6 +415,80 @@ impl<C: Coordinator> Driver<C> {
         if step.from == StateName::Idle && step.to == StateName::Detecting {
             self.report = PassReport::default();
             self.lock_attempts = 0;
+        }
+        let held = matches!(
+            step.to,
+            StateName::HealthPost
+                | StateName::Cooldown
+                | StateName::Rebooting
+                | StateName::Recovering
+        );
+        self.metrics.lock_held(held);
+        self.metrics.lock_queue_position(
+            self.machine
+                .core()
+                .queue
+                .as_ref()
+                .map_or(0, |q| i64::from(q.position)),
+        );
+        match &input.event {
+            Event::WindowEvaluated { verdict, .. } => {
+                self.metrics.window_evaluation(match verdict {
+                    WindowVerdict::Open { .. } => "allowed",
+                    WindowVerdict::Closed {
+                        outcome: Outcome::WindowDenied,
+                        ..
+                    } => "deny",
+                    WindowVerdict::Closed { .. } => "outside_allow",
+                })
+            }
+            Event::CooldownRead { status, .. } => self.metrics.cooldown_check(
+                "post-lock",
+                match status {
+                    CooldownStatus::Clear => "inactive",
+                    CooldownStatus::Active { .. } => "active",
+                    CooldownStatus::Error { .. } => "error",
+                },
+            ),
+            Event::ClusterHealthEvaluated { verdict, .. } => self.metrics.cluster_health_check(
+                if step.from == StateName::HealthPost {
+                    "post-lock"
+                } else {
+                    "pre-lock"
+                },
+                match verdict {
+                    PolicyVerdict::Pass => "healthy",
+                    PolicyVerdict::Blocked { .. } => "unhealthy",
+                    PolicyVerdict::Error { .. } => "error",
+                },
+            ),
+            Event::SlotAcquired { .. } if step.to == StateName::HealthPost => {
+                if let Some(t) = self.join_started.take() {
+                    self.metrics.lock_wait(t.elapsed().as_secs_f64());
+                    self.metrics
+                        .lock_attempt("acquired", t.elapsed().as_secs_f64());
+                }
+            }
+            Event::SlotUnavailable { .. } => self.metrics.lock_attempt("error", 0.0),
+            Event::RebootCommandFinished {
+                result: StepResult::Failed { .. },
+                ..
+            } => self.metrics.reboot("failed"),
+            _ => {}
+        }
+        if step.from == StateName::Recovering
+            && step.to == StateName::Idle
+            && let State::Idle {} = self.machine.state()
+            && let Some(Event::HealthChecked { .. }) = Some(&input.event)
+            && let Some(issued) = self.tail.iter().rev().find_map(|(_, r)| {
+                r.effects.iter().find_map(|e| match e {
+                    Effect::ExecuteReboot { dry_run: false, .. } => Some(r.now),
+                    _ => None,
+                })
+            })
+        {
+            self.metrics
+                .reboot_duration(now.saturating_sub(issued) as f64 / 1000.0);
         }
         match (&input.event, step.to) {
             (Event::SlotAcquired { .. }, StateName::HealthPost) => self.report.lock_acquired = true,
@@ -382,8 +505,21 @@ impl<C: Coordinator> Driver<C> {
             self.report.outcome = step.outcome;
             self.report.message = step.reason.clone();
             if let Some(o) = step.outcome {
+                let repeated = self.last_outcome.as_deref() == Some(o.as_str());
                 self.last_outcome = Some(o.as_str().to_string());
-                tracing::info!(event = "outcome", outcome = o.as_str(), message = %step.reason);
+                self.metrics.orchestration_outcome(o.as_str());
+                if !matches!(
+                    o,
+                    Outcome::NoAction | Outcome::Ready | Outcome::RecheckCleared
+                ) {
+                    self.metrics.reboot_blocked(o.as_str());
+                }
+                // Identical consecutive outcomes are not re-logged every pass.
+                if repeated {
+                    tracing::debug!(event = "outcome", outcome = o.as_str(), message = %step.reason);
+                } else {
+                    tracing::info!(event = "outcome", outcome = o.as_str(), message = %step.reason);
+                }
             }
         }
         if self.opts.persist {
@@ -464,10 +600,11 @@ impl<C: Coordinator> Driver<C> {
             Effect::RunDetectors { id, phase } => {
                 let specs = self.settings.detectors.clone();
                 let presets = self.opts.presets.clone();
+                let metrics = self.metrics.clone();
                 tokio::spawn(async move {
+                    let started = std::time::Instant::now();
                     let mut reports = detectors::evaluate(&specs, &presets).await;
                     // An operator's `cluster request-reboot` counts as "reboot required".
-                    let started = std::time::Instant::now();
                     let outcome = match coord.reboot_requested().await {
                         Ok(true) => Some(detectors::DetectorOutcome::Required),
                         Ok(false) => None,
@@ -482,10 +619,19 @@ impl<C: Coordinator> Driver<C> {
                             exit_code: None,
                             stdout: String::new(),
                             stderr: String::new(),
-                            duration: started.elapsed(),
+                            duration: std::time::Duration::ZERO,
                         });
                     }
                     let result = detectors::combine(&reports);
+                    metrics.detector_evaluation(
+                        phase.as_str(),
+                        match &result {
+                            DetectorResult::Required { .. } => "requires",
+                            DetectorResult::NotRequired => "clear",
+                            DetectorResult::Error { .. } => "error",
+                        },
+                        started.elapsed().as_secs_f64(),
+                    );
                     let _ = tx.send(Msg::Detectors(phase, reports));
                     let _ = tx.send(Msg::Event(Event::DetectorsEvaluated { id, result }));
                 });
@@ -508,6 +654,7 @@ impl<C: Coordinator> Driver<C> {
             }
             Effect::RunHealthScript { id, phase } => {
                 let health = self.health.clone();
+                let metrics = self.metrics.clone();
                 let call = CallEnv {
                     phase,
                     lock_enabled: !self.opts.mode.skip_lock,
@@ -522,6 +669,11 @@ impl<C: Coordinator> Driver<C> {
                 tokio::spawn(async move {
                     let report = health.run(&call).await;
                     let result = report.result.clone();
+                    metrics.health_check(
+                        phase.as_str(),
+                        health_label(&result),
+                        report.duration.as_secs_f64(),
+                    );
                     let _ = tx.send(Msg::Health(phase, report));
                     let _ = tx.send(Msg::Event(Event::HealthChecked { id, result }));
                 });
@@ -548,6 +700,10 @@ impl<C: Coordinator> Driver<C> {
             }
             Effect::CheckGates { id } => {
                 let gates = self.gates().await;
+                self.metrics.kill_switch_check(
+                    "post-lock",
+                    if gates.active() { "active" } else { "inactive" },
+                );
                 self.send(Event::GatesObserved {
                     id: Some(id),
                     gates,
@@ -555,6 +711,7 @@ impl<C: Coordinator> Driver<C> {
             }
             Effect::JoinQueue { id } => {
                 self.lock_attempts += 1;
+                self.join_started = Some(std::time::Instant::now());
                 let (utx, mut urx) = mpsc::channel(16);
                 let fwd = tx.clone();
                 self.join_task = Some(tokio::spawn(async move {
@@ -683,6 +840,8 @@ impl<C: Coordinator> Driver<C> {
                     });
                     return None;
                 }
+                self.metrics
+                    .reboot(if dry_run { "dry_run" } else { "executed" });
                 if dry_run {
                     tracing::info!(event = "dry_run_reboot", argv = ?expanded, "dry run: would reboot now with {}", expanded.join(" "));
                 } else {
@@ -725,8 +884,14 @@ impl<C: Coordinator> Driver<C> {
             lock_attempts: 0,
             state: self.machine.state().name().as_str().to_string(),
         };
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let report = health.run(&call).await;
+            metrics.health_check(
+                "heartbeat",
+                health_label(&report.result),
+                report.duration.as_secs_f64(),
+            );
             let healthy = report.result == HealthResult::Passed;
             let reason = match &report.result {
                 HealthResult::Passed => String::new(),
@@ -744,10 +909,67 @@ impl<C: Coordinator> Driver<C> {
                 reason,
                 reported_at: jiff::Timestamp::now().to_string(),
             };
-            if let Err(e) = coord.publish_health(record).await {
-                tracing::warn!(event = "health_publish_failed", error = %e);
+            let status = if healthy { "healthy" } else { "unhealthy" };
+            match coord.publish_health(record).await {
+                Ok(()) => metrics.cluster_health_update("heartbeat", status, "success"),
+                Err(e) => {
+                    metrics.cluster_health_update("heartbeat", status, "error");
+                    tracing::warn!(event = "health_publish_failed", error = %e);
+                }
             }
         });
+    }
+
+    /// SIGHUP: re-read and validate the configuration; keep the old one if it is invalid; apply
+    /// the hot fields at once and name the restart-only fields that changed but were not applied.
+    async fn reload(&mut self) -> Option<Exit> {
+        let path = self.opts.config_path.clone()?;
+        self.notifier.reloading();
+        let status = format!("{}: reloaded configuration", self.machine.state().name());
+        let new = match crate::config::load_settings(&path, &crate::config::ValidateEnv::system()) {
+            Ok(v) => v.settings,
+            Err(e) => {
+                self.metrics.config_reload("invalid");
+                tracing::error!(event = "config_reload_failed", path = %path.display(), problems = %e.problems().join("; "), "configuration reload rejected; keeping the running configuration");
+                self.notifier.reloaded(&format!(
+                    "{}: reload rejected (invalid configuration)",
+                    self.machine.state().name()
+                ));
+                return None;
+            }
+        };
+        let (applied, ignored) = hot_reload(&self.settings, new);
+        if !ignored.is_empty() {
+            tracing::warn!(event = "config_reload_restart_needed", fields = %ignored.join(", "), "these fields changed but need a restart: {}", ignored.join(", "));
+        }
+        let extras = EnvExtras {
+            dry_run: applied.dry_run || self.opts.mode.dry_run,
+            metrics_endpoint: self
+                .rc_env
+                .iter()
+                .find(|(k, _)| k == "RC_METRICS_ENDPOINT")
+                .map(|(_, v)| v.clone()),
+            skip_health: self.opts.mode.skip_health,
+            skip_lock: self.opts.mode.skip_lock,
+        };
+        self.rc_env = Arc::new(base_env(&applied, &extras));
+        self.health
+            .reconfigure(HealthConfig {
+                script: applied.health_script.clone(),
+                timeout: applied.health_timeout,
+                base_env: self.rc_env.as_ref().clone(),
+            })
+            .await;
+        self.coord.set_capacity(applied.max_concurrent_reboots);
+        crate::logging::set_level(&applied.log.level);
+        self.settings = Arc::new(applied);
+        self.opts.settings = self.settings.as_ref().clone();
+        self.metrics.config_reload("applied");
+        tracing::info!(event = "config_reloaded", path = %path.display(), "configuration reloaded");
+        let config = FsmConfig::from_settings(&self.settings, self.opts.mode);
+        let code = self.handle(Event::ConfigReloaded { config }).await;
+        self.notifier.reloaded(&status);
+        code
     }
 
     /// Ends the run: prints the pass report when asked, syncs, returns the code.
@@ -774,4 +996,47 @@ impl<C: Coordinator> Driver<C> {
         }
         code
     }
+}
+
+/// Metrics label of a health-script result (Go: pass/blocked/error).
+fn health_label(r: &HealthResult) -> &'static str {
+    match r {
+        HealthResult::Passed => "pass",
+        HealthResult::Blocked { .. } => "blocked",
+        HealthResult::Error { .. } => "error",
+    }
+}
+
+/// Aborts a task when dropped (the metrics server lives as long as the driver).
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Splits a reloaded configuration: returns the settings to run with (hot fields from `new`,
+/// restart-only fields from `old`) and the names of restart-only fields that changed.
+pub fn hot_reload(old: &Settings, new: Settings) -> (Settings, Vec<&'static str>) {
+    let mut ignored = Vec::new();
+    let mut s = new;
+    macro_rules! keep {
+        ($field:ident, $name:literal) => {
+            if s.$field != old.$field {
+                ignored.push($name);
+                s.$field = old.$field.clone();
+            }
+        };
+    }
+    keep!(node_name, "node_name");
+    keep!(etcd, "etcd_endpoints/etcd_tls/etcd_auth/etcd_namespace");
+    keep!(lock_key, "lock_key");
+    keep!(lock_backend, "lock_backend");
+    keep!(state_dir, "state_dir");
+    keep!(run_dir, "run_dir");
+    keep!(boot_id_path, "boot_id_path");
+    keep!(metrics_listen, "metrics.listen");
+    keep!(lock_ttl, "lock_ttl_sec");
+    (s, ignored)
 }
