@@ -84,7 +84,7 @@ fn positions() -> Vec<(&'static str, &'static str, At)> {
         lock_wait_timeout_ms: Some(60_000),
         ..base()
     };
-    let to_locking = |c: FsmConfig| At::start(c).tick().ok().ok().ok().ok();
+    let to_locking = |c: FsmConfig| At::start(c).tick().ok().ok().ok().ok().ok();
     let window_closes = {
         let a = At::start(base()).tick().ok();
         let id = a.pending();
@@ -95,6 +95,7 @@ fn positions() -> Vec<(&'static str, &'static str, At)> {
                 closes_by: Some(Outcome::WindowDenied),
             },
         })
+        .ok()
         .ok()
         .ok()
     };
@@ -142,6 +143,11 @@ fn positions() -> Vec<(&'static str, &'static str, At)> {
         ("Detecting", "-", At::start(base()).tick()),
         ("WindowCheck", "-", At::start(base()).tick().ok()),
         ("HealthPre", "policy", At::start(base()).tick().ok().ok()),
+        (
+            "HealthPre",
+            "cooldown",
+            At::start(base()).tick().ok().ok().ok().ok(),
+        ),
         (
             "HealthPre",
             "script",

@@ -95,6 +95,9 @@ pub enum PreStep {
     Policy,
     /// Waiting for the health script.
     Script,
+    /// Reading the cluster cooldown before queueing (cheap early check; the read under the slot
+    /// is the one that counts).
+    Cooldown,
 }
 
 /// Sub-steps of `HealthPost` (the order of the checks under the slot).
@@ -496,7 +499,9 @@ impl Core {
                 self.publish(context, result, Phase::PreLock);
                 match health_block_reason(result, Phase::PreLock) {
                     None => {
-                        context.reason("health script (pre-lock) passed");
+                        context.reason(
+                            "health script (pre-lock) passed; reading the cluster cooldown",
+                        );
                         self.after_health_pre(context, event)
                     }
                     Some(why) => {
@@ -512,10 +517,41 @@ impl Core {
                     }
                 }
             }
+            Event::CooldownRead { status, .. } => match status {
+                CooldownStatus::Active { until, by } => {
+                    let why = format!(
+                        "cluster cooldown started by {by} active until {}",
+                        fmt_ms(*until)
+                    );
+                    self.end_pass(
+                        context,
+                        event,
+                        Some(Outcome::CooldownActive),
+                        None,
+                        why,
+                        Next::At(*until),
+                    );
+                    Transition(State::idle())
+                }
+                CooldownStatus::Clear => {
+                    context.reason("cooldown clear; joining the slot queue");
+                    self.enqueue(context, event)
+                }
+                CooldownStatus::Error { detail } => {
+                    context.reason(format!(
+                        "cooldown unreadable before queueing ({detail}); it is checked again under the slot"
+                    ));
+                    self.enqueue(context, event)
+                }
+            },
             Event::EffectTimedOut { .. } => {
                 let why = match step {
                     PreStep::Policy => "cluster health read timed out",
                     PreStep::Script => "health script (pre-lock) timed out",
+                    PreStep::Cooldown => {
+                        context.reason("cooldown read timed out before queueing; it is checked again under the slot");
+                        return self.enqueue(context, event);
+                    }
                 };
                 self.end_pass(
                     context,
@@ -539,6 +575,7 @@ impl Core {
                 id: *pending,
                 phase: Phase::PreLock,
             }),
+            PreStep::Cooldown => context.push(Effect::ReadCooldown { id: *pending }),
         }
     }
 
@@ -1497,8 +1534,13 @@ impl Core {
         }
     }
 
-    /// After the pre-lock health gate: the queue, or `lock_skipped` when asked to stop here.
-    fn after_health_pre(&mut self, ctx: &mut Ctx, input: &Input) -> Flow<State> {
+    /// After the pre-lock health gate: a cheap cooldown read before queueing.
+    fn after_health_pre(&mut self, _ctx: &mut Ctx, _input: &Input) -> Flow<State> {
+        Transition(State::health_pre(self.alloc(), PreStep::Cooldown))
+    }
+
+    /// After the pre-queue cooldown read: the queue, or `lock_skipped` when asked to stop here.
+    fn enqueue(&mut self, ctx: &mut Ctx, input: &Input) -> Flow<State> {
         if self.config.skip_lock {
             self.end_pass(
                 ctx,
@@ -1597,6 +1639,7 @@ fn pre_expects(step: PreStep) -> &'static str {
     match step {
         PreStep::Policy => "ClusterHealthEvaluated",
         PreStep::Script => "HealthChecked",
+        PreStep::Cooldown => "CooldownRead",
     }
 }
 

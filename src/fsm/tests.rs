@@ -252,8 +252,14 @@ fn window_closing_while_queued_leaves_the_queue() {
     });
     let s = r.feed(answer::success(&s.effects[0]).expect("policy"));
     let s = r.feed(answer::success(&s.effects[0]).expect("script"));
+    assert_eq!(
+        names(&s),
+        ["PublishHealth", "ReadCooldown"],
+        "cheap cooldown read before queueing"
+    );
+    let s = r.feed(answer::success(&s.effects[1]).expect("cooldown"));
     assert_eq!(s.to, StateName::Locking);
-    assert_eq!(names(&s), ["PublishHealth", "JoinQueue", "ScheduleTick"]);
+    assert_eq!(names(&s), ["JoinQueue", "ScheduleTick"]);
     let id = r.pending();
     let q = r.feed(Event::SlotQueued {
         id,
@@ -490,4 +496,37 @@ fn restoring_in_any_state_executes_nothing_and_continues_identically() {
         }
     }
     assert_eq!(seen.len(), StateName::ALL.len(), "visited {seen:?}");
+}
+
+#[test]
+fn an_active_cooldown_stops_the_pass_before_queueing() {
+    let mut r = Run::start(cfg());
+    let s = r.tick();
+    let s = r.happy_until(s, StateName::Locking);
+    assert_eq!(s.to, StateName::Locking, "happy path still queues");
+    let mut r = Run::start(cfg());
+    r.tick();
+    for _ in 0..4 {
+        let s = r.steps.last().cloned().expect("step");
+        let ev = s.effects.iter().find_map(answer::success).expect("answer");
+        r.feed(ev);
+    }
+    let id = r.pending();
+    let s = r.feed(Event::CooldownRead {
+        id,
+        status: CooldownStatus::Active {
+            until: T0 + 900_000,
+            by: "node-2".into(),
+        },
+    });
+    assert_eq!((s.from, s.to), (StateName::HealthPre, StateName::Idle));
+    assert_eq!(s.outcome, Some(Outcome::CooldownActive));
+    assert_eq!(s.exit, Some(Exit::Ok), "cooldown_active exits 0 (Go)");
+    assert_eq!(s.effects, vec![Effect::ScheduleTick { at: T0 + 900_000 }]);
+    assert!(
+        !r.steps
+            .iter()
+            .flat_map(|s| &s.effects)
+            .any(|e| matches!(e, Effect::JoinQueue { .. }))
+    );
 }
