@@ -4,6 +4,7 @@
 //! `--version` exit 0, as the Go daemon's callers expect (SPEC §9).
 
 mod cluster;
+pub mod explain;
 mod fsm_cmd;
 mod run;
 mod simulate;
@@ -55,7 +56,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
     },
-    /// Evaluate one pass without changing anything (dry run, Go `status`).
+    /// Evaluate one pass without changing anything (dry run, Go `status`), or explain what the
+    /// running daemon waits for (`--explain`).
     Status {
         /// Do not run the health script (it counts as passing).
         #[arg(long)]
@@ -63,6 +65,14 @@ pub enum Command {
         /// Stop before the reboot slot (outcome `lock_skipped`).
         #[arg(long)]
         skip_lock: bool,
+        /// Why is this node not rebooting? Read the running daemon's state file and journal:
+        /// state, blocking gate with its evidence, what would unblock it, last transitions.
+        /// Without a running daemon, falls back to the dry-run evaluation.
+        #[arg(long, conflicts_with_all = ["skip_health", "skip_lock"])]
+        explain: bool,
+        /// With `--explain`: print a JSON object instead of text.
+        #[arg(long, requires = "explain")]
+        json: bool,
     },
     /// Print the version and git revision.
     Version,
@@ -125,8 +135,14 @@ fn run(cli: Cli) -> Exit {
         Command::Cluster { command } => cluster::run(&cli.config, command),
         Command::Windows { at, json } => windows_cmd::run(&cli.config, at.as_deref(), json),
         Command::Status {
+            explain: true,
+            json,
+            ..
+        } => explain::run(&cli.config, json),
+        Command::Status {
             skip_health,
             skip_lock,
+            ..
         } => run::status(&cli.config, skip_health, skip_lock),
     }
 }
