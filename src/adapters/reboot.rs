@@ -138,6 +138,7 @@ async fn run_checked(
         .await
         .map_err(|e| format!("{what} {name}: {e}"))?;
     tracing::info!(
+        event = "command_finished",
         command = %name,
         termination = ?out.termination,
         stdout = %out.stdout_text(),
@@ -187,6 +188,7 @@ pub async fn execute_reboot(
 ) -> Result<(), String> {
     if dry_run {
         tracing::info!(
+            event = "dry_run_reboot",
             argv = ?argv_expanded,
             "would reboot: {}",
             argv_expanded.join(" ")
@@ -196,7 +198,7 @@ pub async fn execute_reboot(
     if argv_expanded.first().is_none_or(|p| p.is_empty()) {
         return Err("run reboot command: empty command".to_owned());
     }
-    tracing::info!(argv = ?argv_expanded, "executing reboot command");
+    tracing::info!(event = "reboot_command", argv = ?argv_expanded, "executing reboot command");
     run_checked("run reboot command", argv_expanded, env, None).await
 }
 

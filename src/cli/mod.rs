@@ -4,8 +4,10 @@
 //! `--version` exit 0, as the Go daemon's callers expect (SPEC §9).
 
 mod cluster;
+mod completions;
 pub mod explain;
 mod fsm_cmd;
+mod man;
 mod run;
 mod simulate;
 mod validate_config;
@@ -19,12 +21,43 @@ use clap::{Parser, Subcommand};
 use crate::config::DEFAULT_CONFIG_PATH;
 use crate::exit::Exit;
 
+/// The exit-code contract (SPEC §9) as shown by `--help` and the man page.
+pub const EXIT_CODES: [(u8, &str); 8] = [
+    (
+        0,
+        "ok: the command did what was asked (or there was nothing to do)",
+    ),
+    (1, "runtime error"),
+    (2, "configuration missing or invalid"),
+    (
+        3,
+        "health blocked: the health script or a cluster policy blocked the reboot",
+    ),
+    (4, "lock unavailable: no reboot slot could be obtained"),
+    (5, "kill switch present or cluster paused"),
+    (6, "detector error: a reboot-required detector failed"),
+    (64, "usage error: the command line itself was wrong"),
+];
+
+/// [`EXIT_CODES`] as the `--help` epilogue (kept equal by a test).
+pub const EXIT_HELP: &str = "\
+Exit codes:
+  0   ok: the command did what was asked (or there was nothing to do)
+  1   runtime error
+  2   configuration missing or invalid
+  3   health blocked: the health script or a cluster policy blocked the reboot
+  4   lock unavailable: no reboot slot could be obtained
+  5   kill switch present or cluster paused
+  6   detector error: a reboot-required detector failed
+  64  usage error: the command line itself was wrong";
+
 /// Top-level arguments.
 #[derive(Debug, Parser)]
 #[command(
     name = "clusterrebootd",
     version = crate::version::VERSION,
-    about = "Safe, automatic, cluster-coordinated reboots of Linux nodes"
+    about = "Safe, automatic, cluster-coordinated reboots of Linux nodes",
+    after_help = EXIT_HELP
 )]
 pub struct Cli {
     /// Configuration file; `config.d/*.yaml` beside it are merged in lexical order.
@@ -97,6 +130,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "mermaid")]
         format: fsm_cmd::Format,
     },
+    /// Print a shell completion script on stdout.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: completions::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
 }
 
 /// Parses `args` and runs the command, returning the exit status to use.
@@ -132,6 +173,8 @@ fn run(cli: Cli) -> Exit {
         Command::Simulate { trace: Some(path) } => simulate::trace(&path),
         Command::Simulate { trace: None } => simulate::detectors(&cli.config),
         Command::Fsm { format } => fsm_cmd::run(format),
+        Command::Completions { shell } => completions::run(shell),
+        Command::Man => man::run(),
         Command::Cluster { command } => cluster::run(&cli.config, command),
         Command::Windows { at, json } => windows_cmd::run(&cli.config, at.as_deref(), json),
         Command::Status {
@@ -144,5 +187,23 @@ fn run(cli: Cli) -> Exit {
             skip_lock,
             ..
         } => run::status(&cli.config, skip_health, skip_lock),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::Exit;
+
+    #[test]
+    fn exit_help_matches_the_exit_contract() {
+        let codes: Vec<u8> = EXIT_CODES.iter().map(|(c, _)| *c).collect();
+        let contract: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
+        assert_eq!(codes, contract);
+        let lines: Vec<String> = EXIT_CODES
+            .iter()
+            .map(|(c, m)| format!("  {c:<3} {m}"))
+            .collect();
+        assert_eq!(EXIT_HELP, format!("Exit codes:\n{}", lines.join("\n")));
     }
 }

@@ -217,7 +217,7 @@ impl EtcdKv {
                     return Ok(v);
                 }
                 Err(KvError::Unavailable(m)) => {
-                    tracing::debug!(endpoint = %ep, error = %m, "etcd endpoint unavailable; trying the next one");
+                    tracing::debug!(event = "etcd_endpoint_unavailable", endpoint = %ep, error = %m, "etcd endpoint unavailable; trying the next one");
                     last = KvError::Unavailable(format!("{ep}: {m}"));
                 }
                 Err(other) => return Err(other),

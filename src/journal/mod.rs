@@ -382,6 +382,7 @@ impl Journal<(), ()> {
         fs::rename(path, &target).map_err(io_err(path, "quarantine"))?;
         file::sync_parent_dir(path).map_err(io_err(path, "sync directory"))?;
         tracing::warn!(
+            event = "journal_quarantined",
             journal = %path.display(),
             quarantined = %target.display(),
             "journal quarantined"
@@ -427,7 +428,7 @@ where
                     path.display(),
                     tmp.display()
                 );
-                tracing::warn!("{msg}");
+                tracing::warn!(event = "journal_warning", "{msg}");
                 warnings.push(msg);
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -448,7 +449,7 @@ where
                 end - scanned.good_end,
                 saved.display()
             );
-            tracing::warn!("{msg}");
+            tracing::warn!(event = "journal_warning", "{msg}");
             warnings.push(msg);
         }
 
@@ -620,6 +621,7 @@ where
         file::sync_parent_dir(&self.path).map_err(io_err(&self.path, "sync directory"))?;
         self.writer()?;
         tracing::debug!(
+            event = "journal_compacted",
             journal = %self.path.display(),
             snapshot_seq,
             tail,

@@ -1,6 +1,7 @@
 //! Command-line contract tests: the real binary, real files, real exit codes (SPEC §9).
 
 mod bad_input;
+mod completions;
 mod config_cmd;
 mod exit_codes;
 mod replay;

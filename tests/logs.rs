@@ -1,0 +1,80 @@
+//! Log output of the real binary: Go-format JSON lines on stderr, and no secrets anywhere.
+
+#[path = "support/node.rs"]
+mod node;
+
+use std::os::unix::fs::PermissionsExt;
+
+#[test]
+fn every_stderr_line_is_a_go_format_json_object() {
+    let n = node::Node::new("dry_run: true\n");
+    let (code, out, err) = n.once(&["run", "--once", "--dry-run"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(!err.trim().is_empty(), "no log lines at all");
+    let mut transitions = 0;
+    for line in err.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\nstderr:\n{err}"));
+        for key in ["ts", "level", "node", "event", "message"] {
+            assert!(v.get(key).is_some(), "no {key:?} in {line}");
+        }
+        assert_eq!(v["node"], "node-1", "{line}");
+        let ts = v["ts"].as_str().expect("ts is a string");
+        assert!(
+            ts.parse::<jiff::Timestamp>().is_ok() && ts.ends_with('Z') && ts.len() == 24,
+            "ts {ts:?} is not RFC 3339 UTC with milliseconds"
+        );
+        assert!(
+            ["trace", "debug", "info", "warn", "error"]
+                .contains(&v["level"].as_str().unwrap_or("")),
+            "{line}"
+        );
+        if v["event"] == "transition" {
+            transitions += 1;
+            for key in ["from", "to", "reason"] {
+                assert!(
+                    v["fields"][key].as_str().is_some_and(|s| !s.is_empty()),
+                    "transition without fields.{key}: {line}"
+                );
+            }
+        }
+    }
+    assert!(transitions > 0, "no transition event:\n{err}");
+}
+
+#[test]
+fn the_etcd_password_is_never_printed() {
+    const PASSWORD: &str = "s3cret-Pa55word-that-must-not-leak";
+    // A port that was free a moment ago: connections to it are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let pw = secrets.path().join("etcd-password");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).expect("password file");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let n = node::Node::named(
+        "node-a",
+        &format!(
+            "lock_backend: etcd\netcd_endpoints: [http://127.0.0.1:{port}]\netcd_namespace: /ns\n\
+             etcd_auth: {{username: reboot, password_file: {}}}\n",
+            pw.display()
+        ),
+    );
+    for args in [
+        &["run", "--once"][..],
+        &["status"][..],
+        &["validate-config"][..],
+    ] {
+        let (code, out, err) = n.once(args);
+        assert!(
+            !out.contains(PASSWORD) && !err.contains(PASSWORD),
+            "{args:?} printed the password:\nstdout:\n{out}\nstderr:\n{err}"
+        );
+        if args[0] == "run" {
+            assert_ne!(code, 0, "nothing listens on port {port}:\n{out}{err}");
+            assert!(!err.trim().is_empty(), "no error reported");
+        }
+    }
+}
