@@ -149,6 +149,7 @@ fn systemd_notify_ready_and_status_on_transitions() {
     let mut cmd = n.cmd(&["run"]);
     let mut daemon = cmd
         .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -178,5 +179,32 @@ fn systemd_notify_ready_and_status_on_transitions() {
         reload.iter().any(|m| m.contains("RELOADING=1")),
         "{reload:?}"
     );
+    sigterm(&mut daemon);
+}
+
+#[test]
+fn identical_outcomes_are_logged_once() {
+    let n = Node::new("windows: {deny: ['* 0:00-0:00']}\nlog: {level: info, format: json}\n");
+    let c = n
+        .read("config.yaml")
+        .replace("log: {level: debug, format: json}\n", "");
+    std::fs::write(n.path("config.yaml"), c).expect("config");
+    let mut daemon = n.start();
+    // The window is closed for good: every pass ends with window_denied, retried after 1 s
+    // (the next opening is beyond the 8-day horizon).
+    n.wait_for("three denied passes", 30, |n| {
+        n.read("state/journal.jsonl")
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["outcome"] == "window_denied")
+            .count()
+            >= 3
+    });
+    let log = n.read("daemon.log");
+    let logged = log
+        .lines()
+        .filter(|l| l.contains("\"event\":\"outcome\"") && l.contains("window_denied"))
+        .count();
+    assert_eq!(logged, 1, "repeated outcome re-logged:\n{log}");
     sigterm(&mut daemon);
 }
