@@ -559,3 +559,77 @@ async fn etcd_leader_killed_while_a_node_waits() {
     }
     acquired(h2).await;
 }
+
+/// Counts reads, to prove that waiting for a slot does not poll.
+#[derive(Clone)]
+struct CountingKv {
+    inner: MemKv,
+    ranges: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Kv for CountingKv {
+    async fn range(&self, prefix: &str, opts: RangeOpts) -> Result<RangeResult, KvError> {
+        self.ranges
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.range(prefix, opts).await
+    }
+    async fn get(&self, key: &str) -> Result<(Option<KeyValue>, Revision), KvError> {
+        self.ranges
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, value: Vec<u8>, lease: LeaseId) -> Result<Revision, KvError> {
+        self.inner.put(key, value, lease).await
+    }
+    async fn delete(&self, key: &str) -> Result<(Revision, bool), KvError> {
+        self.inner.delete(key).await
+    }
+    async fn txn(
+        &self,
+        c: Vec<Compare>,
+        s: Vec<TxnOp>,
+        f: Vec<TxnOp>,
+    ) -> Result<TxnResult, KvError> {
+        self.inner.txn(c, s, f).await
+    }
+    async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId, KvError> {
+        self.inner.lease_grant(ttl).await
+    }
+    async fn lease_keep_alive(&self, id: LeaseId) -> Result<Duration, KvError> {
+        self.inner.lease_keep_alive(id).await
+    }
+    async fn lease_revoke(&self, id: LeaseId) -> Result<(), KvError> {
+        self.inner.lease_revoke(id).await
+    }
+    async fn lease_ttl(&self, id: LeaseId) -> Result<Option<Duration>, KvError> {
+        self.inner.lease_ttl(id).await
+    }
+    async fn watch(&self, prefix: &str, start: Revision) -> Result<WatchStream, KvError> {
+        self.inner.watch(prefix, start).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_for_a_slot_does_not_poll() {
+    let mem = MemKv::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = backend(&mem, "n1", 1, Duration::from_secs(30), dir.path());
+    let (h1, _) = join(&n1);
+    acquired(h1).await;
+    let counted = CountingKv {
+        inner: mem.clone(),
+        ranges: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+    };
+    let n2 = backend(&counted, "n2", 1, Duration::from_secs(30), dir.path());
+    let (h2, _) = join(&n2);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after_queueing = counted.ranges.load(std::sync::atomic::Ordering::SeqCst);
+    // Ten minutes of waiting (virtual time; keep-alives keep both sessions).
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let reads = counted.ranges.load(std::sync::atomic::Ordering::SeqCst) - after_queueing;
+    // Only the pause watcher's initial read may happen; the slot wait itself reads nothing.
+    assert!(reads <= 1, "{reads} reads while waiting: polling");
+    still_waiting(&h2).await;
+    n1.release_slot().await.expect("release");
+    acquired(h2).await;
+}
