@@ -574,8 +574,9 @@ impl<C: Coordinator> Driver<C> {
         }
     }
 
-    fn call_env(&self, phase: Phase) -> Vec<(String, String)> {
-        let call = CallEnv {
+    /// The per-call part of the `RC_*` environment for a run in `phase`.
+    fn call(&self, phase: Phase) -> CallEnv {
+        CallEnv {
             phase,
             lock_enabled: !self.opts.mode.skip_lock,
             lock_held: phase == Phase::PostLock,
@@ -585,9 +586,13 @@ impl<C: Coordinator> Driver<C> {
                 0
             },
             state: self.machine.state().name().as_str().to_string(),
-        };
+        }
+    }
+
+    /// The whole `RC_*` environment for hooks and the reboot command.
+    fn call_env(&self, phase: Phase) -> Vec<(String, String)> {
         let mut env = self.rc_env.as_ref().clone();
-        env.extend(call.to_env());
+        env.extend(self.call(phase).to_env());
         env
     }
 
@@ -655,17 +660,7 @@ impl<C: Coordinator> Driver<C> {
             Effect::RunHealthScript { id, phase } => {
                 let health = self.health.clone();
                 let metrics = self.metrics.clone();
-                let call = CallEnv {
-                    phase,
-                    lock_enabled: !self.opts.mode.skip_lock,
-                    lock_held: phase == Phase::PostLock,
-                    lock_attempts: if phase == Phase::PostLock {
-                        self.lock_attempts
-                    } else {
-                        0
-                    },
-                    state: self.machine.state().name().as_str().to_string(),
-                };
+                let call = self.call(phase);
                 tokio::spawn(async move {
                     let report = health.run(&call).await;
                     let result = report.result.clone();
@@ -877,13 +872,7 @@ impl<C: Coordinator> Driver<C> {
         let health = self.health.clone();
         let coord = self.coord.clone();
         let node = self.settings.node_name.clone();
-        let call = CallEnv {
-            phase: Phase::Heartbeat,
-            lock_enabled: !self.opts.mode.skip_lock,
-            lock_held: false,
-            lock_attempts: 0,
-            state: self.machine.state().name().as_str().to_string(),
-        };
+        let call = self.call(Phase::Heartbeat);
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let report = health.run(&call).await;
