@@ -1430,13 +1430,16 @@ impl Core {
                 self.publish(context, result, Phase::PostReboot);
                 match health_block_reason(result, Phase::PostReboot) {
                     None => {
-                        context.push(Effect::ReleaseSlot);
+                        // Order matters: the marker goes and the cooldown is written BEFORE the
+                        // slot is released, so the next node under the slot neither sees a stale
+                        // marker nor misses the cooldown.
                         context.push(Effect::ClearInProgress);
                         if self.config.min_reboot_interval_sec > 0 {
                             context.push(Effect::StartCooldown {
                                 duration_sec: self.config.min_reboot_interval_sec,
                             });
                         }
+                        context.push(Effect::ReleaseSlot);
                         let (exit, why) = if rec.failed_reboot {
                             (Exit::Runtime, "healthy, but the reboot did not happen (reboot failed); slot released".to_string())
                         } else {
@@ -1588,10 +1591,11 @@ impl Core {
         exit: Option<Exit>,
         reason: String,
     ) -> Flow<State> {
-        ctx.push(Effect::ReleaseSlot);
+        // The marker goes before the slot, so the next holder does not see it.
         if marker_written {
             ctx.push(Effect::ClearInProgress);
         }
+        ctx.push(Effect::ReleaseSlot);
         self.end_pass(ctx, input, outcome, exit, reason, Next::Backoff);
         Transition(State::idle())
     }

@@ -137,9 +137,9 @@ fn full_reboot_and_recovery() {
         names(&s),
         [
             "PublishHealth",
-            "ReleaseSlot",
             "ClearInProgress",
             "StartCooldown",
+            "ReleaseSlot",
             "ScheduleTick"
         ]
     );

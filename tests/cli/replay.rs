@@ -72,11 +72,11 @@ fn an_edited_recorded_effect_is_reported_as_divergence() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("divergence at input 21"), "{err}");
     assert!(
-        err.contains("recorded:   Recovering -> Idle  [PublishHealth, LeaveQueue"),
+        err.contains("recorded:   Recovering -> Idle  [PublishHealth, ClearInProgress, StartCooldown, LeaveQueue"),
         "{err}"
     );
     assert!(
-        err.contains("recomputed: Recovering -> Idle  [PublishHealth, ReleaseSlot"),
+        err.contains("recomputed: Recovering -> Idle  [PublishHealth, ClearInProgress, StartCooldown, ReleaseSlot"),
         "{err}"
     );
 }
