@@ -11,6 +11,7 @@
 //! the two effects that start a reboot (`MoveSlotToRebootLease`, real `ExecuteReboot`) are
 //! answered with a failure instead of being executed — no reboot without a durable record.
 
+pub mod chores;
 pub mod notify;
 pub mod report;
 pub mod state_file;
@@ -37,6 +38,7 @@ use crate::fsm::*;
 use crate::journal::{JournalError, JournalOptions};
 use crate::replay::DaemonJournal;
 
+use self::chores::{Chore, Chores};
 use self::notify::Notifier;
 use self::report::PassReport;
 use self::state_file::{SlotInfo, StateFile};
@@ -99,6 +101,7 @@ struct Driver<C: Coordinator> {
     kill_switch_seen: bool,
     lock_attempts: u32,
     metrics: Arc<Metrics>,
+    chores: Chores,
     notifier: Notifier,
     join_started: Option<std::time::Instant>,
 }
@@ -145,6 +148,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
         timeout: settings.health_timeout,
         base_env: rc_env.as_ref().clone(),
     }));
+    let chores = Chores::start(coord.clone(), metrics.clone());
     let mut d = Driver {
         settings: settings.clone(),
         coord,
@@ -163,6 +167,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
         counter: 0,
         kill_switch_seen: false,
         lock_attempts: 0,
+        chores,
         metrics,
         notifier: Notifier::from_env(),
         join_started: None,
@@ -185,7 +190,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
         })
         .await
     {
-        return d.finish(code);
+        return d.finish(code).await;
     }
 
     let daemon = !d.opts.mode.once;
@@ -247,7 +252,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
             _ = watchdog.tick(), if watchdog_every.is_some() => { d.notifier.watchdog(); None }
         };
         if let Some(code) = code {
-            return d.finish(code);
+            return d.finish(code).await;
         }
     }
 }
@@ -736,18 +741,13 @@ impl<C: Coordinator> Driver<C> {
                 if let Some(t) = self.join_task.take() {
                     t.abort();
                 }
-                if let Err(e) = self.coord.leave_queue().await {
-                    tracing::warn!(event = "leave_queue_failed", error = %e);
-                }
+                self.chores.push(Chore::LeaveQueue);
             }
             Effect::ReleaseSlot => {
                 if let Some(t) = self.join_task.take() {
                     t.abort();
                 }
-                match self.coord.release_slot().await {
-                    Ok(()) => tracing::info!(event = "slot_released", "reboot slot released"),
-                    Err(e) => tracing::warn!(event = "release_failed", error = %e),
-                }
+                self.chores.push(Chore::ReleaseSlot);
             }
             Effect::MoveSlotToRebootLease { id, ttl_sec } => {
                 let result = if durable {
@@ -780,11 +780,7 @@ impl<C: Coordinator> Driver<C> {
                     let _ = tx.send(Msg::Event(Event::RebootLeaseReattached { id, result }));
                 });
             }
-            Effect::ClearInProgress => {
-                if let Err(e) = self.coord.clear_in_progress().await {
-                    tracing::warn!(event = "clear_in_progress_failed", error = %e);
-                }
-            }
+            Effect::ClearInProgress => self.chores.push(Chore::ClearInProgress),
             Effect::ReadCooldown { id } => {
                 tokio::spawn(async move {
                     let status =
@@ -798,13 +794,8 @@ impl<C: Coordinator> Driver<C> {
                 });
             }
             Effect::StartCooldown { duration_sec } => {
-                if let Err(e) = self
-                    .coord
-                    .start_cooldown(Duration::from_secs(duration_sec))
-                    .await
-                {
-                    tracing::warn!(event = "cooldown_start_failed", error = %e);
-                }
+                self.chores
+                    .push(Chore::StartCooldown(Duration::from_secs(duration_sec)));
             }
             Effect::RunHooks { id, stage } => {
                 let hooks = match stage {
@@ -961,8 +952,17 @@ impl<C: Coordinator> Driver<C> {
         code
     }
 
-    /// Ends the run: prints the pass report when asked, syncs, returns the code.
-    fn finish(&mut self, code: Exit) -> Exit {
+    /// Ends the run: lets pending coordination updates finish (bounded), prints the pass report
+    /// when asked, syncs, returns the code.
+    async fn finish(&mut self, code: Exit) -> Exit {
+        let left = self.chores.drain(Duration::from_secs(10)).await;
+        if left > 0 {
+            tracing::warn!(
+                event = "coordination_update_abandoned",
+                left,
+                "exiting with coordination updates not applied; the leases involved will expire"
+            );
+        }
         if let Some(j) = self.journal.as_mut()
             && let Err(e) = j.sync()
         {

@@ -1,0 +1,461 @@
+//! Chaos end-to-end suite (issue #7, SPEC §12.3): N real daemons on one real etcd, reboots
+//! simulated by a background thread, and an invariant checker that fails the test when more
+//! than `max_concurrent_reboots` nodes are between "slot acquired" and "slot released after
+//! recovery" (see `support/cluster.rs`).
+//!
+//! `cargo test --test chaos -- --nocapture scenario_1` prints the hand-off figures quoted in
+//! docs/PERFORMANCE.md.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/etcd.rs"]
+mod etcd;
+#[path = "support/node.rs"]
+mod node;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cluster::{Cluster, Opts, Rec, records};
+
+fn epoch_ms() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .expect("ms")
+}
+
+/// When the node's (first) reboot command was issued, per its journal.
+fn reboot_at(recs: &[Rec]) -> Option<u64> {
+    recs.iter()
+        .find(|r| r.line.contains("\"execute_reboot\""))
+        .map(|r| r.now)
+}
+
+/// When the node's (first) recovery finished: Recovering → Idle.
+fn recovered_at(recs: &[Rec]) -> Option<u64> {
+    recs.iter()
+        .find(|r| r.from == "Recovering" && r.to == "Idle")
+        .map(|r| r.now)
+}
+
+fn median(v: &mut [u64]) -> u64 {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+/// Sleeps `secs`, failing early on an invariant violation.
+fn hold(c: &Cluster, secs: u64) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        c.check_violation();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn scenario_1_one_slot_fifo_everyone_once() {
+    let n = 5;
+    let down = Duration::from_secs(2);
+    let c = Cluster::new(Opts {
+        n,
+        k: 1,
+        down,
+        ..Opts::default()
+    });
+    let t_start = epoch_ms();
+    c.start_all();
+    c.wait_all_rebooted_once(40);
+    assert_eq!(c.max_seen(), 1, "{}", c.timeline());
+    assert_eq!(c.journal_max_overlap(), 1, "{}", c.timeline());
+
+    // FIFO: the queue entry that got the slot (the node's last `Locking` entry before its
+    // reboot; a node blocked in pre-lock health joins later) is served in queue order. Entries
+    // made within 50 ms of each other are ordered by etcd create revision, which the journal
+    // times cannot resolve, so only clearly ordered pairs are compared.
+    let recs: Vec<Vec<Rec>> = c.nodes.iter().map(records).collect();
+    let mut order: Vec<(u64, u64, usize)> = recs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let rb = reboot_at(r).expect("reboot");
+            let locking = r
+                .iter()
+                .filter(|x| x.to == "Locking" && x.from != "Locking" && x.now <= rb)
+                .map(|x| x.now)
+                .next_back()
+                .expect("locking");
+            (locking, rb, i)
+        })
+        .collect();
+    for a in &order {
+        for b in &order {
+            if a.0 + 50 < b.0 {
+                assert!(
+                    a.1 < b.1,
+                    "FIFO violated: node-{} queued before node-{} but rebooted after\n{}",
+                    a.2,
+                    b.2,
+                    c.timeline()
+                );
+            }
+        }
+    }
+    let mut by_reboot = order.clone();
+    by_reboot.sort_by_key(|o| o.1);
+    let first_locking: Vec<u64> = recs
+        .iter()
+        .map(|r| {
+            r.iter()
+                .find(|x| x.to == "Locking")
+                .map(|x| x.now)
+                .expect("l")
+        })
+        .collect();
+    let requeued = recs
+        .iter()
+        .filter(|r| {
+            r.iter()
+                .filter(|x| x.to == "Locking" && x.from != "Locking")
+                .count()
+                > 1
+        })
+        .count();
+
+    // Hand-off: previous node recovered → next node's reboot command.
+    order.sort_by_key(|o| o.1);
+    let mut gaps: Vec<u64> = order
+        .windows(2)
+        .map(|w| {
+            let prev = recovered_at(&recs[w[0].2]).expect("recovered");
+            w[1].1.saturating_sub(prev)
+        })
+        .collect();
+    let max_gap = gaps.iter().copied().max().unwrap_or_default();
+    let med = median(&mut gaps);
+    let last_recovered = recs
+        .iter()
+        .map(|r| recovered_at(r).expect("recovered"))
+        .max()
+        .expect("max");
+    let first_reboot = order[0].1;
+    let makespan = last_recovered.saturating_sub(t_start);
+    let ideal = u64::try_from(n as u128 * down.as_millis()).expect("ms");
+    println!(
+        "scenario_1: N={n} K=1 down={}s: hand-off gap (recovered -> next reboot command) median {med} ms, max {max_gap} ms; \
+         first reboot {} ms after start; makespan {makespan} ms (start -> last recovery) = {:.2} x (N x down time); \
+         reboot-to-last-recovery {} ms = {:.2} x; nodes that re-queued: {requeued}; first Locking (ms after start) {:?}; reboot order {:?}",
+        down.as_secs(),
+        first_reboot.saturating_sub(t_start),
+        makespan as f64 / ideal as f64,
+        last_recovered - first_reboot,
+        (last_recovered - first_reboot) as f64 / ideal as f64,
+        first_locking
+            .iter()
+            .map(|t| t.saturating_sub(t_start))
+            .collect::<Vec<_>>(),
+        by_reboot.iter().map(|o| o.2).collect::<Vec<_>>(),
+    );
+    // Not asserted: ReleaseSlot runs before ClearInProgress, so the next holder can (rarely)
+    // still see the marker under the slot, be turned back and re-queue (see the report).
+    c.finish();
+}
+
+#[test]
+fn scenario_2_two_slots() {
+    let c = Cluster::new(Opts {
+        n: 6,
+        k: 2,
+        down: Duration::from_secs(1),
+        ..Opts::default()
+    });
+    c.start_all();
+    c.wait_all_rebooted_once(40);
+    assert!(c.max_seen() <= 2, "{}", c.timeline());
+    let overlap = c.journal_max_overlap();
+    assert_eq!(
+        overlap,
+        2,
+        "two nodes never held a slot together\n{}",
+        c.timeline()
+    );
+    println!(
+        "scenario_2: max held seen by the checker {}, by the journals {overlap}",
+        c.max_seen()
+    );
+    c.finish();
+}
+
+#[test]
+fn scenario_3_pre_lock_health_blocks_then_proceeds() {
+    let c = Cluster::new(Opts::default());
+    for nd in c.nodes.iter() {
+        std::fs::write(nd.path("block"), "").expect("block");
+    }
+    c.start_all();
+    hold(&c, 5);
+    assert_eq!(c.total_reboots(), 0, "{}", c.timeline());
+    assert_eq!(c.max_seen(), 0, "{}", c.timeline());
+    for nd in c.nodes.iter() {
+        // Blocked before the queue: by its own script or by the peers' unhealthy heartbeats.
+        assert!(
+            records(nd)
+                .iter()
+                .any(|r| r.from == "HealthPre" && r.to == "Idle"),
+            "{}\n{}",
+            nd.name,
+            c.timeline()
+        );
+        std::fs::remove_file(nd.path("block")).expect("unblock");
+    }
+    c.wait_all_rebooted_once(35);
+    assert_eq!(c.journal_max_overlap(), 1, "{}", c.timeline());
+    c.finish();
+}
+
+#[test]
+fn scenario_4_sigkill_under_the_slot() {
+    // Post-lock health takes 2.5 s, so there is time to kill the holder in HealthPost.
+    let c = Cluster::new(Opts {
+        health_timeout_sec: 3,
+        lock_ttl_sec: 4,
+        ..Opts::default()
+    });
+    for nd in c.nodes.iter() {
+        std::fs::write(nd.path("slow"), "2.5").expect("slow");
+    }
+    c.start_all();
+    let holder =
+        |c: &Cluster| (0..c.nodes.len()).find(|i| c.nodes[*i].state()["state"] == "HealthPost");
+    c.wait_for("a node in post-lock health", 20, |c| holder(c).is_some());
+    let victim = holder(&c).expect("holder");
+    c.sigkill(victim);
+    let killed_at = Instant::now();
+    for nd in c.nodes.iter() {
+        let _ = std::fs::remove_file(nd.path("slow"));
+    }
+    // Another node proceeds once the victim's lease (lock_ttl_sec) expired.
+    c.wait_for("another node to reboot", 20, |c| c.total_reboots() > 0);
+    let waited = killed_at.elapsed();
+    assert_eq!(c.reboots(victim), 0, "{}", c.timeline());
+    assert!(
+        waited >= Duration::from_secs(2),
+        "next reboot only {waited:?} after the kill: the slot must survive until its lease expires\n{}",
+        c.timeline()
+    );
+    println!("scenario_4: next reboot {waited:?} after SIGKILL of the holder (lock_ttl_sec 4)");
+    c.start(victim);
+    c.wait_all_rebooted_once(35);
+    c.finish();
+}
+
+#[test]
+fn scenario_5_post_reboot_health_failing_keeps_the_slot() {
+    let c = Cluster::new(Opts::default());
+    for nd in c.nodes.iter() {
+        std::fs::write(nd.path("fail-post-reboot"), "").expect("fail");
+    }
+    c.start_all();
+    c.wait_for("the first reboot", 20, |c| c.total_reboots() == 1);
+    let first = (0..c.nodes.len())
+        .find(|i| c.reboots(*i) == 1)
+        .expect("first");
+    c.wait_for(
+        "the first node back and failing post-reboot health",
+        20,
+        |c| {
+            c.nodes[first].state()["state"] == "Recovering"
+                && c.nodes[first].read("health.log").contains("post-reboot")
+        },
+    );
+    hold(&c, 5);
+    assert_eq!(c.total_reboots(), 1, "{}", c.timeline());
+    let st = c.nodes[first].state();
+    assert_eq!(st["state"], "Recovering", "{st}");
+    assert_eq!(st["slot"]["held"], true, "{st}");
+    for nd in c.nodes.iter() {
+        std::fs::remove_file(nd.path("fail-post-reboot")).expect("fix");
+    }
+    c.wait_all_rebooted_once(30);
+    assert_eq!(c.journal_max_overlap(), 1, "{}", c.timeline());
+    c.finish();
+}
+
+#[test]
+fn scenario_6_detectors_clear_under_the_slot() {
+    let c = Cluster::new(Opts {
+        n: 1,
+        ..Opts::default()
+    });
+    let nd = &c.nodes[0];
+    // Somebody else (a Go daemon's mutex key, no lease) holds the only slot.
+    let foreign = format!("{}/cluster/clusterrebootd/lock/694d77b8e4a3c40b", c.ns);
+    let (ok, out) = c.etcd.etcdctl(
+        None,
+        &[
+            "put",
+            &foreign,
+            r#"{"node":"go-node","pid":1,"acquired_at":"2026-11-27T10:00:00Z"}"#,
+        ],
+    );
+    assert!(ok, "{out}");
+    c.start_all();
+    c.wait_for("node-0 to queue behind go-node", 20, |_| {
+        nd.state()["state"] == "Locking"
+    });
+    // The update got applied some other way while it waited.
+    std::fs::remove_file(nd.path("reboot-required")).expect("marker");
+    let (ok, out) = c.etcd.etcdctl(None, &["del", &foreign]);
+    assert!(ok, "{out}");
+    c.wait_for("recheck_cleared", 20, |_| {
+        records(nd)
+            .iter()
+            .any(|r| r.outcome.as_deref() == Some("recheck_cleared"))
+    });
+    let r = records(nd);
+    let cleared = r
+        .iter()
+        .find(|r| r.outcome.as_deref() == Some("recheck_cleared"))
+        .expect("cleared");
+    assert_eq!(
+        (cleared.from.as_str(), cleared.to.as_str()),
+        ("HealthPost", "Idle")
+    );
+    assert!(cleared.line.contains("release"), "{}", cleared.line);
+    hold(&c, 2);
+    assert_eq!(c.total_reboots(), 0, "{}", c.timeline());
+    let (_, keys) = c.etcd.etcdctl(
+        None,
+        &[
+            "get",
+            "--prefix",
+            "--keys-only",
+            &format!("{}/cluster/clusterrebootd/lock/", c.ns),
+        ],
+    );
+    assert!(keys.trim().is_empty(), "slot not released: {keys}");
+    assert_eq!(nd.state()["slot"]["held"], false);
+    c.finish();
+}
+
+#[test]
+fn scenario_7_etcd_outage_mid_rollout() {
+    let mut c = Cluster::new(Opts::default());
+    c.start_all();
+    c.wait_for("the first node to reboot and recover", 25, |c| {
+        (0..c.nodes.len()).any(|i| c.recovered(i, 1))
+    });
+    // Let its recovery effects (release, marker delete) reach etcd first: a marker delete
+    // that fails is not retried (see scenario_7b).
+    let markers = format!("{}/reboot_in_progress/", c.ns);
+    c.wait_for("the in-progress marker to be cleared", 10, |c| {
+        let (ok, out) = c
+            .etcd
+            .etcdctl(None, &["get", "--prefix", "--keys-only", &markers]);
+        ok && out.trim().is_empty()
+    });
+    c.etcd.members[0].kill();
+    let down_at = Instant::now();
+    // A reboot command already under way when etcd died is not "started while down".
+    std::thread::sleep(Duration::from_secs(1));
+    let before = c.total_reboots();
+    let mut during = Vec::new();
+    while down_at.elapsed() < Duration::from_secs(10) {
+        c.check_violation();
+        let n = c.total_reboots();
+        if n > before {
+            during.push(format!("{n} reboots after {:?}", down_at.elapsed()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        during.is_empty(),
+        "reboots while etcd was down: {during:?}\n{}",
+        c.timeline()
+    );
+    let dead = c.all_running();
+    assert!(dead.is_empty(), "{dead:?}");
+    c.etcd.members[0].restart();
+    c.etcd.wait_healthy(Duration::from_secs(20));
+    c.wait_all_rebooted_once(35);
+    assert!(c.all_running().is_empty());
+    assert_eq!(c.journal_max_overlap(), 1, "{}", c.timeline());
+    c.finish();
+}
+
+#[test]
+fn scenario_8_node_never_returns_then_forget() {
+    let c = Cluster::new(Opts {
+        extra: "reboot_lease_ttl_sec: 5\n".into(),
+        ..Opts::default()
+    });
+    c.next_reboot_never_returns();
+    c.start_all();
+    c.wait_for("the first reboot", 20, |c| c.total_reboots() == 1);
+    let lost = (0..c.nodes.len())
+        .find(|i| c.reboots(*i) == 1)
+        .expect("lost");
+    let lost_name = c.nodes[lost].name.clone();
+    let other = (lost + 1) % c.nodes.len();
+    // The lease expires: the slot frees, but the in-progress marker still blocks everyone.
+    let lock_prefix = format!("{}/cluster/clusterrebootd/lock/", c.ns);
+    c.wait_for("the lost node's slot to expire", 15, |c| {
+        let (ok, out) = c.etcd.etcdctl(None, &["get", "--prefix", &lock_prefix]);
+        ok && !out.contains(&format!("\"node\":\"{lost_name}\""))
+    });
+    hold(&c, 4);
+    assert_eq!(c.total_reboots(), 1, "{}", c.timeline());
+    let (code, out, err) = c.nodes[other].once(&["cluster", "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("reboots in progress: {lost_name}")),
+        "{out}"
+    );
+    let (code, out, err) = c.nodes[other].once(&["cluster", "forget", &lost_name, "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    c.wait_for("the rest to reboot once and recover", 30, |c| {
+        (0..c.nodes.len())
+            .filter(|i| *i != lost)
+            .all(|i| c.recovered(i, 1))
+    });
+    for i in 0..c.nodes.len() {
+        assert_eq!(c.reboots(i), 1, "{}", c.timeline());
+    }
+    c.finish();
+}
+
+/// Regression: etcd dies the instant a node finished recovery (its `Recovering → Idle`
+/// effects: clear the in-progress marker, release the slot) and comes back 5 s later. A failed
+/// marker delete used to be logged and dropped, leaving every peer blocked for good; the driver
+/// now retries such coordination updates in order until they succeed.
+#[test]
+fn scenario_7b_etcd_dies_while_the_marker_is_cleared() {
+    let mut c = Cluster::new(Opts::default());
+    c.start_all();
+    let recovered = |c: &Cluster| (0..c.nodes.len()).find(|i| c.recovered(*i, 1));
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let first = loop {
+        if let Some(i) = recovered(&c) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "{}", c.timeline());
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    c.etcd.members[0].kill();
+    std::thread::sleep(Duration::from_secs(5));
+    c.etcd.members[0].restart();
+    c.etcd.wait_healthy(Duration::from_secs(20));
+    hold(&c, 8);
+    let marker = format!("{}/reboot_in_progress/{}", c.ns, c.nodes[first].name);
+    let (_, out) = c.etcd.etcdctl(None, &["get", &marker]);
+    assert!(
+        out.trim().is_empty(),
+        "{} recovered but its in-progress marker is still there: {out}\n{}",
+        c.nodes[first].name,
+        c.timeline()
+    );
+    c.wait_all_rebooted_once(30);
+    c.finish();
+}
