@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub enum Exit {
     /// 0: the command did what was asked (or there was nothing to do).
     Ok,
-    /// 1: an unexpected run-time failure (I/O, etcd, a command that is not implemented yet).
+    /// 1: an unexpected run-time failure (I/O, etcd unreachable at start, a failed reboot).
     Runtime,
     /// 2: the configuration is missing or invalid.
     Config,

@@ -1,6 +1,6 @@
 //! Coordination: where reboot slots, the cooldown marker, the cluster-health registry and the
 //! pause live. One trait, [`Coordinator`], so the driver runs the same way on the single-host
-//! [`local`] backend and (later) on etcd.
+//! [`local`] backend and on etcd ([`etcd`]).
 //!
 //! The slot is generic over nothing yet; SPEC §15 slot pools will add a "which pool" argument to
 //! the slot methods, not new methods.
