@@ -197,6 +197,10 @@ impl Cluster {
 
     /// Starts node `i`'s daemon (after a SIGKILL, say).
     pub fn start(&self, i: usize) {
+        // A SIGKILLed daemon leaves its last state.json behind (e.g. "HealthPost"); the new
+        // process rewrites it at once, but until then the checker must not read the dead
+        // process's claim as a live slot holder.
+        let _ = std::fs::remove_file(self.nodes[i].path("run/state.json"));
         let child = self.nodes[i].start();
         let mut rt = self.shared.rt.lock().expect("rt");
         rt[i].child = Some(child);
