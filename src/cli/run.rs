@@ -89,15 +89,18 @@ fn drive(rt: &tokio::runtime::Runtime, opts: Options, read_only: bool) -> Exit {
     }
 }
 
+/// Common start of `run` and `status`: settings, logging, boot id.
+fn prepare(config: &Path) -> Result<(Settings, String), Exit> {
+    let s = settings(config)?;
+    crate::logging::init(&s.log, &s.node_name);
+    let boot = boot_id(&s)?;
+    Ok((s, boot))
+}
+
 /// `run`: the daemon (or one pass with `--once`).
 pub fn run(config: &Path, dry_run: bool, once: bool) -> Exit {
-    let s = match settings(config) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    crate::logging::init(&s.log, &s.node_name);
-    let boot = match boot_id(&s) {
-        Ok(b) => b,
+    let (s, boot) = match prepare(config) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let dry = s.dry_run || dry_run;
@@ -139,13 +142,8 @@ pub fn run(config: &Path, dry_run: bool, once: bool) -> Exit {
 
 /// `status`: a dry-run evaluation of one pass that changes nothing (Go `status`).
 pub fn status(config: &Path, skip_health: bool, skip_lock: bool) -> Exit {
-    let s = match settings(config) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    crate::logging::init(&s.log, &s.node_name);
-    let boot = match boot_id(&s) {
-        Ok(b) => b,
+    let (s, boot) = match prepare(config) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     if skip_health {

@@ -318,54 +318,44 @@ impl Core {
                         "reboot required, but the reboot command already ran on boot {} and the node did not reboot; not running it again on this boot (check reboot_command, then reboot by hand)",
                         self.boot_id
                     );
-                    self.end_pass(
+                    self.stop(
                         context,
                         event,
                         None,
                         Some(Exit::Runtime),
                         why,
                         Next::Interval,
-                    );
-                    Transition(State::idle())
+                    )
                 }
                 DetectorResult::Required { by } => {
                     context.reason(format!("reboot required by {}", by.join(", ")));
                     Transition(State::window_check(self.alloc()))
                 }
-                DetectorResult::NotRequired => {
-                    self.end_pass(
-                        context,
-                        event,
-                        Some(Outcome::NoAction),
-                        None,
-                        "no reboot required".into(),
-                        Next::Interval,
-                    );
-                    Transition(State::idle())
-                }
-                DetectorResult::Error { detail } => {
-                    self.end_pass(
-                        context,
-                        event,
-                        None,
-                        Some(Exit::DetectorError),
-                        format!("detector error: {detail}"),
-                        Next::Backoff,
-                    );
-                    Transition(State::idle())
-                }
-            },
-            Event::EffectTimedOut { .. } => {
-                self.end_pass(
+                DetectorResult::NotRequired => self.stop(
+                    context,
+                    event,
+                    Some(Outcome::NoAction),
+                    None,
+                    "no reboot required".into(),
+                    Next::Interval,
+                ),
+                DetectorResult::Error { detail } => self.stop(
                     context,
                     event,
                     None,
                     Some(Exit::DetectorError),
-                    "detectors timed out".into(),
+                    format!("detector error: {detail}"),
                     Next::Backoff,
-                );
-                Transition(State::idle())
-            }
+                ),
+            },
+            Event::EffectTimedOut { .. } => self.stop(
+                context,
+                event,
+                None,
+                Some(Exit::DetectorError),
+                "detectors timed out".into(),
+                Next::Backoff,
+            ),
             _ => Super,
         }
     }
@@ -420,21 +410,17 @@ impl Core {
                         Some(t) => format!("{reason}; next opening {}", fmt_ms(*t)),
                         None => format!("{reason}; no opening within 8 days"),
                     };
-                    self.end_pass(context, event, Some(*outcome), None, why, Next::At(at));
-                    Transition(State::idle())
+                    self.stop(context, event, Some(*outcome), None, why, Next::At(at))
                 }
             },
-            Event::EffectTimedOut { .. } => {
-                self.end_pass(
-                    context,
-                    event,
-                    None,
-                    Some(Exit::Runtime),
-                    "window evaluation timed out".into(),
-                    Next::Backoff,
-                );
-                Transition(State::idle())
-            }
+            Event::EffectTimedOut { .. } => self.stop(
+                context,
+                event,
+                None,
+                Some(Exit::Runtime),
+                "window evaluation timed out".into(),
+                Next::Backoff,
+            ),
             _ => Super,
         }
     }
@@ -472,27 +458,25 @@ impl Core {
                 }
                 PolicyVerdict::Blocked { reasons } => {
                     let why = format!("cluster policy blocks: {}", reasons.join("; "));
-                    self.end_pass(
+                    self.stop(
                         context,
                         event,
                         Some(Outcome::HealthBlocked),
                         None,
                         why,
                         Next::Backoff,
-                    );
-                    Transition(State::idle())
+                    )
                 }
                 PolicyVerdict::Error { detail } => {
                     let why = format!("cluster health unavailable: {detail}");
-                    self.end_pass(
+                    self.stop(
                         context,
                         event,
                         Some(Outcome::HealthBlocked),
                         None,
                         why,
                         Next::Backoff,
-                    );
-                    Transition(State::idle())
+                    )
                 }
             },
             Event::HealthChecked { result, .. } => {
@@ -504,17 +488,14 @@ impl Core {
                         );
                         self.after_health_pre(context, event)
                     }
-                    Some(why) => {
-                        self.end_pass(
-                            context,
-                            event,
-                            Some(Outcome::HealthBlocked),
-                            None,
-                            why,
-                            Next::Backoff,
-                        );
-                        Transition(State::idle())
-                    }
+                    Some(why) => self.stop(
+                        context,
+                        event,
+                        Some(Outcome::HealthBlocked),
+                        None,
+                        why,
+                        Next::Backoff,
+                    ),
                 }
             }
             Event::CooldownRead { status, .. } => match status {
@@ -523,15 +504,14 @@ impl Core {
                         "cluster cooldown started by {by} active until {}",
                         fmt_ms(*until)
                     );
-                    self.end_pass(
+                    self.stop(
                         context,
                         event,
                         Some(Outcome::CooldownActive),
                         None,
                         why,
                         Next::At(*until),
-                    );
-                    Transition(State::idle())
+                    )
                 }
                 CooldownStatus::Clear => {
                     context.reason("cooldown clear; joining the slot queue");
@@ -553,15 +533,14 @@ impl Core {
                         return self.enqueue(context, event);
                     }
                 };
-                self.end_pass(
+                self.stop(
                     context,
                     event,
                     Some(Outcome::HealthBlocked),
                     None,
                     why.into(),
                     Next::Backoff,
-                );
-                Transition(State::idle())
+                )
             }
             _ => Super,
         }
@@ -588,15 +567,14 @@ impl Core {
         match &event.event {
             Event::SlotLost { detail } => {
                 let why = format!("slot lost: {detail}");
-                self.end_pass(
+                self.stop(
                     context,
                     event,
                     Some(Outcome::LockUnavailable),
                     None,
                     why,
                     Next::Backoff,
-                );
-                Transition(State::idle())
+                )
             }
             Event::ShutdownRequested => {
                 context.push(Effect::Exit {
@@ -611,15 +589,14 @@ impl Core {
                     "{}; giving the slot back",
                     gates.describe(&self.config.kill_switch_file)
                 );
-                self.end_pass(
+                self.stop(
                     context,
                     event,
                     Some(Outcome::KillSwitchActive),
                     None,
                     why,
                     Next::Interval,
-                );
-                Transition(State::idle())
+                )
             }
             _ => Super,
         }
@@ -658,7 +635,7 @@ impl Core {
                         "gave up waiting for a slot after {} (lock_wait_timeout_sec)",
                         fmt_dur(self.config.lock_wait_timeout_ms.unwrap_or(0))
                     );
-                    self.end_pass(
+                    return self.stop(
                         context,
                         event,
                         Some(Outcome::LockUnavailable),
@@ -666,14 +643,12 @@ impl Core {
                         why,
                         Next::Interval,
                     );
-                    return Transition(State::idle());
                 }
                 if let Some((at, outcome)) = self.window_closes
                     && now >= at
                 {
                     let why = "maintenance window closed while waiting for a slot".to_string();
-                    self.end_pass(context, event, Some(outcome), None, why, Next::Interval);
-                    return Transition(State::idle());
+                    return self.stop(context, event, Some(outcome), None, why, Next::Interval);
                 }
                 if let Some(at) = self.locking_wakeup(*deadline) {
                     context.push(Effect::ScheduleTick { at });
@@ -718,27 +693,23 @@ impl Core {
             }
             Event::SlotUnavailable { detail, .. } => {
                 let why = format!("cannot join the slot queue: {detail}");
-                self.end_pass(
+                self.stop(
                     context,
                     event,
                     Some(Outcome::LockUnavailable),
                     None,
                     why,
                     Next::Backoff,
-                );
-                Transition(State::idle())
+                )
             }
-            Event::EffectTimedOut { .. } => {
-                self.end_pass(
-                    context,
-                    event,
-                    Some(Outcome::LockUnavailable),
-                    None,
-                    "slot queue request timed out".into(),
-                    Next::Backoff,
-                );
-                Transition(State::idle())
-            }
+            Event::EffectTimedOut { .. } => self.stop(
+                context,
+                event,
+                Some(Outcome::LockUnavailable),
+                None,
+                "slot queue request timed out".into(),
+                Next::Backoff,
+            ),
             _ => Super,
         }
     }
@@ -786,7 +757,7 @@ impl Core {
                         "{} (under the slot)",
                         gates.describe(&self.config.kill_switch_file)
                     );
-                    self.end_pass(
+                    return self.stop(
                         context,
                         event,
                         Some(Outcome::KillSwitchActive),
@@ -794,7 +765,6 @@ impl Core {
                         why,
                         Next::Interval,
                     );
-                    return Transition(State::idle());
                 }
                 let id = self.alloc();
                 next(
@@ -825,15 +795,14 @@ impl Core {
                     let at = next_open
                         .unwrap_or(event.now.saturating_add(self.config.check_interval_ms));
                     let why = format!("{reason} (under the slot)");
-                    self.end_pass(
+                    self.stop(
                         context,
                         event,
                         Some(*outcome),
                         None,
                         why,
                         Next::At(at.max(event.now.saturating_add(1000))),
-                    );
-                    Transition(State::idle())
+                    )
                 }
             },
             Event::DetectorsEvaluated { result, .. } => match result {
@@ -852,27 +821,25 @@ impl Core {
                 }
                 DetectorResult::NotRequired => {
                     let why = "detectors cleared under the slot; no reboot needed".to_string();
-                    self.end_pass(
+                    self.stop(
                         context,
                         event,
                         Some(Outcome::RecheckCleared),
                         None,
                         why,
                         Next::Interval,
-                    );
-                    Transition(State::idle())
+                    )
                 }
                 DetectorResult::Error { detail } => {
                     let why = format!("detector error under the slot: {detail}");
-                    self.end_pass(
+                    self.stop(
                         context,
                         event,
                         None,
                         Some(Exit::DetectorError),
                         why,
                         Next::Backoff,
-                    );
-                    Transition(State::idle())
+                    )
                 }
             },
             Event::ClusterHealthEvaluated { verdict, .. } => match verdict {
@@ -893,27 +860,25 @@ impl Core {
                         "cluster policy blocks under the slot: {}",
                         reasons.join("; ")
                     );
-                    self.end_pass(
+                    self.stop(
                         context,
                         event,
                         Some(Outcome::HealthBlocked),
                         None,
                         why,
                         Next::Backoff,
-                    );
-                    Transition(State::idle())
+                    )
                 }
                 PolicyVerdict::Error { detail } => {
                     let why = format!("cluster health unavailable under the slot: {detail}");
-                    self.end_pass(
+                    self.stop(
                         context,
                         event,
                         Some(Outcome::HealthBlocked),
                         None,
                         why,
                         Next::Backoff,
-                    );
-                    Transition(State::idle())
+                    )
                 }
             },
             Event::HealthChecked { result, .. } => {
@@ -923,17 +888,14 @@ impl Core {
                         context.reason("health script (post-lock) passed; reading cooldown");
                         Transition(State::cooldown(self.alloc()))
                     }
-                    Some(why) => {
-                        self.end_pass(
-                            context,
-                            event,
-                            Some(Outcome::HealthBlocked),
-                            None,
-                            why,
-                            Next::Backoff,
-                        );
-                        Transition(State::idle())
-                    }
+                    Some(why) => self.stop(
+                        context,
+                        event,
+                        Some(Outcome::HealthBlocked),
+                        None,
+                        why,
+                        Next::Backoff,
+                    ),
                 }
             }
             Event::EffectTimedOut { .. } => {
@@ -943,8 +905,7 @@ impl Core {
                     PostStep::Gates | PostStep::Window => (None, Some(Exit::Runtime)),
                 };
                 let why = format!("check under the slot timed out ({step:?})");
-                self.end_pass(context, event, outcome, exit, why, Next::Backoff);
-                Transition(State::idle())
+                self.stop(context, event, outcome, exit, why, Next::Backoff)
             }
             _ => Super,
         }
@@ -985,15 +946,14 @@ impl Core {
             Event::CooldownRead { status, .. } => match status {
                 CooldownStatus::Clear if self.config.once && !self.config.dry_run => {
                     let why = "ready: every gate passed; run without --once to execute the reboot command".to_string();
-                    self.end_pass(
+                    self.stop(
                         context,
                         event,
                         Some(Outcome::Ready),
                         None,
                         why,
                         Next::Interval,
-                    );
-                    Transition(State::idle())
+                    )
                 }
                 CooldownStatus::Clear => {
                     self.handover = true;
@@ -1019,40 +979,35 @@ impl Core {
                         "cluster cooldown started by {by} active until {}",
                         fmt_ms(*until)
                     );
-                    self.end_pass(
+                    self.stop(
                         context,
                         event,
                         Some(Outcome::CooldownActive),
                         None,
                         why,
                         Next::At(*until),
-                    );
-                    Transition(State::idle())
+                    )
                 }
                 CooldownStatus::Error { detail } => {
                     let why = format!("cannot read the cluster cooldown: {detail}");
-                    self.end_pass(
+                    self.stop(
                         context,
                         event,
                         Some(Outcome::LockUnavailable),
                         None,
                         why,
                         Next::Backoff,
-                    );
-                    Transition(State::idle())
+                    )
                 }
             },
-            Event::EffectTimedOut { .. } => {
-                self.end_pass(
-                    context,
-                    event,
-                    Some(Outcome::LockUnavailable),
-                    None,
-                    "cooldown read timed out".into(),
-                    Next::Backoff,
-                );
-                Transition(State::idle())
-            }
+            Event::EffectTimedOut { .. } => self.stop(
+                context,
+                event,
+                Some(Outcome::LockUnavailable),
+                None,
+                "cooldown read timed out".into(),
+                Next::Backoff,
+            ),
             _ => Super,
         }
     }
@@ -1237,15 +1192,14 @@ impl Core {
                         "dry run: would reboot now with {}",
                         self.config.reboot_command.join(" ")
                     );
-                    self.end_pass(
+                    self.stop(
                         context,
                         event,
                         Some(Outcome::Ready),
                         None,
                         why,
                         Next::Interval,
-                    );
-                    Transition(State::idle())
+                    )
                 }
                 (StepResult::Ok, false) => {
                     *step = RebootStep::AwaitShutdown;
@@ -1451,8 +1405,7 @@ impl Core {
                                 ),
                             )
                         };
-                        self.end_pass(context, event, None, Some(exit), why, Next::Interval);
-                        Transition(State::idle())
+                        self.stop(context, event, None, Some(exit), why, Next::Interval)
                     }
                     Some(why) => {
                         self.retry_recovery(context, event, step, RecoverStep::RetryHealth, why)
@@ -1537,6 +1490,20 @@ impl Core {
         }
     }
 
+    /// Ends the pass and goes back to Idle (the common way out of every checking state).
+    fn stop(
+        &mut self,
+        ctx: &mut Ctx,
+        input: &Input,
+        outcome: Option<Outcome>,
+        exit: Option<Exit>,
+        reason: String,
+        next: Next,
+    ) -> Flow<State> {
+        self.end_pass(ctx, input, outcome, exit, reason, next);
+        Transition(State::idle())
+    }
+
     /// After the pre-lock health gate: a cheap cooldown read before queueing.
     fn after_health_pre(&mut self, _ctx: &mut Ctx, _input: &Input) -> Flow<State> {
         Transition(State::health_pre(self.alloc(), PreStep::Cooldown))
@@ -1545,7 +1512,7 @@ impl Core {
     /// After the pre-queue cooldown read: the queue, or `lock_skipped` when asked to stop here.
     fn enqueue(&mut self, ctx: &mut Ctx, input: &Input) -> Flow<State> {
         if self.config.skip_lock {
-            self.end_pass(
+            return self.stop(
                 ctx,
                 input,
                 Some(Outcome::LockSkipped),
@@ -1553,7 +1520,6 @@ impl Core {
                 "lock skipped on request".into(),
                 Next::Interval,
             );
-            return Transition(State::idle());
         }
         let deadline = self
             .config
@@ -1596,8 +1562,7 @@ impl Core {
             ctx.push(Effect::ClearInProgress);
         }
         ctx.push(Effect::ReleaseSlot);
-        self.end_pass(ctx, input, outcome, exit, reason, Next::Backoff);
-        Transition(State::idle())
+        self.stop(ctx, input, outcome, exit, reason, Next::Backoff)
     }
 
     fn begin_recovery(
