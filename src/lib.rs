@@ -4,6 +4,7 @@
 //! - [`adapters`]: detectors, windows, health script, reboot, boot id: effects into I/O.
 //! - [`config`]: the Go-compatible YAML configuration, drop-ins and validation.
 //! - [`coord`]: coordination backends behind one trait (local files now, etcd later).
+//! - [`clock`]: wall-clock time, real or simulated (the cluster simulator steps it).
 //! - [`fsutil`]: atomic file replacement and bounded JSON reads for state files.
 //! - [`windows`]: maintenance-window grammar and time-zone-aware evaluation.
 //! - [`fsm`]: the pure decision machine (statig): inputs in, effects out.
@@ -12,6 +13,7 @@
 //! - [`metrics`]: Prometheus metrics (Go names plus SPEC §10) and the `/metrics` endpoint.
 //! - [`journal`]: the durable JSON Lines event journal (append, fsync, compaction).
 //! - [`replay`]: replaying journals and hand-written traces through the machine.
+//! - [`sim`]: the deterministic cluster simulator and the rollout planner.
 //! - [`exit`]: the exit-code contract shared by every command.
 //! - [`cli`]: the command line (clap) and one module per command.
 //! - [`version`]: build version and git revision.
@@ -19,6 +21,7 @@
 
 pub mod adapters;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod coord;
 pub mod driver;
@@ -29,5 +32,6 @@ pub mod journal;
 pub mod logging;
 pub mod metrics;
 pub mod replay;
+pub mod sim;
 pub mod version;
 pub mod windows;

@@ -65,7 +65,8 @@ fn config(node: &str, dir: &Path) -> EtcdConfig {
         keys: Keys::new(NS, LOCK),
         capacity: 1,
         lock_ttl: Duration::from_secs(5),
-        state_dir: dir.join(node),
+        lease_store: clusterrebootd::coord::etcd::LeaseStore::in_dir(&dir.join(node)),
+        clock: clusterrebootd::clock::Clock::System,
         policies: Policies {
             min_healthy_fraction: 0.0,
             min_healthy_absolute: 0,

@@ -51,6 +51,32 @@ Exit codes:
   6   detector error: a reboot-required detector failed
   64  usage error: the command line itself was wrong";
 
+/// Planner options of `simulate --cluster N`.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// Override `max_concurrent_reboots`.
+    #[arg(long, value_name = "K", requires = "cluster", value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
+    /// How long a node is down for its reboot.
+    #[arg(long, value_name = "DURATION", default_value = "5m", requires = "cluster", value_parser = humantime::parse_duration)]
+    pub reboot_duration: std::time::Duration,
+    /// How long one run of the health script takes.
+    #[arg(long, value_name = "DURATION", default_value = "10s", requires = "cluster", value_parser = humantime::parse_duration)]
+    pub health_duration: std::time::Duration,
+    /// When the rollout starts (RFC 3339; default: now).
+    #[arg(long, value_name = "RFC3339", requires = "cluster")]
+    pub start: Option<String>,
+    /// Seed of the simulation (the same seed gives the same plan).
+    #[arg(long, value_name = "S", default_value_t = 1, requires = "cluster")]
+    pub seed: u64,
+    /// Print the plan as JSON.
+    #[arg(long, requires = "cluster")]
+    pub json: bool,
+    /// Also write the timeline as an SVG chart to this file.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub svg: Option<PathBuf>,
+}
+
 /// Top-level arguments.
 #[derive(Debug, Parser)]
 #[command(
@@ -82,12 +108,20 @@ pub enum Command {
     },
     /// Check the configuration and print every problem (exit 2) or that it is valid (exit 0).
     ValidateConfig,
-    /// Evaluate the detectors once, or replay a journal/trace through the machine (`--trace`).
+    /// Evaluate the detectors once, replay a journal/trace through the machine (`--trace`), or
+    /// plan a rollout over a simulated cluster (`--cluster N`).
     Simulate {
         /// A daemon journal (`journal.jsonl`) or a hand-written YAML trace to replay; a journal's
         /// recorded decisions are verified (exit 1 on the first divergence).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "cluster")]
         trace: Option<PathBuf>,
+        /// Rollout planner: simulate N nodes that all need a reboot, with this configuration's
+        /// windows, time zone, cooldown, intervals and policies (no etcd needed).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        cluster: Option<u32>,
+        /// Planner options.
+        #[command(flatten)]
+        plan: PlanArgs,
     },
     /// Evaluate one pass without changing anything (dry run, Go `status`), or explain what the
     /// running daemon waits for (`--explain`).
@@ -170,8 +204,15 @@ fn run(cli: Cli) -> Exit {
             Exit::Ok
         }
         Command::Run { dry_run, once } => run::run(&cli.config, dry_run, once),
-        Command::Simulate { trace: Some(path) } => simulate::trace(&path),
-        Command::Simulate { trace: None } => simulate::detectors(&cli.config),
+        Command::Simulate {
+            cluster: Some(n),
+            plan,
+            ..
+        } => simulate::cluster(&cli.config, n, &plan),
+        Command::Simulate {
+            trace: Some(path), ..
+        } => simulate::trace(&path),
+        Command::Simulate { .. } => simulate::detectors(&cli.config),
         Command::Fsm { format } => fsm_cmd::run(format),
         Command::Completions { shell } => completions::run(shell),
         Command::Man => man::run(),

@@ -1,5 +1,6 @@
-//! `simulate`: evaluate the detectors once (Go), or with `--trace FILE` replay a journal or a
-//! hand-written trace through the machine.
+//! `simulate`: evaluate the detectors once (Go), with `--trace FILE` replay a journal or a
+//! hand-written trace through the machine, or with `--cluster N` plan a rollout
+//! ([`crate::sim::plan`]).
 
 use std::path::Path;
 
@@ -87,4 +88,52 @@ pub fn detectors(config: &Path) -> Exit {
     }
     println!("no reboot actions performed in simulation mode");
     Exit::Ok
+}
+
+/// `simulate --cluster N`: the rollout planner. Exit 0 when every node finished, 1 when the
+/// simulation stopped first (or found an invariant violation), 2 for configuration errors.
+pub fn cluster(config: &Path, nodes: u32, args: &super::PlanArgs) -> Exit {
+    use crate::sim::{plan, svg};
+    let s = match super::run::settings(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let start_ms = match &args.start {
+        Some(text) => match text.parse::<jiff::Timestamp>() {
+            Ok(t) => u64::try_from(t.as_millisecond()).unwrap_or(0),
+            Err(e) => {
+                eprintln!("simulate: --start {text:?} is not an RFC 3339 time: {e}");
+                return Exit::Usage;
+            }
+        },
+        None => crate::clock::Clock::System.now_ms(),
+    };
+    let opts = plan::PlanOptions {
+        nodes: nodes as usize,
+        concurrency: args.concurrency,
+        reboot: args.reboot_duration,
+        health: args.health_duration,
+        start_ms,
+        seed: args.seed,
+    };
+    let p = plan::plan(&s, &opts);
+    if args.json {
+        println!("{:#}", plan::json(&p));
+    } else {
+        print!("{}", plan::text(&p));
+    }
+    if let Some(path) = &args.svg {
+        if let Err(e) = std::fs::write(path, svg::render(&p)) {
+            eprintln!("simulate: cannot write {}: {e}", path.display());
+            return Exit::Runtime;
+        }
+        if !args.json {
+            println!("timeline chart written to {}", path.display());
+        }
+    }
+    if p.last_done_ms.is_some() && p.report.violations.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Runtime
+    }
 }

@@ -191,7 +191,7 @@ pub struct AuthSettings {
 }
 
 /// Cluster health thresholds (SPEC §6.3).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Policies {
     /// Required healthy share, 0..=1.
     pub min_healthy_fraction: f64,

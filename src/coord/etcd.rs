@@ -25,6 +25,7 @@ use super::kv::*;
 use super::policy::{self, InProgress};
 use super::slots::{self, SlotError, SlotValue};
 use super::{CoordError, Coordinator, HealthRecord, Notice, QueueUpdate, Reattach};
+use crate::clock::Clock;
 use crate::config::Policies;
 use crate::fsm::{CooldownStatus, PolicyVerdict};
 use crate::fsutil::{read_json, remove_if_exists, write_atomic};
@@ -42,8 +43,10 @@ pub struct EtcdConfig {
     pub capacity: u32,
     /// Session lease TTL.
     pub lock_ttl: Duration,
-    /// Where `reboot-lease.json` lives.
-    pub state_dir: PathBuf,
+    /// Where the reboot lease is persisted across the reboot.
+    pub lease_store: LeaseStore,
+    /// Wall clock for records (cooldown, markers, policy staleness).
+    pub clock: Clock,
     /// Cluster policies.
     pub policies: Policies,
     /// A health record older than this is not counted healthy.
@@ -51,6 +54,69 @@ pub struct EtcdConfig {
     /// For `status`: read only, never write (a free slot is reported as acquired without
     /// taking it; a full queue as unavailable).
     pub read_only: bool,
+}
+
+/// Where the reboot lease survives the reboot: a file in production, memory in the simulator
+/// (whose simulated nodes keep their "disk" across simulated reboots).
+#[derive(Debug, Clone)]
+pub enum LeaseStore {
+    /// `<state_dir>/reboot-lease.json`.
+    File(PathBuf),
+    /// A slot shared by every incarnation of one simulated node.
+    Memory(Arc<Mutex<Option<RebootLease>>>),
+}
+
+impl LeaseStore {
+    /// The production store: `reboot-lease.json` in `state_dir`.
+    pub fn in_dir(state_dir: &std::path::Path) -> LeaseStore {
+        LeaseStore::File(state_dir.join("reboot-lease.json"))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            LeaseStore::File(p) => p.display().to_string(),
+            LeaseStore::Memory(_) => "in-memory reboot lease".into(),
+        }
+    }
+
+    fn load(&self) -> Result<Option<RebootLease>, CoordError> {
+        match self {
+            LeaseStore::File(p) => read_json(p).map_err(|e| CoordError::Corrupt {
+                what: p.display().to_string(),
+                message: e.to_string(),
+            }),
+            LeaseStore::Memory(m) => Ok(m.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+        }
+    }
+
+    fn save(&self, record: &RebootLease) -> Result<(), CoordError> {
+        match self {
+            LeaseStore::File(p) => {
+                let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
+                write_atomic(p, &bytes).map_err(|source| CoordError::Io {
+                    what: format!("persist {}", p.display()),
+                    source,
+                })
+            }
+            LeaseStore::Memory(m) => {
+                *m.lock().unwrap_or_else(|p| p.into_inner()) = Some(record.clone());
+                Ok(())
+            }
+        }
+    }
+
+    fn remove(&self) -> Result<(), CoordError> {
+        match self {
+            LeaseStore::File(p) => remove_if_exists(p).map_err(|source| CoordError::Io {
+                what: format!("remove {}", p.display()),
+                source,
+            }),
+            LeaseStore::Memory(m) => {
+                *m.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The persisted reboot lease (`<state_dir>/reboot-lease.json`).
@@ -124,10 +190,6 @@ fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn now_rfc3339() -> String {
-    jiff::Timestamp::now().to_string()
-}
-
 impl<K: Kv + Clone> EtcdBackend<K> {
     /// Creates the backend and starts watching the pause key. Must run inside a tokio runtime.
     pub fn new(kv: K, cfg: EtcdConfig) -> Self {
@@ -148,8 +210,8 @@ impl<K: Kv + Clone> EtcdBackend<K> {
         self.capacity.store(k.max(1), Ordering::Relaxed);
     }
 
-    fn lease_file(&self) -> PathBuf {
-        self.cfg.state_dir.join("reboot-lease.json")
+    fn now_rfc3339(&self) -> String {
+        self.cfg.clock.now().to_string()
     }
 
     /// The session lease, granted (and kept alive) on first use.
@@ -177,7 +239,7 @@ impl<K: Kv + Clone> EtcdBackend<K> {
         SlotValue {
             node: self.cfg.node.clone(),
             pid: std::process::id(),
-            acquired_at: now_rfc3339(),
+            acquired_at: self.now_rfc3339(),
             boot_id: self.cfg.boot_id.clone(),
             state: state.into(),
         }
@@ -361,18 +423,14 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         if let Some(t) = task {
             t.abort();
         }
-        let reboot = reboot.or_else(|| read_json::<RebootLease>(&self.lease_file()).ok().flatten());
+        let reboot = reboot.or_else(|| self.cfg.lease_store.load().ok().flatten());
         if let Some(key) = key.as_ref().or(reboot.as_ref().map(|r| &r.key)) {
             self.kv.delete(key).await?;
         }
         if let Some(r) = &reboot {
             self.kv.lease_revoke(r.lease).await?;
         }
-        remove_if_exists(&self.lease_file()).map_err(|source| CoordError::Io {
-            what: format!("remove {}", self.lease_file().display()),
-            source,
-        })?;
-        Ok(())
+        self.cfg.lease_store.remove()
     }
 
     async fn move_to_reboot_lease(&self, ttl: Duration) -> Result<(), CoordError> {
@@ -381,7 +439,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             .clone()
             .ok_or_else(|| CoordError::Lost("no queue entry to move".into()))?;
         let lease = self.kv.lease_grant(ttl).await?;
-        let marker = serde_json::json!({"node": self.cfg.node, "since": now_rfc3339(), "boot_id": self.cfg.boot_id});
+        let marker = serde_json::json!({"node": self.cfg.node, "since": self.now_rfc3339(), "boot_id": self.cfg.boot_id});
         let r = self
             .kv
             .txn(
@@ -420,20 +478,11 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             node: self.cfg.node.clone(),
         };
         lock(&self.inner).reboot = Some(record.clone());
-        let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
-        write_atomic(&self.lease_file(), &bytes).map_err(|source| CoordError::Io {
-            what: format!("persist {}", self.lease_file().display()),
-            source,
-        })?;
-        Ok(())
+        self.cfg.lease_store.save(&record)
     }
 
     async fn reattach_reboot_lease(&self) -> Result<Reattach, CoordError> {
-        let file = self.lease_file();
-        let record: Option<RebootLease> = read_json(&file).map_err(|e| CoordError::Corrupt {
-            what: file.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let record = self.cfg.lease_store.load()?;
         // The node rebooted: an operator's reboot request is fulfilled.
         if let Err(e) = self.kv.delete(&self.cfg.keys.request(&self.cfg.node)).await {
             tracing::warn!(event = "reboot_request_clear_failed", error = %e);
@@ -462,7 +511,9 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
                     lease = format!("{:x}", record.lease),
                     "the reboot lease expired while the node was down; the slot was freed (the in-progress marker still blocks peers until recovery)"
                 );
-                let _ = remove_if_exists(&file);
+                if let Err(e) = self.cfg.lease_store.remove() {
+                    tracing::warn!(event = "reboot_lease_forget_failed", store = %self.cfg.lease_store.describe(), error = %e);
+                }
                 Ok(Reattach::Expired)
             }
             Err(e) => Err(e.into()),
@@ -490,7 +541,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
                 what: key.clone(),
                 message: format!("parse cooldown payload: {e}"),
             })?;
-        let now = jiff::Timestamp::now().as_millisecond();
+        let now = self.cfg.clock.now().as_millisecond();
         let until = if kv.lease != 0 {
             match self.kv.lease_ttl(kv.lease).await? {
                 Some(ttl) => now + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
@@ -520,7 +571,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         let lease = self.kv.lease_grant(duration).await?;
         let rec = CooldownRecord {
             node: self.cfg.node.clone(),
-            started_at: now_rfc3339(),
+            started_at: self.now_rfc3339(),
             duration_sec: duration.as_secs(),
         };
         self.kv
@@ -575,7 +626,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             &in_progress,
             &self.cfg.policies,
             self.cfg.stale_after,
-            jiff::Timestamp::now(),
+            self.cfg.clock.now(),
         ))
     }
 

@@ -29,10 +29,18 @@ pub enum Chore {
 }
 
 /// The ordered, retrying queue.
+/// Dropping it stops the worker (a crashed simulated daemon must not keep retrying).
 pub struct Chores {
     tx: mpsc::UnboundedSender<Chore>,
     pending: Arc<AtomicUsize>,
     drained: Arc<Notify>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Chores {
+    fn drop(&mut self) {
+        self.worker.abort();
+    }
 }
 
 impl Chores {
@@ -42,7 +50,7 @@ impl Chores {
         let pending = Arc::new(AtomicUsize::new(0));
         let drained = Arc::new(Notify::new());
         let (p, n) = (pending.clone(), drained.clone());
-        tokio::spawn(async move {
+        let worker = tokio::spawn(async move {
             while let Some(chore) = rx.recv().await {
                 let mut delay = Duration::from_millis(500);
                 loop {
@@ -78,6 +86,7 @@ impl Chores {
             tx,
             pending,
             drained,
+            worker,
         }
     }
 

@@ -11,6 +11,7 @@
 //! the two effects that start a reboot (`MoveSlotToRebootLease`, real `ExecuteReboot`) are
 //! answered with a failure instead of being executed — no reboot without a durable record.
 
+pub mod answers;
 pub mod chores;
 pub mod notify;
 pub mod report;
@@ -31,7 +32,7 @@ use crate::adapters::env::{CallEnv, EnvExtras, base_env};
 use crate::adapters::health::{HealthConfig, HealthReport, HealthRunner};
 use crate::adapters::{boot, reboot, window};
 use crate::config::Settings;
-use crate::coord::{Coordinator, HealthRecord, Reattach};
+use crate::coord::Coordinator;
 use crate::exit::Exit;
 use crate::fsm::record::{Record, fmt_ts};
 use crate::fsm::*;
@@ -72,10 +73,7 @@ enum Msg {
 
 /// Current wall-clock time in ms since the epoch (adapters may read the clock; the machine not).
 pub fn now_ms() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    crate::clock::Clock::System.now_ms()
 }
 
 /// Records kept for compaction (snapshot before the oldest + the records).
@@ -338,14 +336,7 @@ impl<C: Coordinator> Driver<C> {
     }
 
     async fn gates(&self) -> Gates {
-        let pause = match self.coord.pause().await {
-            Ok(p) => p,
-            Err(e) => Some(format!("pause state unknown: {e}")),
-        };
-        Gates {
-            kill_switch: self.kill_switch(),
-            pause,
-        }
+        answers::gates(self.coord.as_ref(), self.kill_switch()).await
     }
 
     fn next_jitter(&mut self) -> u32 {
@@ -652,14 +643,9 @@ impl<C: Coordinator> Driver<C> {
             }
             Effect::ReadClusterHealth { id } => {
                 tokio::spawn(async move {
-                    let verdict =
-                        coord
-                            .cluster_health()
-                            .await
-                            .unwrap_or_else(|e| PolicyVerdict::Error {
-                                detail: e.to_string(),
-                            });
-                    let _ = tx.send(Msg::Event(Event::ClusterHealthEvaluated { id, verdict }));
+                    let _ = tx.send(Msg::Event(
+                        answers::cluster_health(coord.as_ref(), id).await,
+                    ));
                 });
             }
             Effect::RunHealthScript { id, phase } => {
@@ -684,13 +670,13 @@ impl<C: Coordinator> Driver<C> {
                 reason,
             } => {
                 if self.opts.persist {
-                    let record = HealthRecord {
-                        node: self.settings.node_name.clone(),
+                    let record = answers::health_record(
+                        &self.settings.node_name,
                         healthy,
                         stage,
-                        reason: if healthy { String::new() } else { reason },
-                        reported_at: jiff::Timestamp::now().to_string(),
-                    };
+                        reason,
+                        jiff::Timestamp::now(),
+                    );
                     tokio::spawn(async move {
                         if let Err(e) = coord.publish_health(record).await {
                             tracing::warn!(event = "health_publish_failed", error = %e);
@@ -712,29 +698,11 @@ impl<C: Coordinator> Driver<C> {
             Effect::JoinQueue { id } => {
                 self.lock_attempts += 1;
                 self.join_started = Some(std::time::Instant::now());
-                let (utx, mut urx) = mpsc::channel(16);
-                let fwd = tx.clone();
                 self.join_task = Some(tokio::spawn(async move {
-                    let forward = async {
-                        while let Some(u) = urx.recv().await {
-                            let u: crate::coord::QueueUpdate = u;
-                            let _ = fwd.send(Msg::Event(Event::SlotQueued {
-                                id,
-                                position: u.position,
-                                holders: u.holders,
-                            }));
-                        }
-                    };
-                    let join = coord.join_queue(utx);
-                    let (result, ()) = tokio::join!(join, forward);
-                    let ev = match result {
-                        Ok(()) => Event::SlotAcquired { id },
-                        Err(e) => Event::SlotUnavailable {
-                            id,
-                            detail: e.to_string(),
-                        },
-                    };
-                    let _ = tx.send(Msg::Event(ev));
+                    answers::join_queue(coord.as_ref(), id, |e| {
+                        let _ = tx.send(Msg::Event(e));
+                    })
+                    .await;
                 }));
             }
             Effect::LeaveQueue => {
@@ -750,47 +718,18 @@ impl<C: Coordinator> Driver<C> {
                 self.chores.push(Chore::ReleaseSlot);
             }
             Effect::MoveSlotToRebootLease { id, ttl_sec } => {
-                let result = if durable {
-                    match self
-                        .coord
-                        .move_to_reboot_lease(Duration::from_secs(ttl_sec))
-                        .await
-                    {
-                        Ok(()) => StepResult::Ok,
-                        Err(e) => StepResult::Failed {
-                            detail: e.to_string(),
-                        },
-                    }
-                } else {
-                    StepResult::Failed {
-                        detail: "the journal is not writable; refusing to start a reboot".into(),
-                    }
-                };
-                self.send(Event::RebootLeaseMoved { id, result });
+                let answer = answers::move_lease(self.coord.as_ref(), id, ttl_sec, durable).await;
+                self.send(answer);
             }
             Effect::ReattachRebootLease { id } => {
                 tokio::spawn(async move {
-                    let result = match coord.reattach_reboot_lease().await {
-                        Ok(Reattach::Attached) => ReattachResult::Attached,
-                        Ok(Reattach::Expired) => ReattachResult::Expired,
-                        Err(e) => ReattachResult::Failed {
-                            detail: e.to_string(),
-                        },
-                    };
-                    let _ = tx.send(Msg::Event(Event::RebootLeaseReattached { id, result }));
+                    let _ = tx.send(Msg::Event(answers::reattach(coord.as_ref(), id).await));
                 });
             }
             Effect::ClearInProgress => self.chores.push(Chore::ClearInProgress),
             Effect::ReadCooldown { id } => {
                 tokio::spawn(async move {
-                    let status =
-                        coord
-                            .read_cooldown()
-                            .await
-                            .unwrap_or_else(|e| CooldownStatus::Error {
-                                detail: e.to_string(),
-                            });
-                    let _ = tx.send(Msg::Event(Event::CooldownRead { id, status }));
+                    let _ = tx.send(Msg::Event(answers::cooldown(coord.as_ref(), id).await));
                 });
             }
             Effect::StartCooldown { duration_sec } => {
@@ -872,24 +811,12 @@ impl<C: Coordinator> Driver<C> {
                 health_label(&report.result),
                 report.duration.as_secs_f64(),
             );
-            let healthy = report.result == HealthResult::Passed;
-            let reason = match &report.result {
-                HealthResult::Passed => String::new(),
-                HealthResult::Blocked { exit_code, .. } => format!("heartbeat exit {exit_code}"),
-                HealthResult::Error { detail } => detail.clone(),
+            let record = answers::heartbeat_record(&node, &report.result, jiff::Timestamp::now());
+            let status = if record.healthy {
+                "healthy"
+            } else {
+                "unhealthy"
             };
-            let record = HealthRecord {
-                node,
-                healthy,
-                stage: if healthy {
-                    String::new()
-                } else {
-                    "heartbeat".into()
-                },
-                reason,
-                reported_at: jiff::Timestamp::now().to_string(),
-            };
-            let status = if healthy { "healthy" } else { "unhealthy" };
             match coord.publish_health(record).await {
                 Ok(()) => metrics.cluster_health_update("heartbeat", status, "success"),
                 Err(e) => {

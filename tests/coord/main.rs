@@ -29,7 +29,8 @@ fn config(node: &str, cap: u32, ttl: Duration, dir: &Path) -> EtcdConfig {
         keys: Keys::new(NS, LOCK),
         capacity: cap,
         lock_ttl: ttl,
-        state_dir: dir.join(node),
+        lease_store: clusterrebootd::coord::etcd::LeaseStore::in_dir(&dir.join(node)),
+        clock: clusterrebootd::clock::Clock::System,
         policies: Policies {
             min_healthy_fraction: 0.0,
             min_healthy_absolute: 0,

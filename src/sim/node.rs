@@ -1,0 +1,335 @@
+//! One simulated daemon process: the production machine, the production etcd protocol over
+//! the shared in-memory store, the production bookkeeping queue, and simulated adapters
+//! (detectors read the node's pending update, the health script follows the fault schedule,
+//! hooks succeed, the reboot command power-cycles the simulated node).
+//!
+//! It mirrors the real driver's loop ([`crate::driver`]): inputs are stamped with the node's
+//! clock and a seeded jitter, each step is recorded (the journal) before its effects run, and
+//! coordination effects are answered by the same functions ([`crate::driver::answers`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::Broken;
+use super::world::{Ctl, Shared};
+use crate::clock::Clock;
+use crate::coord::etcd::{EtcdBackend, EtcdConfig, LeaseStore};
+use crate::coord::memkv::MemKv;
+use crate::coord::{Coordinator, Notice};
+use crate::driver::answers;
+use crate::driver::chores::{Chore, Chores};
+use crate::fsm::*;
+
+type Coord = EtcdBackend<MemKv>;
+
+struct Daemon {
+    sh: Arc<Shared>,
+    i: usize,
+    coord: Arc<Coord>,
+    chores: Chores,
+    machine: Machine,
+    clock: Clock,
+    config: FsmConfig,
+    tx: mpsc::UnboundedSender<Event>,
+    tasks: JoinSet<()>,
+    join_task: Option<JoinHandle<()>>,
+    next_tick: Option<Millis>,
+}
+
+/// Runs one daemon incarnation of node `i` until it exits or is aborted (a crash).
+pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<Ctl>) {
+    let (boot_id, snapshot, clock, store, capacity) = {
+        let w = sh.world();
+        let n = &w.nodes[i];
+        (
+            n.boot_id(),
+            n.snapshot.clone(),
+            n.clock.clone(),
+            n.lease_store.clone(),
+            w.capacity,
+        )
+    };
+    let cfg = EtcdConfig {
+        node: super::node_name(i),
+        boot_id: boot_id.clone(),
+        keys: sh.keys.clone(),
+        capacity,
+        lock_ttl: sh.spec.lock_ttl,
+        lease_store: LeaseStore::Memory(store),
+        clock: clock.clone(),
+        policies: sh.spec.policies.clone(),
+        stale_after: sh.spec.stale_after,
+        read_only: false,
+    };
+    let coord = Arc::new(EtcdBackend::new(sh.kv.clone(), cfg));
+    let chores = Chores::start(coord.clone(), sh.metrics.clone());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut config = sh.spec.fsm.clone();
+    config.reboot_command = vec!["sim-reboot".into()];
+    let mut d = Daemon {
+        machine: snapshot.map_or_else(Machine::new, Machine::restore),
+        sh,
+        i,
+        coord,
+        chores,
+        clock,
+        config,
+        tx,
+        tasks: JoinSet::new(),
+        join_task: None,
+        next_tick: None,
+    };
+    let rebooted = matches!(d.machine.state(), State::Rebooting { .. });
+    if d.sh.spec.broken == Some(Broken::ReleaseOnBoot) && rebooted {
+        d.chores.push(Chore::ReleaseSlot);
+        d.chores.push(Chore::ClearInProgress);
+    }
+    let started = Event::Started {
+        boot_id,
+        config: d.config.clone(),
+    };
+    if d.handle(started).await {
+        return d.exit().await;
+    }
+    let mut notices = d.coord.notices();
+    // Records only matter to the cluster-health policies; without any, skip the heartbeat
+    // (a planner run over weeks of windows would spend its time publishing them).
+    let p = &d.sh.spec.policies;
+    let policies_active = p.min_healthy_fraction > 0.0
+        || p.min_healthy_absolute > 0
+        || p.forbid_if_only_fallback_left;
+    let mut heartbeat = tokio::time::interval(d.sh.spec.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let wait = d
+            .next_tick
+            .map(|at| Duration::from_millis(at.saturating_sub(d.clock.now_ms())));
+        let exit = tokio::select! {
+            biased;
+            Some(c) = ctl.recv() => match c {
+                Ctl::Shutdown => d.handle(Event::ShutdownRequested).await,
+                Ctl::GatesChanged => {
+                    let gates = d.gates().await;
+                    d.handle(Event::GatesObserved { id: None, gates }).await
+                }
+                Ctl::Reload(k) => {
+                    d.coord.set_capacity(k);
+                    let config = d.config.clone();
+                    d.handle(Event::ConfigReloaded { config }).await
+                }
+            },
+            Some(e) = rx.recv() => d.handle(e).await,
+            notice = notices.recv() => match notice {
+                Ok(Notice::SlotLost(detail)) => d.handle(Event::SlotLost { detail }).await,
+                Ok(Notice::PauseChanged(pause)) => {
+                    let gates = Gates { kill_switch: d.sh.kill_switch(d.i), pause };
+                    d.handle(Event::GatesObserved { id: None, gates }).await
+                }
+                Err(_) => { notices = d.coord.notices(); false }
+            },
+            () = sleep_opt(wait) => {
+                d.next_tick = None;
+                let gates = d.gates().await;
+                d.handle(Event::Tick { gates }).await
+            }
+            _ = heartbeat.tick(), if policies_active => { d.heartbeat(); false }
+        };
+        while d.tasks.try_join_next().is_some() {}
+        if exit {
+            return d.exit().await;
+        }
+    }
+}
+
+async fn sleep_opt(wait: Option<Duration>) {
+    match wait {
+        Some(w) => tokio::time::sleep(w).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Daemon {
+    async fn gates(&self) -> Gates {
+        answers::gates(self.coord.as_ref(), self.sh.kill_switch(self.i)).await
+    }
+
+    fn send_later(&mut self, after: Duration, event: Event) {
+        let tx = self.tx.clone();
+        self.tasks.spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = tx.send(event);
+        });
+    }
+
+    /// One input: stamp, machine, record (journal + checks), effects. True when it exits.
+    async fn handle(&mut self, event: Event) -> bool {
+        let jitter = self.sh.world().rng.u32(..);
+        let input = Input {
+            now: self.clock.now_ms(),
+            jitter,
+            event,
+        };
+        let step = self.machine.handle(&input);
+        self.sh
+            .after_step(self.i, &input, &step, self.machine.snapshot());
+        let mut exit = false;
+        for effect in step.effects {
+            exit |= self.execute(effect).await;
+        }
+        exit
+    }
+
+    async fn exit(mut self) {
+        // Like the daemon: give the bookkeeping a bounded time to land, then stop.
+        self.chores.drain(Duration::from_secs(5)).await;
+        if let Some(t) = self.join_task.take() {
+            t.abort();
+        }
+        self.tasks.abort_all();
+    }
+
+    fn heartbeat(&mut self) {
+        let result = self.health_result();
+        let coord = self.coord.clone();
+        let record =
+            answers::heartbeat_record(&super::node_name(self.i), &result, self.clock.now());
+        self.tasks.spawn(async move {
+            let _ = coord.publish_health(record).await;
+        });
+    }
+
+    /// What the simulated health script answers now, and how long it takes.
+    fn health_result(&self) -> HealthResult {
+        let now = self.sh.elapsed_ms();
+        match self.sh.world().nodes[self.i].health_fails_until {
+            Some((until, false)) if now < until => HealthResult::Blocked {
+                exit_code: 1,
+                first_line: "simulated failure".into(),
+            },
+            Some((until, true)) if now < until => HealthResult::Error {
+                detail: "health script timed out (simulated)".into(),
+            },
+            _ => HealthResult::Passed,
+        }
+    }
+
+    async fn execute(&mut self, effect: Effect) -> bool {
+        let spec_latency = self.sh.spec.health_latency;
+        match effect {
+            Effect::ScheduleTick { at } => self.next_tick = Some(at),
+            Effect::RunDetectors { id, .. } => {
+                let needs = self.sh.world().nodes[self.i].needs_reboot;
+                let result = if needs {
+                    DetectorResult::Required {
+                        by: vec!["sim:update-installed".into()],
+                    }
+                } else {
+                    DetectorResult::NotRequired
+                };
+                let after = self.sh.spec.detector_latency;
+                self.send_later(after, Event::DetectorsEvaluated { id, result });
+            }
+            Effect::EvaluateWindow { id } => {
+                let verdict =
+                    crate::adapters::window::evaluate(&self.sh.spec.windows, self.clock.now_ms());
+                let _ = self.tx.send(Event::WindowEvaluated { id, verdict });
+            }
+            Effect::ReadClusterHealth { id } => {
+                let (coord, tx) = (self.coord.clone(), self.tx.clone());
+                self.tasks.spawn(async move {
+                    let _ = tx.send(answers::cluster_health(coord.as_ref(), id).await);
+                });
+            }
+            Effect::RunHealthScript { id, .. } => {
+                let result = self.health_result();
+                let after = match result {
+                    HealthResult::Error { .. } => self.sh.spec.health_timeout,
+                    _ => spec_latency,
+                };
+                self.send_later(after, Event::HealthChecked { id, result });
+            }
+            Effect::PublishHealth {
+                healthy,
+                stage,
+                reason,
+            } => {
+                let name = super::node_name(self.i);
+                let record =
+                    answers::health_record(&name, healthy, stage, reason, self.clock.now());
+                let coord = self.coord.clone();
+                self.tasks.spawn(async move {
+                    let _ = coord.publish_health(record).await;
+                });
+            }
+            Effect::CheckGates { id } => {
+                let now = self.sh.elapsed_ms();
+                self.sh.world().nodes[self.i].last_gate_sample = Some(now);
+                let gates = self.gates().await;
+                let _ = self.tx.send(Event::GatesObserved {
+                    id: Some(id),
+                    gates,
+                });
+            }
+            Effect::JoinQueue { id } => {
+                let (coord, tx) = (self.coord.clone(), self.tx.clone());
+                self.join_task = Some(tokio::spawn(async move {
+                    answers::join_queue(coord.as_ref(), id, |e| {
+                        let _ = tx.send(e);
+                    })
+                    .await;
+                }));
+            }
+            Effect::LeaveQueue | Effect::ReleaseSlot => {
+                if let Some(t) = self.join_task.take() {
+                    t.abort();
+                }
+                self.chores.push(if effect == Effect::LeaveQueue {
+                    Chore::LeaveQueue
+                } else {
+                    Chore::ReleaseSlot
+                });
+            }
+            Effect::MoveSlotToRebootLease { id, ttl_sec } => {
+                let answer = answers::move_lease(self.coord.as_ref(), id, ttl_sec, true).await;
+                let _ = self.tx.send(answer);
+            }
+            Effect::ReattachRebootLease { id } => {
+                let (coord, tx) = (self.coord.clone(), self.tx.clone());
+                self.tasks.spawn(async move {
+                    let _ = tx.send(answers::reattach(coord.as_ref(), id).await);
+                });
+            }
+            Effect::ClearInProgress => self.chores.push(Chore::ClearInProgress),
+            Effect::ReadCooldown { id } => {
+                let (coord, tx) = (self.coord.clone(), self.tx.clone());
+                self.tasks.spawn(async move {
+                    let _ = tx.send(answers::cooldown(coord.as_ref(), id).await);
+                });
+            }
+            Effect::StartCooldown { duration_sec } => self
+                .chores
+                .push(Chore::StartCooldown(Duration::from_secs(duration_sec))),
+            Effect::RunHooks { id, .. } => {
+                let _ = self.tx.send(Event::HooksRan {
+                    id,
+                    result: StepResult::Ok,
+                });
+            }
+            Effect::ExecuteReboot { id, dry_run, .. } => {
+                if !dry_run {
+                    self.sh.reboot(self.i);
+                }
+                let _ = self.tx.send(Event::RebootCommandFinished {
+                    id,
+                    result: StepResult::Ok,
+                });
+            }
+            Effect::WritePostRebootMarker { .. } => {}
+            Effect::Exit { .. } => return true,
+        }
+        false
+    }
+}

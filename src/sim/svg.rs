@@ -1,0 +1,131 @@
+//! The plan as an SVG chart: one row per node, time left to right, a colour per activity and
+//! the maintenance windows shaded behind. Plain SVG text, viewable in any browser.
+
+use std::fmt::Write as _;
+
+use super::plan::Plan;
+use super::report::Activity;
+use crate::fsm::StateName;
+
+/// Fill colour of an activity.
+pub fn colour(a: Activity) -> &'static str {
+    match a {
+        Activity::State(s) => match s {
+            StateName::Idle => "#e8e8e8",
+            StateName::Detecting | StateName::WindowCheck | StateName::HealthPre => "#9ecae1",
+            StateName::Locking => "#fdd49e",
+            StateName::HealthPost => "#6baed6",
+            StateName::Cooldown => "#bcbddc",
+            StateName::Rebooting => "#e6550d",
+            StateName::Recovering => "#74c476",
+        },
+        Activity::Down => "#a50f15",
+        Activity::Crashed => "#000000",
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const LEFT: f64 = 90.0;
+const WIDTH: f64 = 1000.0;
+const ROW: f64 = 22.0;
+const TOP: f64 = 40.0;
+
+/// Renders the plan.
+pub fn render(plan: &Plan) -> String {
+    let r = &plan.report;
+    let end = plan.last_done_ms.unwrap_or(r.end_ms).max(1) as f64;
+    let x = |ms: u64| LEFT + (ms as f64).min(end) / end * (WIDTH - LEFT - 10.0);
+    let rows = r.nodes.len() as f64;
+    let height = TOP + rows * ROW + 70.0;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="12">"#
+    );
+    let title = format!(
+        "{} nodes, max_concurrent_reboots {}, makespan {}",
+        plan.opts.nodes,
+        plan.capacity,
+        plan.last_done_ms.map_or("not finished".into(), |t| {
+            humantime::format_duration(std::time::Duration::from_secs(t / 1000)).to_string()
+        })
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="10" y="20" font-size="14">{}</text>"#,
+        escape(&title)
+    );
+    for w in &plan.windows {
+        let (a, b) = (x(w.opens_ms), x(w.closes_ms.unwrap_or(end as u64)));
+        let _ = writeln!(
+            out,
+            r##"<rect x="{a:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#c7e9c0" opacity="0.5"><title>maintenance window: {} reboot(s) fit</title></rect>"##,
+            TOP - 6.0,
+            (b - a).max(0.5),
+            rows * ROW + 6.0,
+            w.reboots
+        );
+    }
+    for (k, n) in r.nodes.iter().enumerate() {
+        let y = TOP + k as f64 * ROW;
+        let _ = writeln!(
+            out,
+            r#"<text x="10" y="{:.1}">{}</text>"#,
+            y + ROW * 0.65,
+            escape(&n.name)
+        );
+        for s in &n.segments {
+            let (a, b) = (x(s.from_ms), x(s.to_ms));
+            let _ = writeln!(
+                out,
+                r#"<rect x="{a:.1}" y="{y:.1}" width="{:.2}" height="{:.1}" fill="{}"><title>{} {}: {}</title></rect>"#,
+                (b - a).max(0.3),
+                ROW - 4.0,
+                colour(s.activity),
+                escape(&n.name),
+                s.activity.label(),
+                super::report::fmt_offset(s.from_ms)
+            );
+        }
+    }
+    let axis = TOP + rows * ROW + 14.0;
+    for t in 0..=4u64 {
+        let ms = (end as u64) * t / 4;
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{axis:.1}" text-anchor="middle">{}</text>"#,
+            x(ms),
+            super::report::fmt_offset(ms)
+        );
+    }
+    let legend = [
+        Activity::State(StateName::Idle),
+        Activity::State(StateName::HealthPre),
+        Activity::State(StateName::Locking),
+        Activity::State(StateName::HealthPost),
+        Activity::State(StateName::Cooldown),
+        Activity::State(StateName::Rebooting),
+        Activity::Down,
+        Activity::State(StateName::Recovering),
+    ];
+    for (k, a) in legend.iter().enumerate() {
+        let lx = 10.0 + k as f64 * 115.0;
+        let ly = axis + 20.0;
+        let _ = writeln!(
+            out,
+            r#"<rect x="{lx:.1}" y="{:.1}" width="12" height="12" fill="{}"/><text x="{:.1}" y="{ly:.1}">{}</text>"#,
+            ly - 10.0,
+            colour(*a),
+            lx + 16.0,
+            a.label()
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
