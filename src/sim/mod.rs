@@ -71,6 +71,9 @@ pub struct SimSpec {
     pub faults: Vec<Fault>,
     /// Stop at this simulated time after the start, finished or not.
     pub horizon: Duration,
+    /// Keep every node's inputs and steps in the report (replay checks, event logs); the
+    /// planner does without.
+    pub record_journal: bool,
     /// Whether liveness is checked (only meaningful without faults that block forever).
     pub check_liveness: bool,
     /// A deliberately broken protocol variant, to prove the checker catches it (tests only).

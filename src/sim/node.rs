@@ -30,7 +30,7 @@ struct Daemon {
     i: usize,
     coord: Arc<Coord>,
     chores: Chores,
-    machine: Machine,
+    machine: Arc<std::sync::Mutex<Machine>>,
     clock: Clock,
     config: FsmConfig,
     tx: mpsc::UnboundedSender<Event>,
@@ -41,12 +41,12 @@ struct Daemon {
 
 /// Runs one daemon incarnation of node `i` until it exits or is aborted (a crash).
 pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<Ctl>) {
-    let (boot_id, snapshot, clock, store, capacity) = {
+    let (boot_id, machine, clock, store, capacity) = {
         let w = sh.world();
         let n = &w.nodes[i];
         (
             n.boot_id(),
-            n.snapshot.clone(),
+            n.machine.clone(),
             n.clock.clone(),
             n.lease_store.clone(),
             w.capacity,
@@ -70,7 +70,7 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
     let mut config = sh.spec.fsm.clone();
     config.reboot_command = vec!["sim-reboot".into()];
     let mut d = Daemon {
-        machine: snapshot.map_or_else(Machine::new, Machine::restore),
+        machine,
         sh,
         i,
         coord,
@@ -82,7 +82,12 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
         join_task: None,
         next_tick: None,
     };
-    let rebooted = matches!(d.machine.state(), State::Rebooting { .. });
+    let rebooted = {
+        // Like the daemon reading its journal: continue from the recorded state.
+        let mut m = d.lock_machine();
+        *m = Machine::restore(m.snapshot());
+        matches!(m.state(), State::Rebooting { .. })
+    };
     if d.sh.spec.broken == Some(Broken::ReleaseOnBoot) && rebooted {
         d.chores.push(Chore::ReleaseSlot);
         d.chores.push(Chore::ClearInProgress);
@@ -103,10 +108,22 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
         || p.forbid_if_only_fallback_left;
     let mut heartbeat = tokio::time::interval(d.sh.spec.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer, moved only when the wanted instant changes (re-registering a timer on every
+    // loop turn dominated the simulator's profile). The instant is recomputed from the node's
+    // wall clock each turn, like the driver does, so a clock step moves it.
+    let tick = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(tick);
+    let mut armed: Option<tokio::time::Instant> = None;
     loop {
-        let wait = d
-            .next_tick
-            .map(|at| Duration::from_millis(at.saturating_sub(d.clock.now_ms())));
+        let want = d.next_tick.map(|at| {
+            tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(d.clock.now_ms()))
+        });
+        if want != armed {
+            if let Some(at) = want {
+                tick.as_mut().reset(at);
+            }
+            armed = want;
+        }
         let exit = tokio::select! {
             biased;
             Some(c) = ctl.recv() => match c {
@@ -130,8 +147,9 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
                 }
                 Err(_) => { notices = d.coord.notices(); false }
             },
-            () = sleep_opt(wait) => {
+            () = &mut tick, if armed.is_some() => {
                 d.next_tick = None;
+                armed = None;
                 let gates = d.gates().await;
                 d.handle(Event::Tick { gates }).await
             }
@@ -144,19 +162,20 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
     }
 }
 
-async fn sleep_opt(wait: Option<Duration>) {
-    match wait {
-        Some(w) => tokio::time::sleep(w).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Daemon {
+    fn lock_machine(&self) -> std::sync::MutexGuard<'_, Machine> {
+        self.machine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     async fn gates(&self) -> Gates {
         answers::gates(self.coord.as_ref(), self.sh.kill_switch(self.i)).await
     }
 
     fn send_later(&mut self, after: Duration, event: Event) {
+        if after.is_zero() {
+            let _ = self.tx.send(event);
+            return;
+        }
         let tx = self.tx.clone();
         self.tasks.spawn(async move {
             tokio::time::sleep(after).await;
@@ -172,9 +191,8 @@ impl Daemon {
             jitter,
             event,
         };
-        let step = self.machine.handle(&input);
-        self.sh
-            .after_step(self.i, &input, &step, self.machine.snapshot());
+        let step = self.lock_machine().handle(&input);
+        self.sh.after_step(self.i, &input, &step);
         let mut exit = false;
         for effect in step.effects {
             exit |= self.execute(effect).await;

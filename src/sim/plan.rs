@@ -82,6 +82,7 @@ pub fn spec(s: &Settings, o: &PlanOptions) -> SimSpec {
         never_return: Vec::new(),
         faults: Vec::new(),
         horizon: Duration::from_secs(120 * 86_400),
+        record_journal: false,
         check_liveness: false,
         broken: None,
     }

@@ -89,6 +89,7 @@ pub fn spec(seed: u64) -> SimSpec {
         never_return: Vec::new(),
         faults: Vec::new(),
         horizon: secs(4 * 3600),
+        record_journal: true,
         check_liveness: fault_free,
         broken: None,
     };

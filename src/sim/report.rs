@@ -72,7 +72,33 @@ pub struct LogLine {
     /// Node index, or `None` for the world (faults, operator actions).
     pub node: Option<usize>,
     /// What happened.
-    pub text: String,
+    pub text: LogText,
+}
+
+/// The text of a log line, formatted only when printed (the simulator logs every transition
+/// of every node; formatting them eagerly was a tenth of its time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogText {
+    /// A machine transition with its reason.
+    Transition {
+        /// State before.
+        from: StateName,
+        /// State after.
+        to: StateName,
+        /// Why.
+        reason: String,
+    },
+    /// Anything else (faults, power).
+    Note(String),
+}
+
+impl std::fmt::Display for LogText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogText::Transition { from, to, reason } => write!(f, "{from} -> {to}: {reason}"),
+            LogText::Note(s) => f.write_str(s),
+        }
+    }
 }
 
 /// Everything a run produced.

@@ -11,14 +11,14 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::report::{Activity, LogLine, NodeReport, RebootRecord, Segment, SimReport};
+use super::report::{Activity, LogLine, LogText, NodeReport, RebootRecord, Segment, SimReport};
 use super::{FaultKind, SimSpec, node, node_name};
 use crate::clock::Clock;
 use crate::coord::etcd::RebootLease;
 use crate::coord::keys::Keys;
 use crate::coord::kv::Kv as _;
 use crate::coord::memkv::MemKv;
-use crate::fsm::{Input, Snapshot, StateName, Step};
+use crate::fsm::{Input, Machine, StateName, Step};
 use crate::metrics::Metrics;
 
 /// Namespace and lock key of the simulated cluster (the Go defaults).
@@ -45,8 +45,9 @@ pub struct NodeState {
     pub clock: Clock,
     /// Its "disk": the persisted reboot lease.
     pub lease_store: Arc<Mutex<Option<RebootLease>>>,
-    /// Its "disk": the journal's last snapshot (what a restarted daemon continues from).
-    pub snapshot: Option<Snapshot>,
+    /// Its "disk": the machine exactly as the journal leaves it after the last recorded step
+    /// (a restarted daemon restores from it, without re-running effects).
+    pub machine: Arc<Mutex<Machine>>,
     /// Boot counter (boot id = `<name>-boot<n>`).
     pub boot_seq: u32,
     /// An update is installed and waits for a reboot.
@@ -154,11 +155,15 @@ impl Shared {
     /// Appends a line to the event log.
     pub fn log(&self, node: Option<usize>, text: String) {
         let at_ms = self.elapsed_ms();
-        self.world().log.push(LogLine { at_ms, node, text });
+        self.world().log.push(LogLine {
+            at_ms,
+            node,
+            text: LogText::Note(text),
+        });
     }
 
     /// Records one machine step of node `i` (the journal write) and checks the invariants.
-    pub fn after_step(&self, i: usize, input: &Input, step: &Step, snapshot: Snapshot) {
+    pub fn after_step(&self, i: usize, input: &Input, step: &Step) {
         let now = self.elapsed_ms();
         let mut w = self.world();
         w.steps += 1;
@@ -166,15 +171,20 @@ impl Shared {
             w.log.push(LogLine {
                 at_ms: now,
                 node: Some(i),
-                text: format!("{} -> {}: {}", step.from, step.to, step.reason),
+                text: LogText::Transition {
+                    from: step.from,
+                    to: step.to,
+                    reason: step.reason.clone(),
+                },
             });
         }
         super::check::after_step(&mut w, i, input, step, now);
         let n = &mut w.nodes[i];
         n.set_activity(Activity::State(step.to), now);
-        n.snapshot = Some(snapshot);
-        n.report.inputs.push(input.clone());
-        n.report.steps.push(step.clone());
+        if self.spec.record_journal {
+            n.report.inputs.push(input.clone());
+            n.report.steps.push(step.clone());
+        }
         drop(w);
         self.wake.notify_one();
     }
@@ -461,7 +471,7 @@ async fn run_async(spec: SimSpec) -> SimReport {
             name: node_name(i),
             clock: base.fork(),
             lease_store: Arc::new(Mutex::new(None)),
-            snapshot: None,
+            machine: Arc::new(Mutex::new(Machine::new())),
             boot_seq: 1,
             needs_reboot: spec.needs_reboot.contains(&i),
             powered: true,
@@ -521,7 +531,8 @@ async fn run_async(spec: SimSpec) -> SimReport {
             }
         })
     };
-    let deadline = sh.t0 + sh.spec.horizon;
+    let deadline = tokio::time::sleep_until(sh.t0 + sh.spec.horizon);
+    tokio::pin!(deadline);
     let mut finished = None;
     loop {
         tokio::select! {
@@ -532,7 +543,7 @@ async fn run_async(spec: SimSpec) -> SimReport {
                     break;
                 }
             }
-            () = tokio::time::sleep_until(deadline) => break,
+            () = &mut deadline => break,
         }
     }
     injector.abort();

@@ -1,0 +1,128 @@
+//! `simulate --cluster N`: the rollout planner through the real binary, checked against
+//! hand-computed rollouts.
+
+use super::{VALID, outcome, write};
+
+/// 4 nodes, one slot, 10 min reboots, 10 s health checks, a daily 01:00-02:00 UTC window, the
+/// rollout starting at 00:30 (window closed) with the given cooldown.
+fn plan(cooldown_sec: u64, extra: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = format!(
+        "{VALID}max_concurrent_reboots: 1\nmin_reboot_interval_sec: {cooldown_sec}\ncheck_interval_sec: 60\nwindows:\n  timezone: UTC\n  allow: [\"* 01:00-02:00\"]\n"
+    );
+    let path = write(dir.path(), "config.yaml", cfg.as_bytes());
+    let mut args = vec![
+        "simulate",
+        "--cluster",
+        "4",
+        "--config",
+        &path,
+        "--reboot-duration",
+        "10m",
+        "--health-duration",
+        "10s",
+        "--start",
+        "2026-12-01T00:30:00Z",
+    ];
+    args.extend_from_slice(extra);
+    outcome(&args)
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+#[test]
+fn four_ten_minute_reboots_fit_a_one_hour_window() {
+    // Hand-computed: the window opens 01:00; each node needs 10 s (pre-lock health) + 10 s
+    // (health under the slot) before its reboot, 10 min down, 10 s post-reboot health, and
+    // the next node's 10 s check under the slot: reboots start at about 01:00:20, 01:10:40,
+    // 01:21:00, 01:31:20, all inside 01:00-02:00.
+    let (code, out, err) = plan(0, &["--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v = json(&out);
+    assert_eq!(v["windows"][0]["opens"], "2026-12-01T01:00:00Z");
+    assert_eq!(v["windows"][0]["closes"], "2026-12-01T02:00:00Z");
+    assert_eq!(v["windows"][0]["reboots"], 4, "{out}");
+    assert_eq!(v["finished"], true);
+    let makespan = v["makespan_sec"].as_u64().expect("makespan");
+    // Last node back at about 01:41:40 + 10 s, i.e. ~72 min after the 00:30 start.
+    assert!((4_250..=4_400).contains(&makespan), "makespan {makespan}");
+    assert_eq!(v["violations"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn a_fifteen_minute_cooldown_leaves_room_for_three() {
+    // Hand-computed: after each recovery the cluster waits 15 min, so reboots start at about
+    // 01:00:20, 01:25:40, 01:51:00 and the fourth (~02:16) misses the window; it runs in the
+    // next day's window.
+    let (code, out, err) = plan(900, &["--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v = json(&out);
+    assert_eq!(v["windows"][0]["reboots"], 3, "{out}");
+    assert_eq!(v["windows"][1]["opens"], "2026-12-02T01:00:00Z");
+    assert_eq!(v["windows"][1]["reboots"], 1, "{out}");
+    let issued: Vec<&str> = v["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|n| n["reboots"][0]["issued"].as_str())
+        .collect();
+    assert!(
+        issued.iter().all(
+            |t| (t >= &"2026-12-01T01:00:00Z" && t < &"2026-12-01T02:00:00Z")
+                || (t >= &"2026-12-02T01:00:00Z" && t < &"2026-12-02T02:00:00Z")
+        ),
+        "every reboot inside a window: {issued:?}"
+    );
+}
+
+#[test]
+fn text_gantt_and_svg_chart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svg = dir.path().join("plan.svg");
+    let svg_arg = svg.display().to_string();
+    let (code, out, err) = plan(0, &["--svg", &svg_arg]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("rollout plan: 4 nodes, max_concurrent_reboots 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("#1: 2026-12-01T01:00:00Z until 2026-12-01T02:00:00Z: 4 reboot(s) fit"),
+        "{out}"
+    );
+    for n in 1..=4 {
+        let row = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("node-{n} ")) && l.contains('|'))
+            .unwrap_or_else(|| panic!("no Gantt row for node-{n}: {out}"));
+        assert!(
+            row.contains('R') || row.contains('#'),
+            "node-{n} reboots on the chart: {row}"
+        );
+    }
+    let chart = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(chart.starts_with("<svg"), "{chart}");
+    assert!(chart.contains("node-4") && chart.contains("maintenance window"));
+    assert!(chart.trim_end().ends_with("</svg>"));
+}
+
+#[test]
+fn same_seed_same_bytes_and_seeds_differ() {
+    let a = plan(0, &["--json", "--seed", "7"]);
+    let b = plan(0, &["--json", "--seed", "7"]);
+    assert_eq!(a.0, 0, "{}{}", a.1, a.2);
+    assert_eq!(a.1, b.1, "same seed, same output");
+    let c = plan(0, &["--json", "--seed", "8"]);
+    assert_ne!(a.1, c.1, "the seed changes the jitter, so the exact times");
+}
+
+#[test]
+fn bad_planner_arguments_are_usage_errors() {
+    let (code, _, err) = plan(0, &["--start", "yesterday"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--start"), "{err}");
+    let (code, _, err) = super::outcome(&["simulate", "--concurrency", "2"]);
+    assert_eq!(code, 64, "planner flags need --cluster: {err}");
+}
