@@ -20,6 +20,10 @@ fn example_traces_replay_to_their_documented_end() {
         ("clean-reboot.yaml", "Recovering  -> Idle"),
         ("health-blocked-then-passing.yaml", "HealthPre   -> Locking"),
         ("contention-window-closes.yaml", "[LeaveQueue"),
+        (
+            "window-closes-during-hooks.yaml",
+            "[ClearInProgress, ReleaseSlot, ScheduleTick@2026-11-25T22:00:00.000Z] (window_outside_allow)",
+        ),
     ];
     for (file, last_contains) in cases {
         let (code, out, err) = outcome(&["simulate", "--trace", &example(file)]);
