@@ -3,7 +3,8 @@
 //! Random input sequences — sensible ones (answers to what the machine asked for) mixed with
 //! nonsense (wrong kinds, stale ids, duplicates, timers, restarts, reloads, brakes) — are fed to
 //! the machine while an independent monitor, which only sees inputs and emitted effects, checks:
-//! - `reboot-only-with-every-gate`, `slot-released-exactly-once`,
+//! - `reboot-only-with-every-gate` (including a window check answered after the pre-reboot
+//!   hooks), `slot-released-exactly-once`,
 //!   `recovering-releases-after-health`, `one-reboot-per-boot`, `dry-run-never-reboots`;
 //! - `replay-determinism`: the same inputs through a fresh machine give identical steps, and a
 //!   machine restored from a snapshot at any point continues identically.
@@ -293,6 +294,9 @@ impl Monitor {
             (Event::CooldownRead { status, .. }, Some(("ReadCooldown", _, true))) => {
                 self.facts.cooldown = *status == CooldownStatus::Clear
             }
+            // The pre-reboot hooks (a drain may take minutes) make any earlier window check
+            // stale: only a check answered after them may let the command run.
+            (Event::HooksRan { .. }, Some(("RunHooks", _, true))) => self.facts.window = false,
             // A lost slot is lost: no reboot may follow in this cycle.
             (Event::SlotLost { .. }, _) => self.held = false,
             _ => {}
@@ -577,6 +581,49 @@ fn monitor_rejects_a_reboot_without_the_post_lock_health_check() {
     }
     let v = violation.expect("monitor must reject the reboot");
     assert!(v.contains("reboot-only-with-every-gate"), "{v}");
+}
+
+/// The monitor rejects a reboot whose last window check came before the pre-reboot hooks (the
+/// machine before the final window check): the happy path, with the final window check's
+/// effects shown to the monitor as the answer to the hooks.
+#[test]
+fn monitor_rejects_a_reboot_without_the_final_window_check() {
+    let mut actions = vec![Action::Succeed; 40];
+    actions.insert(
+        0,
+        Action::Tick {
+            advance_s: 0,
+            brakes: false,
+        },
+    );
+    let (inputs, steps) = run(false, false, &actions).expect("happy path is clean");
+    let mut mon = Monitor::default();
+    let mut hooks_answer: Option<Input> = None;
+    let mut violation = None;
+    for (input, step) in inputs.into_iter().zip(steps) {
+        if step.from == StateName::Rebooting
+            && step
+                .effects
+                .iter()
+                .any(|e| matches!(e, Effect::EvaluateWindow { .. }))
+        {
+            // Hold the hooks' answer back; the final window check "does not exist".
+            hooks_answer = Some(input);
+            continue;
+        }
+        let result = match hooks_answer.take() {
+            // The old machine: the hooks' answer emitted the reboot command directly.
+            Some(hooks) => mon.check(&hooks, &step),
+            None => mon.check(&input, &step),
+        };
+        if let Err(e) = result {
+            violation = Some(e);
+            break;
+        }
+    }
+    let v = violation.expect("monitor must reject the reboot");
+    assert!(v.contains("reboot-only-with-every-gate"), "{v}");
+    assert!(v.contains("window: false"), "{v}");
 }
 
 /// The generator explores the whole machine: every state is visited and real reboots and

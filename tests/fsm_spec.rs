@@ -100,7 +100,7 @@ fn positions() -> Vec<(&'static str, &'static str, At)> {
         .ok()
     };
     let to_cooldown = |c: FsmConfig| to_locking(c).ok().ok().ok().ok().ok().ok();
-    let await_shutdown = || to_cooldown(base()).ok().ok().ok().ok();
+    let await_shutdown = || to_cooldown(base()).ok().ok().ok().ok().ok();
     let recovering = || {
         await_shutdown().feed(Event::Started {
             boot_id: "boot-b".into(),
@@ -174,7 +174,12 @@ fn positions() -> Vec<(&'static str, &'static str, At)> {
         ("Cooldown", "dry_run", to_cooldown(dry.clone())),
         ("Rebooting", "lease", to_cooldown(base()).ok()),
         ("Rebooting", "hooks", to_cooldown(base()).ok().ok()),
-        ("Rebooting", "command", to_cooldown(base()).ok().ok().ok()),
+        ("Rebooting", "window", to_cooldown(base()).ok().ok().ok()),
+        (
+            "Rebooting",
+            "command",
+            to_cooldown(base()).ok().ok().ok().ok(),
+        ),
         (
             "Rebooting",
             "hooks_dry_reload",
@@ -184,6 +189,20 @@ fn positions() -> Vec<(&'static str, &'static str, At)> {
                     ..base()
                 },
             }),
+        ),
+        (
+            "Rebooting",
+            "window_dry_reload",
+            to_cooldown(base())
+                .ok()
+                .ok()
+                .ok()
+                .feed(Event::ConfigReloaded {
+                    config: FsmConfig {
+                        dry_run: true,
+                        ..base()
+                    },
+                }),
         ),
         ("Rebooting", "await_shutdown", await_shutdown()),
         ("Rebooting", "dry_run", to_cooldown(dry).ok()),

@@ -833,7 +833,7 @@ mod tests {
     use crate::driver::state_file::SlotInfo;
     use crate::exit::Exit;
     use crate::fsm::Gates;
-    use crate::fsm::event::SlotHolder;
+    use crate::fsm::event::{SlotHolder, StepResult};
     use crate::fsm::record::fmt_ts;
 
     /// 2026-11-27T03:00:00Z.
@@ -1078,6 +1078,67 @@ last 3 transitions:
             "2026-11-27T22:00:00Z"
         );
         assert_eq!(j["blocked_by"]["evidence"]["outcome"], "window_denied");
+    }
+
+    #[test]
+    fn window_closed_before_the_reboot_command_is_a_window_block() {
+        use StateName::*;
+        // The final window check after the pre-reboot hooks found the window closed.
+        let why = "maintenance window closed before the reboot command (outside configured allow windows); reboot aborted; next check 2026-11-27T22:00:00Z";
+        let mut records = pass_start(T0);
+        records.push(rec(
+            T0 + 3000,
+            Rebooting,
+            Rebooting,
+            Event::HooksRan {
+                id: 15,
+                result: StepResult::Ok,
+            },
+            "pre-reboot hooks done; checking the maintenance window once more before the reboot command",
+        ));
+        records.push(ended(
+            rec(
+                T0 + 4000,
+                Rebooting,
+                Idle,
+                Event::WindowEvaluated {
+                    id: 16,
+                    verdict: WindowVerdict::Closed {
+                        outcome: Outcome::WindowOutsideAllow,
+                        reason: "outside configured allow windows".into(),
+                        next_open: Some(T0 + 19 * 60 * MIN),
+                    },
+                },
+                why,
+            ),
+            Some(Outcome::WindowOutsideAllow),
+            Exit::Ok,
+        ));
+        let st = state(
+            "Idle",
+            T0 + 4000,
+            why,
+            Some("window_outside_allow"),
+            T0 + 19 * 60 * MIN,
+        );
+        let now = T0 + 5000;
+        let e = explain(&st, &records, &ctx(now));
+        let j = render_json(&e);
+        assert_eq!(j["blocked_by"]["gate"], "window");
+        assert_eq!(
+            j["blocked_by"]["evidence"]["outcome"],
+            "window_outside_allow"
+        );
+        assert_eq!(
+            j["blocked_by"]["evidence"]["next_open"],
+            "2026-11-27T22:00:00Z"
+        );
+        assert!(
+            render_text(&e, now)
+                .contains("Rebooting → Idle  maintenance window closed before the reboot command"),
+            "{}",
+            render_text(&e, now)
+        );
     }
 
     #[test]

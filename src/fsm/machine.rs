@@ -122,6 +122,9 @@ pub enum RebootStep {
     Lease,
     /// Pre-reboot hooks.
     Hooks,
+    /// Final maintenance-window check, after the hooks and right before the command (the health
+    /// script and the hooks may run long enough for the window to close, or the clock to step).
+    Window,
     /// Reboot command running.
     Command,
     /// The command returned success; waiting for the shutdown to kill us.
@@ -1019,7 +1022,8 @@ impl Core {
 
     // ----------------------------------------------------------------------------- Rebooting
 
-    /// Slot moved onto the reboot lease, in-progress marker, pre-reboot hooks, reboot command.
+    /// Slot moved onto the reboot lease, in-progress marker, pre-reboot hooks, a final
+    /// maintenance-window check, reboot command.
     /// Outside the `slot` superstate: leaving it releases explicitly, and only on abort.
     #[state(superstate = "top", entry_action = "enter_rebooting")]
     fn rebooting(
@@ -1035,7 +1039,10 @@ impl Core {
             from_boot,
             dry_run,
         } = reboot;
-        let before_command = matches!(step, RebootStep::Lease | RebootStep::Hooks);
+        let before_command = matches!(
+            step,
+            RebootStep::Lease | RebootStep::Hooks | RebootStep::Window
+        );
         // The in-progress marker exists once the lease move succeeded (never in a dry run).
         let marker_written = !*dry_run && *step != RebootStep::Lease;
         match &event.event {
@@ -1160,17 +1167,14 @@ impl Core {
                     self.abort_reboot(context, event, marker_written, None, Some(Exit::Ok), why)
                 }
                 StepResult::Ok => {
+                    // The window was last checked before the health script and the hooks:
+                    // check it once more right before the command.
                     *pending = self.alloc();
-                    *step = RebootStep::Command;
-                    *issued_at = Some(event.now);
-                    let argv = self.config.reboot_command.clone();
-                    self.rebooted_on = Some(self.boot_id.clone());
-                    context.reason(format!("executing the reboot command: {}", argv.join(" ")));
-                    context.push(Effect::ExecuteReboot {
-                        id: *pending,
-                        argv,
-                        dry_run: false,
-                    });
+                    *step = RebootStep::Window;
+                    context.push(Effect::EvaluateWindow { id: *pending });
+                    context.reason(
+                        "pre-reboot hooks done; checking the maintenance window once more before the reboot command",
+                    );
                     Handled
                 }
                 StepResult::Failed { detail } => {
@@ -1183,6 +1187,46 @@ impl Core {
                         Some(Exit::Runtime),
                         why,
                     )
+                }
+            },
+            Event::WindowEvaluated { verdict, .. } => match verdict {
+                WindowVerdict::Open { .. } if self.config.dry_run => {
+                    let why = "dry_run was enabled by a reload: the reboot command is not executed"
+                        .to_string();
+                    self.abort_reboot(context, event, marker_written, None, Some(Exit::Ok), why)
+                }
+                WindowVerdict::Open { .. } => {
+                    *pending = self.alloc();
+                    *step = RebootStep::Command;
+                    *issued_at = Some(event.now);
+                    let argv = self.config.reboot_command.clone();
+                    self.rebooted_on = Some(self.boot_id.clone());
+                    context.reason(format!(
+                        "window still open; executing the reboot command: {}",
+                        argv.join(" ")
+                    ));
+                    context.push(Effect::ExecuteReboot {
+                        id: *pending,
+                        argv,
+                        dry_run: false,
+                    });
+                    Handled
+                }
+                WindowVerdict::Closed {
+                    outcome,
+                    reason,
+                    next_open,
+                } => {
+                    let at = next_open
+                        .unwrap_or(event.now.saturating_add(self.config.check_interval_ms))
+                        .max(event.now.saturating_add(1000));
+                    let why = format!(
+                        "maintenance window closed before the reboot command ({reason}); reboot aborted"
+                    );
+                    // Like any abort after the marker was written, but the next check waits
+                    // for the window to open (as in HealthPost) instead of backing off.
+                    give_back_reboot_slot(context, marker_written);
+                    self.stop(context, event, Some(*outcome), None, why, Next::At(at))
                 }
             },
             Event::RebootCommandFinished { result, .. } => match (result, *dry_run) {
@@ -1261,6 +1305,7 @@ impl Core {
                 id,
                 stage: HookStage::PreReboot,
             }),
+            RebootStep::Window => context.push(Effect::EvaluateWindow { id }),
             RebootStep::Command => context.push(Effect::ExecuteReboot {
                 id,
                 argv: self.config.reboot_command.clone(),
@@ -1557,11 +1602,7 @@ impl Core {
         exit: Option<Exit>,
         reason: String,
     ) -> Flow<State> {
-        // The marker goes before the slot, so the next holder does not see it.
-        if marker_written {
-            ctx.push(Effect::ClearInProgress);
-        }
-        ctx.push(Effect::ReleaseSlot);
+        give_back_reboot_slot(ctx, marker_written);
         self.stop(ctx, input, outcome, exit, reason, Next::Backoff)
     }
 
@@ -1603,6 +1644,15 @@ impl Core {
     }
 }
 
+/// Gives the slot back from `Rebooting`: the in-progress marker (if written) goes first, so the
+/// next holder does not see it.
+fn give_back_reboot_slot(ctx: &mut Ctx, marker_written: bool) {
+    if marker_written {
+        ctx.push(Effect::ClearInProgress);
+    }
+    ctx.push(Effect::ReleaseSlot);
+}
+
 /// The answer `HealthPre` waits for at `step`.
 fn pre_expects(step: PreStep) -> &'static str {
     match step {
@@ -1628,6 +1678,7 @@ fn reboot_expects(step: RebootStep) -> &'static str {
     match step {
         RebootStep::Lease => "RebootLeaseMoved",
         RebootStep::Hooks => "HooksRan",
+        RebootStep::Window => "WindowEvaluated",
         RebootStep::Command => "RebootCommandFinished",
         RebootStep::AwaitShutdown => "-",
     }

@@ -530,3 +530,218 @@ fn an_active_cooldown_stops_the_pass_before_queueing() {
             .any(|e| matches!(e, Effect::JoinQueue { .. }))
     );
 }
+
+/// Walks the happy path to the final window check in `Rebooting` (after the pre-reboot hooks),
+/// letting `hooks_ms` pass while the hooks run.
+fn at_final_window_check(hooks_ms: Millis) -> Run {
+    let mut r = Run::start(cfg());
+    let s = r.tick();
+    let s = r.happy_until(s, StateName::Rebooting);
+    assert_eq!(names(&s), ["MoveSlotToRebootLease"]);
+    let s = r.feed(answer::success(&s.effects[0]).expect("lease"));
+    assert_eq!(names(&s), ["RunHooks"]);
+    r.now += hooks_ms;
+    let s = r.feed(answer::success(&s.effects[0]).expect("hooks"));
+    assert_eq!((s.from, s.to), (StateName::Rebooting, StateName::Rebooting));
+    assert_eq!(
+        s.effects,
+        vec![Effect::EvaluateWindow { id: r.pending() }],
+        "the hooks are followed by a window check, not by the command"
+    );
+    assert!(s.reason.contains("window once more"), "{}", s.reason);
+    r
+}
+
+fn executed_reboots(r: &Run) -> usize {
+    r.steps
+        .iter()
+        .flat_map(|s| &s.effects)
+        .filter(|e| matches!(e, Effect::ExecuteReboot { .. }))
+        .count()
+}
+
+#[test]
+fn window_closing_during_the_hooks_aborts_the_reboot() {
+    // A five-minute drain in the hooks; the window closed meanwhile.
+    let mut r = at_final_window_check(300_000);
+    let next_open = r.now + 20 * 3_600_000;
+    let id = r.pending();
+    let s = r.feed(Event::WindowEvaluated {
+        id,
+        verdict: WindowVerdict::Closed {
+            outcome: Outcome::WindowOutsideAllow,
+            reason: "outside configured allow windows".into(),
+            next_open: Some(next_open),
+        },
+    });
+    assert_eq!((s.from, s.to), (StateName::Rebooting, StateName::Idle));
+    assert_eq!(executed_reboots(&r), 0, "no reboot outside the window");
+    // Marker first, then the slot, then the next check at the window's opening.
+    assert_eq!(
+        s.effects,
+        vec![
+            Effect::ClearInProgress,
+            Effect::ReleaseSlot,
+            Effect::ScheduleTick { at: next_open }
+        ]
+    );
+    assert_eq!(s.outcome, Some(Outcome::WindowOutsideAllow));
+    assert_eq!(s.exit, Some(Outcome::WindowOutsideAllow.exit()));
+    assert!(
+        s.reason
+            .contains("maintenance window closed before the reboot command (outside configured allow windows); reboot aborted"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(r.m.core().rebooted_on, None, "the command never ran");
+    // The next pass starts from scratch and may reboot (on the same boot id) once it reopens.
+    r.now = next_open;
+    let s = r.tick();
+    assert_eq!(s.to, StateName::Detecting);
+    r.happy_until(s, StateName::Idle);
+    assert_eq!(executed_reboots(&r), 1);
+}
+
+#[test]
+fn deny_window_or_clock_step_before_the_command_aborts_with_its_outcome() {
+    // A deny window began (or the clock stepped back before the opening) during the hooks.
+    let mut r = at_final_window_check(60_000);
+    let id = r.pending();
+    let s = r.feed(Event::WindowEvaluated {
+        id,
+        verdict: WindowVerdict::Closed {
+            outcome: Outcome::WindowDenied,
+            reason: "blocked by deny window \"* 04:00-05:00\"".into(),
+            next_open: None,
+        },
+    });
+    assert_eq!(s.to, StateName::Idle);
+    assert_eq!(s.outcome, Some(Outcome::WindowDenied));
+    assert_eq!(
+        names(&s),
+        ["ClearInProgress", "ReleaseSlot", "ScheduleTick"]
+    );
+    // No opening known: the next check after one interval.
+    assert_eq!(s.effects[2], Effect::ScheduleTick { at: r.now + 60_000 });
+    assert_eq!(executed_reboots(&r), 0);
+}
+
+#[test]
+fn window_still_open_before_the_command_executes_the_reboot() {
+    let mut r = at_final_window_check(300_000);
+    let id = r.pending();
+    let s = r.feed(Event::WindowEvaluated {
+        id,
+        verdict: WindowVerdict::Open {
+            closes_at: Some(r.now + 1_000),
+            closes_by: Some(Outcome::WindowOutsideAllow),
+        },
+    });
+    assert_eq!(s.to, StateName::Rebooting);
+    assert_eq!(
+        s.effects,
+        vec![Effect::ExecuteReboot {
+            id: r.pending(),
+            argv: vec!["/bin/reboot-test".into()],
+            dry_run: false,
+        }]
+    );
+    assert!(s.reason.contains("window still open"), "{}", s.reason);
+    assert_eq!(r.m.core().rebooted_on.as_deref(), Some("boot-a"));
+    let State::Rebooting { reboot, .. } = r.m.state() else {
+        panic!("not rebooting");
+    };
+    assert_eq!(reboot.issued_at, Some(r.now), "issued when the command is");
+    // The command returns; then we wait for the shutdown and never release.
+    let s = r.happy_until(s, StateName::Idle);
+    assert_eq!(s.to, StateName::Rebooting);
+    assert_eq!(names(&s), ["ScheduleTick"]);
+}
+
+#[test]
+fn kill_switch_during_the_final_window_check_aborts() {
+    let mut r = at_final_window_check(1_000);
+    let id = r.pending();
+    let s = r.feed(Event::GatesObserved {
+        id: None,
+        gates: Gates {
+            kill_switch: true,
+            pause: None,
+        },
+    });
+    assert_eq!((s.from, s.to), (StateName::Rebooting, StateName::Idle));
+    assert_eq!(s.outcome, Some(Outcome::KillSwitchActive));
+    assert_eq!(
+        names(&s),
+        ["ClearInProgress", "ReleaseSlot", "ScheduleTick"]
+    );
+    // The window's answer arrives late: stale, nothing happens.
+    let s = r.feed(answer::success(&Effect::EvaluateWindow { id }).expect("window"));
+    assert_eq!((s.from, s.to), (StateName::Idle, StateName::Idle));
+    assert!(s.effects.is_empty());
+    assert_eq!(executed_reboots(&r), 0);
+}
+
+#[test]
+fn final_window_check_fails_closed() {
+    // Timed out: abort.
+    let mut r = at_final_window_check(1_000);
+    let s = r.feed(Event::EffectTimedOut { id: r.pending() });
+    assert_eq!(s.to, StateName::Idle);
+    assert_eq!(
+        names(&s),
+        ["ClearInProgress", "ReleaseSlot", "ScheduleTick"]
+    );
+    assert_eq!(s.exit, Some(Exit::Runtime));
+    // A stale answer is ignored; the slot is lost; a restart on the same boot: all abort or wait.
+    let mut r = at_final_window_check(1_000);
+    let id = r.pending();
+    let s = r.feed(Event::WindowEvaluated {
+        id: id + 7,
+        verdict: WindowVerdict::Open {
+            closes_at: None,
+            closes_by: None,
+        },
+    });
+    assert_eq!(s.to, StateName::Rebooting);
+    assert!(s.effects.is_empty(), "stale answers are ignored");
+    let s = r.feed(Event::SlotLost {
+        detail: "lease expired".into(),
+    });
+    assert_eq!(s.outcome, Some(Outcome::LockUnavailable));
+    assert_eq!(
+        names(&s),
+        ["ClearInProgress", "ReleaseSlot", "ScheduleTick"]
+    );
+    let mut r = at_final_window_check(1_000);
+    let s = r.feed(Event::Started {
+        boot_id: "boot-a".into(),
+        config: cfg(),
+    });
+    assert_eq!(s.to, StateName::Idle);
+    assert!(
+        s.reason.contains("before the reboot command ran"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(executed_reboots(&r), 0);
+}
+
+#[test]
+fn dry_run_reload_during_the_final_window_check_does_not_reboot() {
+    let mut r = at_final_window_check(1_000);
+    let id = r.pending();
+    r.feed(Event::ConfigReloaded {
+        config: FsmConfig {
+            dry_run: true,
+            ..cfg()
+        },
+    });
+    let s = r.feed(answer::success(&Effect::EvaluateWindow { id }).expect("window"));
+    assert_eq!(s.to, StateName::Idle);
+    assert_eq!(
+        names(&s),
+        ["ClearInProgress", "ReleaseSlot", "ScheduleTick"]
+    );
+    assert_eq!(executed_reboots(&r), 0);
+}

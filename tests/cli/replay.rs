@@ -20,6 +20,10 @@ fn example_traces_replay_to_their_documented_end() {
         ("clean-reboot.yaml", "Recovering  -> Idle"),
         ("health-blocked-then-passing.yaml", "HealthPre   -> Locking"),
         ("contention-window-closes.yaml", "[LeaveQueue"),
+        (
+            "window-closes-during-hooks.yaml",
+            "[ClearInProgress, ReleaseSlot, ScheduleTick@2026-11-25T22:00:00.000Z] (window_outside_allow)",
+        ),
     ];
     for (file, last_contains) in cases {
         let (code, out, err) = outcome(&["simulate", "--trace", &example(file)]);
@@ -53,7 +57,7 @@ fn a_recorded_journal_replays_identically() {
     let path = write_journal(dir.path());
     let (code, out, err) = outcome(&["simulate", "--trace", &path.display().to_string()]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("replay identical: 21 inputs"), "{out}");
+    assert!(out.contains("replay identical: 22 inputs"), "{out}");
 }
 
 #[test]
@@ -70,7 +74,7 @@ fn an_edited_recorded_effect_is_reported_as_divergence() {
     .expect("write");
     let (code, _, err) = outcome(&["simulate", "--trace", &path.display().to_string()]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("divergence at input 21"), "{err}");
+    assert!(err.contains("divergence at input 22"), "{err}");
     assert!(
         err.contains("recorded:   Recovering -> Idle  [PublishHealth, ClearInProgress, StartCooldown, LeaveQueue"),
         "{err}"
@@ -87,7 +91,8 @@ fn a_journal_that_starts_with_a_snapshot_replays_from_it() {
     let trace = replay::load(Path::new(&example("clean-reboot.yaml"))).expect("trace");
     let path = dir.path().join("journal.jsonl");
     let (mut journal, _) = DaemonJournal::open(&path, JournalOptions::default()).expect("open");
-    // Keep the last 5 records after a snapshot of the machine as it was before them.
+    // Keep the last 6 records after a snapshot of the machine as it was before them (taken at
+    // the final window check in Rebooting).
     let mut m = Machine::new();
     let mut records = Vec::new();
     let mut snapshot = None;
@@ -107,7 +112,7 @@ fn a_journal_that_starts_with_a_snapshot_replays_from_it() {
         .expect("compact");
     let (code, out, err) = outcome(&["simulate", "--trace", &path.display().to_string()]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("replay identical: 5 inputs"), "{out}");
+    assert!(out.contains("replay identical: 6 inputs"), "{out}");
 }
 
 #[test]
