@@ -438,6 +438,25 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             .entry
             .clone()
             .ok_or_else(|| CoordError::Lost("no queue entry to move".into()))?;
+        // A reload may have lowered max_concurrent_reboots since the slot was granted: only
+        // an entry still among the first K may reboot (fail closed). Entries ahead can only
+        // leave and new ones queue behind, so the position cannot get worse before the txn.
+        let cap = self.capacity.load(Ordering::Relaxed) as usize;
+        let queue = self.queue().await?;
+        match queue.iter().position(|kv| kv.key == key) {
+            Some(pos) if pos < cap => {}
+            Some(pos) => {
+                return Err(CoordError::Lost(format!(
+                    "queue entry {key} is at position {} but max_concurrent_reboots is now {cap}",
+                    pos + 1
+                )));
+            }
+            None => {
+                return Err(CoordError::Lost(format!(
+                    "queue entry {key} vanished before the reboot"
+                )));
+            }
+        }
         let lease = self.kv.lease_grant(ttl).await?;
         let marker = serde_json::json!({"node": self.cfg.node, "since": self.now_rfc3339(), "boot_id": self.cfg.boot_id});
         let r = self

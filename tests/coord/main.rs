@@ -127,6 +127,31 @@ async fn two_slots<K: Kv + Clone>(kv: K) {
     acquired(h3).await;
 }
 
+/// A reload lowers `max_concurrent_reboots` while two nodes hold slots: the second may not
+/// move its slot onto a reboot lease any more (fail closed), the first still may.
+async fn lowered_capacity_refuses_the_extra_holder<K: Kv + Clone>(kv: K) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = backend(&kv, "n1", 2, TTL, dir.path());
+    let n2 = backend(&kv, "n2", 2, TTL, dir.path());
+    let (h1, _) = join(&n1);
+    acquired(h1).await;
+    let (h2, _) = join(&n2);
+    acquired(h2).await;
+    n1.set_capacity(1);
+    n2.set_capacity(1);
+    let err = n2
+        .move_to_reboot_lease(Duration::from_secs(60))
+        .await
+        .expect_err("position 2 with one slot must not reboot")
+        .to_string();
+    assert!(err.contains("max_concurrent_reboots is now 1"), "{err}");
+    n1.move_to_reboot_lease(Duration::from_secs(60))
+        .await
+        .expect("the first holder keeps its slot");
+    n1.release_slot().await.expect("release");
+    n2.release_slot().await.expect("release");
+}
+
 async fn crashed_holder_frees_after_ttl<K: Kv + Clone>(kv: K) {
     let dir = tempfile::tempdir().expect("tempdir");
     let n1 = backend(&kv, "n1", 1, TTL, dir.path());
@@ -377,6 +402,10 @@ async fn memkv_two_slots() {
     two_slots(MemKv::new()).await;
 }
 #[tokio::test(start_paused = true)]
+async fn memkv_lowered_capacity_refuses_the_extra_holder() {
+    lowered_capacity_refuses_the_extra_holder(MemKv::new()).await;
+}
+#[tokio::test(start_paused = true)]
 async fn memkv_crashed_holder_frees_after_ttl() {
     crashed_holder_frees_after_ttl(MemKv::new()).await;
 }
@@ -448,6 +477,11 @@ async fn etcd_fifo_hand_off() {
 async fn etcd_two_slots() {
     let e = etcd::Etcd::start(1);
     two_slots(real(&e).await).await;
+}
+#[tokio::test]
+async fn etcd_lowered_capacity_refuses_the_extra_holder() {
+    let e = etcd::Etcd::start(1);
+    lowered_capacity_refuses_the_extra_holder(real(&e).await).await;
 }
 #[tokio::test]
 async fn etcd_crashed_holder_frees_after_ttl() {
