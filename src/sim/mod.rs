@@ -71,8 +71,8 @@ pub struct SimSpec {
     pub faults: Vec<Fault>,
     /// Stop at this simulated time after the start, finished or not.
     pub horizon: Duration,
-    /// Keep every node's inputs and steps in the report (replay checks, event logs); the
-    /// planner does without.
+    /// Keep every node's inputs and steps and log every transition in the report (replay
+    /// checks, event logs); the planner needs only the timeline and does without.
     pub record_journal: bool,
     /// Whether liveness is checked (only meaningful without faults that block forever).
     pub check_liveness: bool,

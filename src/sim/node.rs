@@ -256,10 +256,10 @@ impl Daemon {
                 let _ = self.tx.send(Event::WindowEvaluated { id, verdict });
             }
             Effect::ReadClusterHealth { id } => {
-                let (coord, tx) = (self.coord.clone(), self.tx.clone());
-                self.tasks.spawn(async move {
-                    let _ = tx.send(answers::cluster_health(coord.as_ref(), id).await);
-                });
+                // The in-memory store answers at once, so reads are awaited in place (the
+                // answer still arrives as the next input, as from a task).
+                let answer = answers::cluster_health(self.coord.as_ref(), id).await;
+                let _ = self.tx.send(answer);
             }
             Effect::RunHealthScript { id, .. } => {
                 let result = self.health_result();
@@ -277,10 +277,7 @@ impl Daemon {
                 let name = super::node_name(self.i);
                 let record =
                     answers::health_record(&name, healthy, stage, reason, self.clock.now());
-                let coord = self.coord.clone();
-                self.tasks.spawn(async move {
-                    let _ = coord.publish_health(record).await;
-                });
+                let _ = self.coord.publish_health(record).await;
             }
             Effect::CheckGates { id } => {
                 let now = self.sh.elapsed_ms();
@@ -315,17 +312,13 @@ impl Daemon {
                 let _ = self.tx.send(answer);
             }
             Effect::ReattachRebootLease { id } => {
-                let (coord, tx) = (self.coord.clone(), self.tx.clone());
-                self.tasks.spawn(async move {
-                    let _ = tx.send(answers::reattach(coord.as_ref(), id).await);
-                });
+                let answer = answers::reattach(self.coord.as_ref(), id).await;
+                let _ = self.tx.send(answer);
             }
             Effect::ClearInProgress => self.chores.push(Chore::ClearInProgress),
             Effect::ReadCooldown { id } => {
-                let (coord, tx) = (self.coord.clone(), self.tx.clone());
-                self.tasks.spawn(async move {
-                    let _ = tx.send(answers::cooldown(coord.as_ref(), id).await);
-                });
+                let answer = answers::cooldown(self.coord.as_ref(), id).await;
+                let _ = self.tx.send(answer);
             }
             Effect::StartCooldown { duration_sec } => self
                 .chores

@@ -167,7 +167,7 @@ impl Shared {
         let now = self.elapsed_ms();
         let mut w = self.world();
         w.steps += 1;
-        if step.from != step.to {
+        if step.from != step.to && self.spec.record_journal {
             w.log.push(LogLine {
                 at_ms: now,
                 node: Some(i),
