@@ -1,9 +1,12 @@
-//! Chaos end-to-end suite (issue #7, SPEC §12.3): N real daemons on one real etcd, reboots
-//! simulated by a background thread, and an invariant checker that fails the test when more
-//! than `max_concurrent_reboots` nodes are between "slot acquired" and "slot released after
-//! recovery" (see `support/cluster.rs`).
+//! Chaos end-to-end suite (issue #7, SPEC §12.3): N real daemons on a real etcd (one member,
+//! or three), reboots simulated by a background thread, and an invariant checker that fails the
+//! test when more than `max_concurrent_reboots` nodes are between "slot acquired" and "slot
+//! released after recovery" (see `support/cluster.rs`).
 //!
-//! `cargo test --test chaos -- --nocapture scenario_1` prints the hand-off figures quoted in
+//! Test names carry the issue's scenario number (`scenario_05_…` is issue #7 scenario 5).
+//! Scenario 14 (state dir on a tiny tmpfs, damaged journal) lives in `tests/bad_storage.rs`.
+//!
+//! `cargo test --test chaos -- --nocapture scenario_01` prints the hand-off figures quoted in
 //! docs/PERFORMANCE.md.
 
 #[path = "support/cluster.rs"]
@@ -55,8 +58,10 @@ fn hold(c: &Cluster, secs: u64) {
     }
 }
 
+/// Scenario 1: N=5, K=1, all need a reboot at once → all reboot exactly once, one at a time,
+/// in FIFO order; prints the hand-off figures of docs/PERFORMANCE.md.
 #[test]
-fn scenario_1_one_slot_fifo_everyone_once() {
+fn scenario_01_one_slot_fifo_everyone_once() {
     let n = 5;
     let down = Duration::from_secs(2);
     let c = Cluster::new(Opts {
@@ -144,7 +149,7 @@ fn scenario_1_one_slot_fifo_everyone_once() {
     let makespan = last_recovered.saturating_sub(t_start);
     let ideal = u64::try_from(n as u128 * down.as_millis()).expect("ms");
     println!(
-        "scenario_1: N={n} K=1 down={}s: hand-off gap (recovered -> next reboot command) median {med} ms, max {max_gap} ms; \
+        "scenario_01: N={n} K=1 down={}s: hand-off gap (recovered -> next reboot command) median {med} ms, max {max_gap} ms; \
          first reboot {} ms after start; makespan {makespan} ms (start -> last recovery) = {:.2} x (N x down time); \
          reboot-to-last-recovery {} ms = {:.2} x; nodes that re-queued: {requeued}; first Locking (ms after start) {:?}; reboot order {:?}",
         down.as_secs(),
@@ -163,8 +168,9 @@ fn scenario_1_one_slot_fifo_everyone_once() {
     c.finish();
 }
 
+/// Scenario 2: N=6, K=2 → never more than 2 hold a slot, and 2 actually do together.
 #[test]
-fn scenario_2_two_slots() {
+fn scenario_02_two_slots() {
     let c = Cluster::new(Opts {
         n: 6,
         k: 2,
@@ -182,14 +188,16 @@ fn scenario_2_two_slots() {
         c.timeline()
     );
     println!(
-        "scenario_2: max held seen by the checker {}, by the journals {overlap}",
+        "scenario_02: max held seen by the checker {}, by the journals {overlap}",
         c.max_seen()
     );
     c.finish();
 }
 
+/// Scenario 3: the pre-lock health script blocks (quorum) → nobody reboots; unblocked → the
+/// rollout proceeds.
 #[test]
-fn scenario_3_pre_lock_health_blocks_then_proceeds() {
+fn scenario_03_pre_lock_health_blocks_then_proceeds() {
     let c = Cluster::new(Opts::default());
     for nd in c.nodes.iter() {
         std::fs::write(nd.path("block"), "").expect("block");
@@ -215,8 +223,10 @@ fn scenario_3_pre_lock_health_blocks_then_proceeds() {
     c.finish();
 }
 
+/// Scenario 5: SIGKILL a daemon while it holds the slot before rebooting → the slot frees after
+/// `lock_ttl_sec`, another node proceeds, the killed node restarts and rejoins.
 #[test]
-fn scenario_4_sigkill_under_the_slot() {
+fn scenario_05_sigkill_under_the_slot() {
     // Post-lock health takes 2.5 s, so there is time to kill the holder in HealthPost.
     let c = Cluster::new(Opts {
         health_timeout_sec: 3,
@@ -245,14 +255,16 @@ fn scenario_4_sigkill_under_the_slot() {
         "next reboot only {waited:?} after the kill: the slot must survive until its lease expires\n{}",
         c.timeline()
     );
-    println!("scenario_4: next reboot {waited:?} after SIGKILL of the holder (lock_ttl_sec 4)");
+    println!("scenario_05: next reboot {waited:?} after SIGKILL of the holder (lock_ttl_sec 4)");
     c.start(victim);
     c.wait_all_rebooted_once(35);
     c.finish();
 }
 
+/// Scenario 6: a node whose post-reboot health keeps failing holds the slot; nobody else
+/// reboots; fixing it releases the slot and the rollout goes on.
 #[test]
-fn scenario_5_post_reboot_health_failing_keeps_the_slot() {
+fn scenario_06_post_reboot_health_failing_keeps_the_slot() {
     let c = Cluster::new(Opts::default());
     for nd in c.nodes.iter() {
         std::fs::write(nd.path("fail-post-reboot"), "").expect("fail");
@@ -283,8 +295,54 @@ fn scenario_5_post_reboot_health_failing_keeps_the_slot() {
     c.finish();
 }
 
+/// Scenario 7: a node that never comes back: after `reboot_lease_ttl_sec` its slot frees but its
+/// in-progress marker keeps the cluster blocked; `cluster status` shows it; `cluster forget`
+/// unblocks.
 #[test]
-fn scenario_6_detectors_clear_under_the_slot() {
+fn scenario_07_node_never_returns_then_forget() {
+    let c = Cluster::new(Opts {
+        extra: "reboot_lease_ttl_sec: 5\n".into(),
+        ..Opts::default()
+    });
+    c.next_reboot_never_returns();
+    c.start_all();
+    c.wait_for("the first reboot", 20, |c| c.total_reboots() == 1);
+    let lost = (0..c.nodes.len())
+        .find(|i| c.reboots(*i) == 1)
+        .expect("lost");
+    let lost_name = c.nodes[lost].name.clone();
+    let other = (lost + 1) % c.nodes.len();
+    // The lease expires: the slot frees, but the in-progress marker still blocks everyone.
+    let lock_prefix = format!("{}/cluster/clusterrebootd/lock/", c.ns);
+    c.wait_for("the lost node's slot to expire", 15, |c| {
+        let (ok, out) = c.etcd.etcdctl(None, &["get", "--prefix", &lock_prefix]);
+        ok && !out.contains(&format!("\"node\":\"{lost_name}\""))
+    });
+    hold(&c, 4);
+    assert_eq!(c.total_reboots(), 1, "{}", c.timeline());
+    let (code, out, err) = c.nodes[other].once(&["cluster", "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("reboots in progress: {lost_name}")),
+        "{out}"
+    );
+    let (code, out, err) = c.nodes[other].once(&["cluster", "forget", &lost_name, "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    c.wait_for("the rest to reboot once and recover", 30, |c| {
+        (0..c.nodes.len())
+            .filter(|i| *i != lost)
+            .all(|i| c.recovered(i, 1))
+    });
+    for i in 0..c.nodes.len() {
+        assert_eq!(c.reboots(i), 1, "{}", c.timeline());
+    }
+    c.finish();
+}
+
+/// Scenario 8: the detectors clear while the node waits → under the slot `recheck_cleared`, no
+/// reboot, slot released.
+#[test]
+fn scenario_08_detectors_clear_under_the_slot() {
     let c = Cluster::new(Opts {
         n: 1,
         ..Opts::default()
@@ -340,15 +398,17 @@ fn scenario_6_detectors_clear_under_the_slot() {
     c.finish();
 }
 
+/// Scenario 11: etcd fully down for 10 s mid-rollout → no reboot starts while it is down, the
+/// daemons stay up, the rollout resumes after.
 #[test]
-fn scenario_7_etcd_outage_mid_rollout() {
+fn scenario_11_etcd_outage_mid_rollout() {
     let mut c = Cluster::new(Opts::default());
     c.start_all();
     c.wait_for("the first node to reboot and recover", 25, |c| {
         (0..c.nodes.len()).any(|i| c.recovered(i, 1))
     });
-    // Let its recovery effects (release, marker delete) reach etcd first: a marker delete
-    // that fails is not retried (see scenario_7b).
+    // Let its recovery effects (release, marker delete) reach etcd first: a failed marker
+    // delete is retried later, which scenario_11b covers.
     let markers = format!("{}/reboot_in_progress/", c.ns);
     c.wait_for("the in-progress marker to be cleared", 10, |c| {
         let (ok, out) = c
@@ -385,53 +445,12 @@ fn scenario_7_etcd_outage_mid_rollout() {
     c.finish();
 }
 
+/// Scenario 11, regression: etcd dies the instant a node finished recovery (its
+/// `Recovering → Idle` effects: clear the in-progress marker, release the slot) and comes back
+/// 5 s later. A failed marker delete used to be logged and dropped, leaving every peer blocked
+/// for good; the driver now retries such coordination updates in order until they succeed.
 #[test]
-fn scenario_8_node_never_returns_then_forget() {
-    let c = Cluster::new(Opts {
-        extra: "reboot_lease_ttl_sec: 5\n".into(),
-        ..Opts::default()
-    });
-    c.next_reboot_never_returns();
-    c.start_all();
-    c.wait_for("the first reboot", 20, |c| c.total_reboots() == 1);
-    let lost = (0..c.nodes.len())
-        .find(|i| c.reboots(*i) == 1)
-        .expect("lost");
-    let lost_name = c.nodes[lost].name.clone();
-    let other = (lost + 1) % c.nodes.len();
-    // The lease expires: the slot frees, but the in-progress marker still blocks everyone.
-    let lock_prefix = format!("{}/cluster/clusterrebootd/lock/", c.ns);
-    c.wait_for("the lost node's slot to expire", 15, |c| {
-        let (ok, out) = c.etcd.etcdctl(None, &["get", "--prefix", &lock_prefix]);
-        ok && !out.contains(&format!("\"node\":\"{lost_name}\""))
-    });
-    hold(&c, 4);
-    assert_eq!(c.total_reboots(), 1, "{}", c.timeline());
-    let (code, out, err) = c.nodes[other].once(&["cluster", "status"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(
-        out.contains(&format!("reboots in progress: {lost_name}")),
-        "{out}"
-    );
-    let (code, out, err) = c.nodes[other].once(&["cluster", "forget", &lost_name, "--yes"]);
-    assert_eq!(code, 0, "{out}\n{err}");
-    c.wait_for("the rest to reboot once and recover", 30, |c| {
-        (0..c.nodes.len())
-            .filter(|i| *i != lost)
-            .all(|i| c.recovered(i, 1))
-    });
-    for i in 0..c.nodes.len() {
-        assert_eq!(c.reboots(i), 1, "{}", c.timeline());
-    }
-    c.finish();
-}
-
-/// Regression: etcd dies the instant a node finished recovery (its `Recovering → Idle`
-/// effects: clear the in-progress marker, release the slot) and comes back 5 s later. A failed
-/// marker delete used to be logged and dropped, leaving every peer blocked for good; the driver
-/// now retries such coordination updates in order until they succeed.
-#[test]
-fn scenario_7b_etcd_dies_while_the_marker_is_cleared() {
+fn scenario_11b_etcd_dies_while_the_marker_is_cleared() {
     let mut c = Cluster::new(Opts::default());
     c.start_all();
     let recovered = |c: &Cluster| (0..c.nodes.len()).find(|i| c.recovered(*i, 1));
