@@ -58,6 +58,47 @@ fn hold(c: &Cluster, secs: u64) {
     }
 }
 
+/// Waits until `epoch_ms()` reaches `at_ms`, failing early on an invariant violation.
+fn hold_until(c: &Cluster, at_ms: u64) {
+    while epoch_ms() < at_ms {
+        c.check_violation();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether node `name`'s record in the cluster-health registry says healthy.
+fn reports_healthy(c: &Cluster, name: &str) -> bool {
+    let key = format!("{}/cluster_health/{name}", c.ns);
+    let (ok, out) = c.etcd.etcdctl(None, &["get", "--print-value-only", &key]);
+    ok && serde_json::from_str::<serde_json::Value>(out.trim()).is_ok_and(|v| v["healthy"] == true)
+}
+
+/// `H:MM` (UTC) of a time in seconds since the epoch.
+fn utc_hm(secs: u64) -> String {
+    format!("{}:{:02}", (secs % 86_400) / 3_600, (secs % 3_600) / 60)
+}
+
+/// Kills the etcd leader (waiting for one first), then waits until another member leads;
+/// returns the killed member's index.
+fn kill_leader(c: &mut Cluster) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let leader = loop {
+        if let Some(l) = c.etcd.leader() {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no etcd leader");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    c.etcd.members[leader].kill();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.etcd.leader().is_none() {
+        c.check_violation();
+        assert!(Instant::now() < deadline, "no new etcd leader elected");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    leader
+}
+
 /// Scenario 1: N=5, K=1, all need a reboot at once → all reboot exactly once, one at a time,
 /// in FIFO order; prints the hand-off figures of docs/PERFORMANCE.md.
 #[test]
@@ -220,6 +261,77 @@ fn scenario_03_pre_lock_health_blocks_then_proceeds() {
     }
     c.wait_all_rebooted_once(35);
     assert_eq!(c.journal_max_overlap(), 1, "{}", c.timeline());
+    c.finish();
+}
+
+/// Scenario 4: only fallback nodes would remain healthy → the cluster-health policy
+/// (`forbid_if_only_fallback_left`) blocks the reboot, and `status --explain` (text and
+/// `--json`) names that reason; once a healthy node that is not a fallback node reports, the
+/// reboot goes ahead.
+#[test]
+fn scenario_04_only_fallback_nodes_left_blocks() {
+    let c = Cluster::new(Opts {
+        n: 4,
+        extra: "cluster_policies:\n  forbid_if_only_fallback_left: true\n  fallback_nodes: [node-1, node-2]\n"
+            .into(),
+        ..Opts::default()
+    });
+    // Only node-0 needs a reboot; node-1 and node-2 are the fallback nodes; node-3 (not a
+    // fallback node) starts later.
+    for nd in &c.nodes[1..] {
+        std::fs::remove_file(nd.path("reboot-required")).expect("marker");
+    }
+    c.start(1);
+    c.start(2);
+    // Their heartbeats must be in the registry before node-0 looks: with no peer record at all
+    // a node is alone and no policy applies.
+    c.wait_for("the fallback nodes' heartbeats", 15, |c| {
+        reports_healthy(c, "node-1") && reports_healthy(c, "node-2")
+    });
+    c.start(0);
+    const REASON: &str = "only fallback nodes would remain healthy";
+    c.wait_for("node-0 blocked by the fallback policy", 15, |c| {
+        records(&c.nodes[0])
+            .iter()
+            .any(|r| r.event == "cluster_health_evaluated" && r.line.contains(REASON))
+    });
+    hold(&c, 3);
+    assert_eq!(c.total_reboots(), 0, "{}", c.timeline());
+    assert_eq!(
+        c.max_seen(),
+        0,
+        "nobody may take the slot\n{}",
+        c.timeline()
+    );
+    let blocked = records(&c.nodes[0])
+        .into_iter()
+        .filter(|r| r.from == "HealthPre" && r.to == "Idle")
+        .count();
+    assert!(blocked >= 2, "blocked {blocked} times\n{}", c.timeline());
+
+    let (code, out, err) = c.nodes[0].once(&["status", "--explain"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(&format!("the cluster-health policy blocks: {REASON}")),
+        "{out}"
+    );
+    let (code, out, err) = c.nodes[0].once(&["status", "--explain", "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["daemon_running"], true, "{v:#}");
+    assert_eq!(v["blocked_by"]["gate"], "cluster_policy", "{v:#}");
+    assert!(
+        v["blocked_by"]["evidence"]["reasons"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|s| s == REASON)),
+        "{v:#}"
+    );
+
+    // A healthy node that is not a fallback node joins the cluster: node-0 may go.
+    c.start(3);
+    c.wait_for("node-0 to reboot and recover", 25, |c| c.recovered(0, 1));
+    let reboots: Vec<usize> = (0..4).map(|i| c.reboots(i)).collect();
+    assert_eq!(reboots, [1, 0, 0, 0], "{}", c.timeline());
     c.finish();
 }
 
@@ -395,6 +507,175 @@ fn scenario_08_detectors_clear_under_the_slot() {
     );
     assert!(keys.trim().is_empty(), "slot not released: {keys}");
     assert_eq!(nd.state()["slot"]["held"], false);
+    c.finish();
+}
+
+/// Scenario 9: the maintenance window closes while nodes wait in the slot queue → at the
+/// closing instant they leave the queue (their queue keys are gone from etcd while the holder
+/// still holds its slot), and nobody reboots outside the window, not even once the slot is free.
+#[test]
+fn scenario_09_window_closes_while_queued() {
+    // Windows have minute granularity: an allow window (UTC) that ends at the first minute
+    // boundary at least 12 s away, so that the nodes have time to queue first (the test waits
+    // 12–72 s for the close).
+    let close_s = (epoch_ms() / 1000 + 12).div_ceil(60) * 60;
+    let close_ms = close_s * 1000;
+    let window = format!("{}-{}", utc_hm(close_s - 600), utc_hm(close_s));
+    let c = Cluster::new(Opts {
+        down: Duration::from_secs(1),
+        extra: format!("windows: {{timezone: UTC, allow: ['{window}']}}\n"),
+        ..Opts::default()
+    });
+    // The first holder keeps its slot through the close (its post-reboot health fails). Its
+    // post-lock check takes 1 s, so the others are queued before its in-progress marker exists
+    // (which would stop them at their pre-lock policy check instead).
+    for nd in c.nodes.iter() {
+        std::fs::write(nd.path("fail-post-reboot"), "").expect("fail");
+        std::fs::write(nd.path("slow"), "1").expect("slow");
+    }
+    c.start_all();
+    let holder = |c: &Cluster| (0..c.nodes.len()).find(|i| c.reboots(*i) == 1);
+    let until_close = close_s.saturating_sub(epoch_ms() / 1000).saturating_sub(2);
+    c.wait_for(
+        "one node back and failing post-reboot health, the others queued",
+        until_close,
+        |c| {
+            holder(c).is_some_and(|h| {
+                !c.is_down(h)
+                    && c.nodes[h].state()["state"] == "Recovering"
+                    && (0..c.nodes.len())
+                        .filter(|i| *i != h)
+                        .all(|i| c.nodes[i].state()["state"] == "Locking")
+            })
+        },
+    );
+    let h = holder(&c).expect("holder");
+    let waiters: Vec<usize> = (0..c.nodes.len()).filter(|i| *i != h).collect();
+    let queue = c.queue().expect("queue");
+    assert_eq!(queue.len(), 3, "{queue:?}");
+    for nd in c.nodes.iter() {
+        let _ = std::fs::remove_file(nd.path("slow"));
+    }
+    println!(
+        "scenario_09: window {window} UTC closes in {} ms; holder {}, queued {:?}",
+        close_ms.saturating_sub(epoch_ms()),
+        c.nodes[h].name,
+        &queue[1..]
+    );
+
+    // The close: the waiters leave the queue by themselves, while the holder still holds.
+    hold_until(&c, close_ms + 3000);
+    assert_eq!(
+        c.queue().expect("queue"),
+        [c.nodes[h].name.clone()],
+        "the waiters' queue keys must be gone\n{}",
+        c.timeline()
+    );
+    for &w in &waiters {
+        let r = records(&c.nodes[w]);
+        let left = r
+            .iter()
+            .find(|r| r.from == "Locking" && r.to == "Idle")
+            .unwrap_or_else(|| {
+                panic!("{} never left the queue\n{}", c.nodes[w].name, c.timeline())
+            });
+        assert_eq!(
+            left.outcome.as_deref(),
+            Some("window_outside_allow"),
+            "{}",
+            left.line
+        );
+        assert!(
+            left.now >= close_ms && left.now < close_ms + 2000,
+            "{} left the queue at {} ms, the window closed at {close_ms}\n{}",
+            c.nodes[w].name,
+            left.now,
+            c.timeline()
+        );
+        assert!(
+            !r.iter().any(|r| r.to == "HealthPost"),
+            "{} got the slot\n{}",
+            c.nodes[w].name,
+            c.timeline()
+        );
+    }
+
+    // The slot frees: nobody takes it outside the window.
+    for nd in c.nodes.iter() {
+        std::fs::remove_file(nd.path("fail-post-reboot")).expect("fix");
+    }
+    c.wait_for("the holder to recover", 15, |c| c.recovered(h, 1));
+    hold(&c, 4);
+    assert_eq!(c.total_reboots(), 1, "{}", c.timeline());
+    assert_eq!(c.queue().expect("queue"), Vec::<String>::new());
+    for i in 0..c.nodes.len() {
+        for r in records(&c.nodes[i]) {
+            assert!(
+                !(r.line.contains("\"execute_reboot\"") && r.now >= close_ms),
+                "{} issued a reboot command outside the window: {}\n{}",
+                c.nodes[i].name,
+                r.line,
+                c.timeline()
+            );
+        }
+    }
+    for &w in &waiters {
+        let st = c.nodes[w].state();
+        assert_eq!(st["state"], "Idle", "{st}");
+    }
+    c.finish();
+}
+
+/// Scenario 10: a 3-member etcd loses its leader twice — while nodes wait in the queue, and
+/// while a node is down in its reboot (its slot on the reboot lease, its in-progress marker
+/// written) → the invariant holds throughout and the rollout completes, everyone once.
+#[test]
+fn scenario_10_etcd_leader_killed_during_waits_and_a_reboot() {
+    let mut c = Cluster::new(Opts {
+        n: 4,
+        members: 3,
+        ..Opts::default()
+    });
+    c.start_all();
+    let waiting = |c: &Cluster| {
+        (0..c.nodes.len())
+            .filter(|i| c.nodes[*i].state()["state"] == "Locking")
+            .count()
+    };
+    c.wait_for("two nodes waiting in the queue", 20, |c| waiting(c) >= 2);
+    let t = Instant::now();
+    let first = kill_leader(&mut c);
+    println!(
+        "scenario_10: leader m{first} killed with {} nodes waiting; new leader after {:?}",
+        waiting(&c),
+        t.elapsed()
+    );
+    hold(&c, 2);
+    c.etcd.members[first].restart();
+    c.wait_for("all etcd members healthy again", 20, |c| {
+        c.etcd.all_healthy()
+    });
+
+    // The next reboot that starts from now on: kill the leader while that node is down.
+    let before = c.total_reboots();
+    c.wait_for("a node down in its reboot", 30, |c| {
+        c.total_reboots() > before && (0..c.nodes.len()).any(|i| c.is_down(i))
+    });
+    let down: Vec<usize> = (0..c.nodes.len()).filter(|i| c.is_down(*i)).collect();
+    let t = Instant::now();
+    let second = kill_leader(&mut c);
+    println!(
+        "scenario_10: leader m{second} killed while {:?} was down; new leader after {:?}",
+        down.iter().map(|i| &c.nodes[*i].name).collect::<Vec<_>>(),
+        t.elapsed()
+    );
+    hold(&c, 2);
+    c.etcd.members[second].restart();
+    c.wait_all_rebooted_once(60);
+    let dead = c.all_running();
+    assert!(dead.is_empty(), "{dead:?}");
+    assert_eq!(c.max_seen(), 1, "{}", c.timeline());
+    assert_eq!(c.journal_max_overlap(), 1, "{}", c.timeline());
     c.finish();
 }
 
