@@ -99,6 +99,25 @@ fn kill_leader(c: &mut Cluster) -> usize {
     leader
 }
 
+/// The largest number of nodes the simulator had down at the same time.
+fn max_down_together(c: &Cluster) -> usize {
+    let mut edges: Vec<(u64, i32)> = Vec::new();
+    for i in 0..c.nodes.len() {
+        let s = c.sim(i);
+        for (k, at) in s.reboot_cmd.iter().enumerate() {
+            edges.push((*at, 1));
+            edges.push((s.up.get(k).copied().unwrap_or(u64::MAX), -1));
+        }
+    }
+    edges.sort();
+    let (mut cur, mut max) = (0i32, 0i32);
+    for (_, d) in edges {
+        cur += d;
+        max = max.max(cur);
+    }
+    usize::try_from(max).unwrap_or(0)
+}
+
 /// Scenario 1: N=5, K=1, all need a reboot at once → all reboot exactly once, one at a time,
 /// in FIFO order; prints the hand-off figures of docs/PERFORMANCE.md.
 #[test]
@@ -757,5 +776,116 @@ fn scenario_11b_etcd_dies_while_the_marker_is_cleared() {
         c.timeline()
     );
     c.wait_all_rebooted_once(30);
+    c.finish();
+}
+
+/// Scenario 13: SIGHUP with a raised `max_concurrent_reboots` mid-rollout (N=4, K 1 → 2 after
+/// the first reboot): the nodes already waiting in the queue apply the new K at once (one takes
+/// the second slot while the first node is still down), later two nodes are down together,
+/// and never more than the K in force hold a slot.
+#[test]
+fn scenario_13_sighup_raises_max_concurrent_reboots() {
+    let c = Cluster::new(Opts {
+        n: 4,
+        down: Duration::from_secs(3),
+        health_timeout_sec: 8,
+        lock_ttl_sec: 9,
+        ..Opts::default()
+    });
+    c.start_all();
+    c.wait_for("the first reboot", 20, |c| c.total_reboots() == 1);
+    let first = (0..c.nodes.len())
+        .find(|i| c.reboots(*i) == 1)
+        .expect("first");
+    assert_eq!(c.max_seen(), 1, "{}", c.timeline());
+    // From now on the post-lock health check waits while `hold` exists, so two holders can be
+    // caught between their policy check and their in-progress markers.
+    for nd in c.nodes.iter() {
+        std::fs::write(nd.path("hold"), "").expect("hold");
+    }
+    // K = 2: the checker first, then the config files, then SIGHUP (the node that is down reads
+    // the new file when it starts again).
+    c.set_k(2);
+    for nd in c.nodes.iter() {
+        let cfg = nd.read("config.yaml");
+        assert!(cfg.contains("max_concurrent_reboots: 1\n"), "{cfg}");
+        std::fs::write(
+            nd.path("config.yaml"),
+            cfg.replace("max_concurrent_reboots: 1\n", "max_concurrent_reboots: 2\n"),
+        )
+        .expect("config");
+    }
+    let reloaded_at = epoch_ms();
+    let sent = c.sighup_all();
+    assert!(
+        sent.len() == 3 && !sent.contains(&c.nodes[first].name),
+        "{sent:?}"
+    );
+    for i in (0..c.nodes.len()).filter(|i| *i != first) {
+        c.wait_for("the reload", 10, |c| {
+            c.nodes[i]
+                .read("daemon.log")
+                .contains("\"config_reloaded\"")
+        });
+    }
+
+    // A waiter takes the second slot while the first node is still down (its policy check then
+    // turns it back: the first node's in-progress marker blocks every peer).
+    let second_slot = |c: &Cluster| {
+        (0..c.nodes.len()).filter(|i| *i != first).find(|i| {
+            records(&c.nodes[*i])
+                .iter()
+                .any(|r| r.from == "Locking" && r.to == "HealthPost" && r.now >= reloaded_at)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let taker = loop {
+        c.check_violation();
+        let down = c.is_down(first);
+        if let Some(j) = second_slot(&c) {
+            break j;
+        }
+        assert!(
+            down && Instant::now() < deadline,
+            "no waiter took the second slot while {} was down\n{}",
+            c.nodes[first].name,
+            c.timeline()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!(
+        "scenario_13: K 1 -> 2 by SIGHUP; {} took the second slot {} ms after the SIGHUP, {} still down",
+        c.nodes[taker].name,
+        records(&c.nodes[taker])
+            .iter()
+            .find(|r| r.from == "Locking" && r.to == "HealthPost" && r.now >= reloaded_at)
+            .map_or(0, |r| r.now - reloaded_at),
+        c.nodes[first].name,
+    );
+
+    // Once the first node is back, two nodes pass their checks under two slots together.
+    c.wait_for(
+        "two nodes held in their post-lock check together",
+        30,
+        |c| {
+            c.nodes
+                .iter()
+                .filter(|nd| nd.path("holding").exists() && nd.state()["state"] == "HealthPost")
+                .count()
+                == 2
+        },
+    );
+    for nd in c.nodes.iter() {
+        std::fs::remove_file(nd.path("hold")).expect("hold");
+    }
+    c.wait_all_rebooted_once(45);
+    let together = max_down_together(&c);
+    println!(
+        "scenario_13: max held seen by the checker {}, by the journals {}, down together {together}",
+        c.max_seen(),
+        c.journal_max_overlap()
+    );
+    assert_eq!(together, 2, "{}", c.timeline());
+    assert_eq!(c.journal_max_overlap(), 2, "{}", c.timeline());
     c.finish();
 }

@@ -12,12 +12,11 @@
 //!   ([`super::keys`]).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::keys::Keys;
@@ -101,7 +100,8 @@ struct Inner {
 pub struct EtcdBackend<K: Kv + Clone> {
     kv: K,
     cfg: EtcdConfig,
-    capacity: AtomicU32,
+    /// Slots in the pool; a change (SIGHUP) wakes the waiters, which re-read the queue.
+    capacity: watch::Sender<u32>,
     inner: Arc<Mutex<Inner>>,
     notices: broadcast::Sender<Notice>,
     pause_task: JoinHandle<()>,
@@ -134,7 +134,7 @@ impl<K: Kv + Clone> EtcdBackend<K> {
         let (notices, _) = broadcast::channel(16);
         let pause_task = tokio::spawn(watch_pause(kv.clone(), cfg.keys.pause(), notices.clone()));
         EtcdBackend {
-            capacity: AtomicU32::new(cfg.capacity.max(1)),
+            capacity: watch::Sender::new(cfg.capacity.max(1)),
             kv,
             cfg,
             inner: Arc::new(Mutex::new(Inner::default())),
@@ -143,9 +143,10 @@ impl<K: Kv + Clone> EtcdBackend<K> {
         }
     }
 
-    /// Changes the number of slots (SIGHUP); takes effect at the next queue read.
+    /// Changes the number of slots (SIGHUP): a node waiting in the queue re-reads it at once
+    /// with the new number (so a raise lets it take a slot that is now free).
     pub fn set_capacity(&self, k: u32) {
-        self.capacity.store(k.max(1), Ordering::Relaxed);
+        self.capacity.send_replace(k.max(1));
     }
 
     fn lease_file(&self) -> PathBuf {
@@ -307,7 +308,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
     async fn join_queue(&self, updates: mpsc::Sender<QueueUpdate>) -> Result<(), CoordError> {
         if self.cfg.read_only {
             let queue = self.queue().await?;
-            let cap = self.capacity.load(Ordering::Relaxed) as usize;
+            let cap = *self.capacity.borrow() as usize;
             if queue.len() >= cap {
                 let holders: Vec<String> = queue
                     .iter()
@@ -326,8 +327,8 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         slots::create_entry(&self.kv, &key, &self.value("waiting"), lease).await?;
         lock(&self.inner).entry = Some(key.clone());
         let prefix = self.cfg.keys.slot_prefix();
-        let cap = self.capacity.load(Ordering::Relaxed);
-        slots::wait_for_slot(&self.kv, &prefix, &key, cap, &updates).await?;
+        let mut cap = self.capacity.subscribe();
+        slots::wait_for_slot(&self.kv, &prefix, &key, &mut cap, &updates).await?;
         // Mark it held (same lease, same key: the queue position is kept).
         if let Err(e) = self
             .kv

@@ -126,6 +126,37 @@ async fn two_slots<K: Kv + Clone>(kv: K) {
     acquired(h3).await;
 }
 
+/// A reload that raises `max_concurrent_reboots` reaches a node already waiting: it takes the
+/// new slot at once, without any entry being deleted (it used to keep the K it joined with
+/// until it left the queue, so a rollout stayed one at a time after the raise).
+async fn raised_capacity_reaches_a_waiter<K: Kv + Clone>(kv: K) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes: Vec<_> = (1..=3)
+        .map(|i| backend(&kv, &format!("n{i}"), 1, TTL, dir.path()))
+        .collect();
+    let (h1, _) = join(&nodes[0]);
+    acquired(h1).await;
+    let (h2, mut u2) = join(&nodes[1]);
+    assert_eq!(next_update(&mut u2).await.position, 1);
+    let (h3, mut u3) = join(&nodes[2]);
+    assert_eq!(next_update(&mut u3).await.position, 2);
+    for n in &nodes {
+        n.set_capacity(2);
+    }
+    acquired(h2).await;
+    // n3 moved up but two slots are held.
+    assert_eq!(next_update(&mut u3).await.position, 1);
+    still_waiting(&h3).await;
+    // Lowering it again takes no slot away, and gives none out.
+    for n in &nodes {
+        n.set_capacity(1);
+    }
+    nodes[0].release_slot().await.expect("release");
+    still_waiting(&h3).await;
+    nodes[1].release_slot().await.expect("release");
+    acquired(h3).await;
+}
+
 async fn crashed_holder_frees_after_ttl<K: Kv + Clone>(kv: K) {
     let dir = tempfile::tempdir().expect("tempdir");
     let n1 = backend(&kv, "n1", 1, TTL, dir.path());
@@ -376,6 +407,10 @@ async fn memkv_two_slots() {
     two_slots(MemKv::new()).await;
 }
 #[tokio::test(start_paused = true)]
+async fn memkv_raised_capacity_reaches_a_waiter() {
+    raised_capacity_reaches_a_waiter(MemKv::new()).await;
+}
+#[tokio::test(start_paused = true)]
 async fn memkv_crashed_holder_frees_after_ttl() {
     crashed_holder_frees_after_ttl(MemKv::new()).await;
 }
@@ -447,6 +482,11 @@ async fn etcd_fifo_hand_off() {
 async fn etcd_two_slots() {
     let e = etcd::Etcd::start(1);
     two_slots(real(&e).await).await;
+}
+#[tokio::test]
+async fn etcd_raised_capacity_reaches_a_waiter() {
+    let e = etcd::Etcd::start(1);
+    raised_capacity_reaches_a_waiter(real(&e).await).await;
 }
 #[tokio::test]
 async fn etcd_crashed_holder_frees_after_ttl() {
