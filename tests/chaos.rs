@@ -13,12 +13,15 @@
 mod cluster;
 #[path = "support/etcd.rs"]
 mod etcd;
+#[path = "support/netns.rs"]
+mod netns;
 #[path = "support/node.rs"]
 mod node;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cluster::{Cluster, Opts, Rec, records};
+use cluster::{Cluster, InNetns, Opts, Rec, records};
+use netns::Netns;
 
 fn epoch_ms() -> u64 {
     u64::try_from(
@@ -777,6 +780,119 @@ fn scenario_11b_etcd_dies_while_the_marker_is_cleared() {
     );
     c.wait_all_rebooted_once(30);
     c.finish();
+}
+
+/// Scenario 12: a network partition cuts one node off from etcd (its daemon runs in a network
+/// namespace whose end of the veth pair goes down) while it holds the slot under its session
+/// lease, in its post-lock health check → it loses the lease and does not reboot; once the lease
+/// expired the others take the slot and reboot; after the partition heals it notices the lost
+/// session, rejoins and reboots once. Needs root (CI runs as root); skips loudly otherwise.
+#[test]
+fn scenario_12_partitioned_node_loses_its_lease() {
+    if let Some(why) = Netns::unavailable() {
+        let msg = format!(
+            "\n!!!!!!!! SKIPPED scenario_12_partitioned_node_loses_its_lease: {why} !!!!!!!!\n"
+        );
+        eprintln!("{msg}");
+        println!("{msg}");
+        return;
+    }
+    let net = Netns::create("crdchaos", 77);
+    let p = 0;
+    let c = Cluster::new(Opts {
+        health_timeout_sec: 3,
+        lock_ttl_sec: 4,
+        netns: Some(InNetns {
+            node: p,
+            wrap: net.wrap(),
+            host: net.host_addr.clone(),
+        }),
+        ..Opts::default()
+    });
+    let name = c.nodes[p].name.clone();
+    // The partitioned node's post-lock check takes 2.5 s: time to cut it off while it holds
+    // the slot. It starts first so that it is the first holder; the others queue behind it.
+    std::fs::write(c.nodes[p].path("slow"), "2.5").expect("slow");
+    c.start(p);
+    c.wait_for("node-0 in its post-lock health check", 20, |c| {
+        c.nodes[p].state()["state"] == "HealthPost"
+            && c.nodes[p].read("health.log").contains("post-lock")
+    });
+    let entry = {
+        let (ok, out) = c.etcd.etcdctl(
+            None,
+            &[
+                "get",
+                "--prefix",
+                "--keys-only",
+                &format!("{}/cluster/clusterrebootd/lock/", c.ns),
+            ],
+        );
+        assert!(ok, "{out}");
+        out.trim().to_string()
+    };
+    assert_eq!(entry.lines().count(), 1, "{entry}");
+    for i in 1..c.nodes.len() {
+        c.start(i);
+    }
+    net.cut();
+    c.set_cut_off(p, true);
+    let cut_at = Instant::now();
+
+    // The others go on once the lease expired (lock_ttl_sec 4) ...
+    let others: Vec<usize> = (0..c.nodes.len()).filter(|i| *i != p).collect();
+    c.wait_for("the other nodes to reboot once and recover", 40, |c| {
+        others.iter().all(|i| c.recovered(*i, 1))
+    });
+    let first_other = others
+        .iter()
+        .filter_map(|i| c.sim(*i).reboot_cmd.first().copied())
+        .min()
+        .expect("a reboot");
+    let cut_ms = c.now_ms() - u64::try_from(cut_at.elapsed().as_millis()).expect("ms");
+    // ... and the partitioned node never reboots, nor claims the slot for good.
+    assert_eq!(c.reboots(p), 0, "{}", c.timeline());
+    c.wait_for("node-0 to give the slot up", 15, |c| {
+        c.nodes[p].state()["slot"]["held"] == false
+    });
+    let dead = c.all_running();
+    assert!(dead.is_empty(), "{dead:?}");
+    let (_, keys) = c.etcd.etcdctl(None, &["get", "--keys-only", &entry]);
+    assert!(
+        keys.trim().is_empty(),
+        "the partitioned node's queue entry survived: {keys}"
+    );
+    assert!(
+        first_other >= cut_ms + 2000,
+        "another node rebooted {} ms after the cut: the slot must survive until the lease expires\n{}",
+        first_other.saturating_sub(cut_ms),
+        c.timeline()
+    );
+    println!(
+        "scenario_12: first reboot of another node {} ms after {name} was cut off (lock_ttl_sec 4)",
+        first_other - cut_ms
+    );
+
+    // Heal: it finds its session lease gone, joins again with a new one and reboots once.
+    net.heal();
+    let healed_at = Instant::now();
+    c.set_cut_off(p, false);
+    c.wait_for("node-0 to notice its lost session", 20, |c| {
+        c.nodes[p].read("daemon.log").contains("\"session_lost\"")
+    });
+    c.wait_for("node-0 to rejoin, reboot once and recover", 40, |c| {
+        c.recovered(p, 1)
+    });
+    println!(
+        "scenario_12: {name} rebooted and recovered {:?} after the partition healed",
+        healed_at.elapsed()
+    );
+    for i in 0..c.nodes.len() {
+        assert_eq!(c.reboots(i), 1, "{}", c.timeline());
+    }
+    assert_eq!(c.journal_max_overlap_of(&others), 1, "{}", c.timeline());
+    c.finish();
+    drop(net);
 }
 
 /// Scenario 13: SIGHUP with a raised `max_concurrent_reboots` mid-rollout (N=4, K 1 → 2 after
