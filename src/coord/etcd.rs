@@ -124,6 +124,14 @@ fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Forgets the queue entry `key` once it is deleted (unless another entry replaced it).
+fn forget_entry(inner: &Mutex<Inner>, key: &str) {
+    let mut i = lock(inner);
+    if i.entry.as_deref() == Some(key) {
+        i.entry = None;
+    }
+}
+
 fn now_rfc3339() -> String {
     jiff::Timestamp::now().to_string()
 }
@@ -344,9 +352,12 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         if self.cfg.read_only {
             return Ok(());
         }
-        let key = lock(&self.inner).entry.take();
+        // The entry is forgotten only once it is deleted, so that the retry of a failed call
+        // deletes it (a forgotten entry stays on the live session lease and keeps its place).
+        let key = lock(&self.inner).entry.clone();
         if let Some(key) = key {
             self.kv.delete(&key).await?;
+            forget_entry(&self.inner, &key);
         }
         Ok(())
     }
@@ -355,9 +366,11 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         if self.cfg.read_only {
             return Ok(());
         }
+        // As in `leave_queue`, nothing is forgotten before it is done: a retry after a failure
+        // finds the entry and the reboot lease again.
         let (key, reboot, task) = {
             let mut i = lock(&self.inner);
-            (i.entry.take(), i.reboot.take(), i.reboot_task.take())
+            (i.entry.clone(), i.reboot.clone(), i.reboot_task.take())
         };
         if let Some(t) = task {
             t.abort();
@@ -365,9 +378,14 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         let reboot = reboot.or_else(|| read_json::<RebootLease>(&self.lease_file()).ok().flatten());
         if let Some(key) = key.as_ref().or(reboot.as_ref().map(|r| &r.key)) {
             self.kv.delete(key).await?;
+            forget_entry(&self.inner, key);
         }
         if let Some(r) = &reboot {
             self.kv.lease_revoke(r.lease).await?;
+            let mut i = lock(&self.inner);
+            if i.reboot.as_ref() == Some(r) {
+                i.reboot = None;
+            }
         }
         remove_if_exists(&self.lease_file()).map_err(|source| CoordError::Io {
             what: format!("remove {}", self.lease_file().display()),

@@ -712,6 +712,12 @@ impl<C: Coordinator> Driver<C> {
             Effect::JoinQueue { id } => {
                 self.lock_attempts += 1;
                 self.join_started = Some(std::time::Instant::now());
+                // The entry's key is the session's: a leave or release still pending would
+                // delete the new entry when it lands (see `chores`). Fail closed; retry later.
+                if let Some(detail) = self.chores.join_blocked() {
+                    self.send(Event::SlotUnavailable { id, detail });
+                    return None;
+                }
                 let (utx, mut urx) = mpsc::channel(16);
                 let fwd = tx.clone();
                 self.join_task = Some(tokio::spawn(async move {

@@ -157,6 +157,32 @@ async fn raised_capacity_reaches_a_waiter<K: Kv + Clone>(kv: K) {
     acquired(h3).await;
 }
 
+/// A leave or release that fails (etcd unreachable) is retried by the driver: the retry must
+/// still delete the entry. They used to forget it on the first attempt, so the retry did nothing
+/// and the entry stayed on the live session lease, holding the slot for a node that had moved on.
+#[tokio::test(start_paused = true)]
+async fn a_failed_leave_or_release_is_retried() {
+    let kv = MemKv::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes: Vec<_> = (1..=3)
+        .map(|i| backend(&kv, &format!("n{i}"), 1, TTL, dir.path()))
+        .collect();
+    let (h1, _) = join(&nodes[0]);
+    acquired(h1).await;
+    let (h2, mut u2) = join(&nodes[1]);
+    assert_eq!(next_update(&mut u2).await.position, 1);
+    let (h3, mut u3) = join(&nodes[2]);
+    assert_eq!(next_update(&mut u3).await.position, 2);
+    h2.abort();
+    kv.set_available(false);
+    assert!(nodes[1].leave_queue().await.is_err());
+    assert!(nodes[0].release_slot().await.is_err());
+    kv.set_available(true);
+    nodes[1].leave_queue().await.expect("leave, retried");
+    nodes[0].release_slot().await.expect("release, retried");
+    acquired(h3).await;
+}
+
 async fn crashed_holder_frees_after_ttl<K: Kv + Clone>(kv: K) {
     let dir = tempfile::tempdir().expect("tempdir");
     let n1 = backend(&kv, "n1", 1, TTL, dir.path());
