@@ -337,6 +337,12 @@ fn scenario_04_only_fallback_nodes_left_blocks() {
         out.contains(&format!("the cluster-health policy blocks: {REASON}")),
         "{out}"
     );
+    assert!(
+        out.contains(
+            "to unblock: a node that is not in cluster_policies.fallback_nodes must report healthy"
+        ),
+        "{out}"
+    );
     let (code, out, err) = c.nodes[0].once(&["status", "--explain", "--json"]);
     assert_eq!(code, 0, "{out}\n{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
