@@ -39,6 +39,8 @@ pub struct Chores {
     tx: mpsc::UnboundedSender<Chore>,
     pending: Arc<AtomicUsize>,
     drained: Arc<Notify>,
+    /// Cuts the worker's retry wait short (a join is waiting for the queue to drain).
+    nudge: Arc<Notify>,
 }
 
 impl Chores {
@@ -47,7 +49,8 @@ impl Chores {
         let (tx, mut rx) = mpsc::unbounded_channel::<Chore>();
         let pending = Arc::new(AtomicUsize::new(0));
         let drained = Arc::new(Notify::new());
-        let (p, n) = (pending.clone(), drained.clone());
+        let nudge = Arc::new(Notify::new());
+        let (p, n, retry_now) = (pending.clone(), drained.clone(), nudge.clone());
         tokio::spawn(async move {
             while let Some(chore) = rx.recv().await {
                 let mut delay = Duration::from_millis(500);
@@ -69,7 +72,10 @@ impl Chores {
                                 metrics.cooldown_activation("error");
                             }
                             tracing::warn!(event = "coordination_update_failed", chore = ?chore, error = %e, retry_in = ?delay, "coordination update failed; retrying");
-                            tokio::time::sleep(delay).await;
+                            tokio::select! {
+                                () = tokio::time::sleep(delay) => {}
+                                () = retry_now.notified() => {}
+                            }
                             delay = (delay * 2).min(Duration::from_secs(30));
                             continue;
                         }
@@ -84,6 +90,7 @@ impl Chores {
             tx,
             pending,
             drained,
+            nudge,
         }
     }
 
@@ -93,14 +100,17 @@ impl Chores {
     }
 
     /// Why the node must not join the slot queue now (chores pending, see the module doc), or
-    /// `None`.
+    /// `None`. When blocked, the worker retries at once instead of finishing its backoff, so
+    /// that after an outage the node is not kept out of the queue for up to 30 s.
     pub fn join_blocked(&self) -> Option<String> {
-        match self.pending() {
-            0 => None,
-            n => Some(format!(
-                "{n} coordination update(s) from the previous attempt not applied yet (etcd unreachable?); joining the queue again later"
-            )),
+        let n = self.pending();
+        if n == 0 {
+            return None;
         }
+        self.nudge.notify_one();
+        Some(format!(
+            "{n} coordination update(s) from the previous attempt not applied yet (etcd unreachable?); joining the queue again later"
+        ))
     }
 
     /// Queues a chore.
@@ -173,8 +183,11 @@ mod tests {
             .expect("blocked while the leave fails");
         assert!(why.starts_with("1 coordination update(s)"), "{why}");
 
+        // Back: the worker sleeps 8 s before its next attempt, but a join attempt makes it
+        // retry at once.
         kv.set_available(true);
-        assert_eq!(chores.drain(Duration::from_secs(60)).await, 0);
+        assert!(chores.join_blocked().is_some());
+        assert_eq!(chores.drain(Duration::from_millis(100)).await, 0);
         assert_eq!(chores.join_blocked(), None);
         // The entry really is gone (the retry deleted it).
         let left = kv
