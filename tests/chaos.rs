@@ -915,10 +915,15 @@ fn scenario_13_sighup_raises_max_concurrent_reboots() {
         ..Opts::default()
     });
     c.start_all();
-    c.wait_for("the first reboot", 20, |c| c.total_reboots() == 1);
+    // Down per the simulator (it has taken the process away), not just the reboot command run:
+    // the SIGHUP below must reach exactly the three other daemons.
+    c.wait_for("the first reboot", 20, |c| {
+        c.total_reboots() == 1 && (0..c.nodes.len()).any(|i| c.is_down(i))
+    });
     let first = (0..c.nodes.len())
         .find(|i| c.reboots(*i) == 1)
         .expect("first");
+    assert!(c.is_down(first), "{}", c.timeline());
     assert_eq!(c.max_seen(), 1, "{}", c.timeline());
     // From now on the post-lock health check waits while `hold` exists, so two holders can be
     // caught between their policy check and their in-progress markers.
