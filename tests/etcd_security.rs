@@ -111,6 +111,7 @@ fn tls_etcd(certs: &tls::Certs, client_cert_auth: bool) -> etcd::Etcd {
                 etcdctl_client: Some((certs.client_cert.clone(), certs.client_key.clone())),
             }),
             extra_args: vec![],
+            ..Default::default()
         },
     )
 }
@@ -394,6 +395,7 @@ async fn expired_auth_token_is_renewed() {
         etcd::Options {
             tls: None,
             extra_args: vec!["--auth-token-ttl=1".into()],
+            ..Default::default()
         },
     );
     let dir = tempfile::tempdir().expect("tempdir");

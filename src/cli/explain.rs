@@ -182,6 +182,31 @@ fn current_state(name: &str) -> Option<StateName> {
 }
 
 /// Builds a block from evidence pairs (label for text, key for JSON, value).
+/// What would unblock the cluster-health policy, one hint per kind of reason
+/// (`coord::policy::evaluate` words them).
+fn policy_unblock(reasons: &[String]) -> String {
+    let mut hints: Vec<&str> = Vec::new();
+    for r in reasons {
+        let hint = if r.starts_with("reboot in progress on ") {
+            "the rebooting nodes named above must come back and pass their post-reboot health check; for a node that will never return: clusterrebootd cluster forget NODE"
+        } else if r.starts_with("cluster health blocked by unhealthy nodes") {
+            "the unhealthy nodes named above must report healthy again (see `clusterrebootd cluster status`)"
+        } else if r.starts_with("stale health records") {
+            "the nodes with stale records must publish fresh heartbeats (is their daemon running?)"
+        } else if r.starts_with("healthy nodes ") {
+            "more nodes must report healthy, or lower cluster_policies.min_healthy_absolute / min_healthy_fraction"
+        } else if r == "only fallback nodes would remain healthy" {
+            "a node that is not in cluster_policies.fallback_nodes must report healthy (or change fallback_nodes / forbid_if_only_fallback_left)"
+        } else {
+            "the peers named above must report healthy again (see `clusterrebootd cluster status`)"
+        };
+        if !hints.contains(&hint) {
+            hints.push(hint);
+        }
+    }
+    hints.join("; ")
+}
+
 fn block(gate: Gate, detail: String, evidence: Vec<(&str, &str, Value)>, unblock: String) -> Block {
     let mut map = Map::new();
     let mut lines = Vec::new();
@@ -280,7 +305,7 @@ fn pass_block(rec: &Record, records: &[Record], ctx: &Context) -> Option<Block> 
             Gate::ClusterPolicy,
             format!("the cluster-health policy blocks: {}", reasons.join("; ")),
             vec![("policy reasons", "reasons", json!(reasons))],
-            "the peers named above must report healthy again (see `clusterrebootd cluster status`); for a node that will never return: clusterrebootd cluster forget NODE".into(),
+            policy_unblock(reasons),
         )),
         (
             Event::ClusterHealthEvaluated {
@@ -288,7 +313,10 @@ fn pass_block(rec: &Record, records: &[Record], ctx: &Context) -> Option<Block> 
                 ..
             },
             _,
-        ) => Some(etcd_block("the cluster-health registry cannot be read", detail)),
+        ) => Some(etcd_block(
+            "the cluster-health registry cannot be read",
+            detail,
+        )),
         (Event::HealthChecked { result, .. }, _) => health_block(result, rec.from),
         (
             Event::CooldownRead {
@@ -308,7 +336,12 @@ fn pass_block(rec: &Record, records: &[Record], ctx: &Context) -> Option<Block> 
         (Event::Tick { .. }, Some(Outcome::LockUnavailable)) if rec.from == StateName::Locking => {
             let mut b = locking_block(records)
                 .unwrap_or_else(|| block(Gate::Slot, String::new(), vec![], String::new()));
-            b.detail = rec.reason.split("; next check").next().unwrap_or("").to_string();
+            b.detail = rec
+                .reason
+                .split("; next check")
+                .next()
+                .unwrap_or("")
+                .to_string();
             Some(b)
         }
         (Event::SlotUnavailable { detail, .. }, _) => {
@@ -1138,6 +1171,29 @@ last 3 transitions:
                 .contains("Rebooting → Idle  maintenance window closed before the reboot command"),
             "{}",
             render_text(&e, now)
+        );
+    }
+
+    #[test]
+    fn policy_unblock_hint_follows_the_reason() {
+        // It used to tell the operator to wait for unhealthy peers whatever the reason, also
+        // when the fallback nodes were perfectly healthy.
+        let only_fallback = policy_unblock(&["only fallback nodes would remain healthy".into()]);
+        assert_eq!(
+            only_fallback,
+            "a node that is not in cluster_policies.fallback_nodes must report healthy (or change fallback_nodes / forbid_if_only_fallback_left)"
+        );
+        let mixed = policy_unblock(&[
+            "reboot in progress on node-2 (since 2026-11-27T02:00:00Z)".into(),
+            "reboot in progress on node-3".into(),
+            "cluster health blocked by unhealthy nodes: node-4 (heartbeat, exit 1)".into(),
+            "healthy nodes 1 below minimum 2 (this node counts as down)".into(),
+        ]);
+        assert_eq!(
+            mixed,
+            "the rebooting nodes named above must come back and pass their post-reboot health check; for a node that will never return: clusterrebootd cluster forget NODE; \
+             the unhealthy nodes named above must report healthy again (see `clusterrebootd cluster status`); \
+             more nodes must report healthy, or lower cluster_policies.min_healthy_absolute / min_healthy_fraction"
         );
     }
 

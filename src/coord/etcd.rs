@@ -12,12 +12,11 @@
 //!   ([`super::keys`]).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::keys::Keys;
@@ -167,7 +166,8 @@ struct Inner {
 pub struct EtcdBackend<K: Kv + Clone> {
     kv: K,
     cfg: EtcdConfig,
-    capacity: AtomicU32,
+    /// Slots in the pool; a change (SIGHUP) wakes the waiters, which re-read the queue.
+    capacity: watch::Sender<u32>,
     inner: Arc<Mutex<Inner>>,
     notices: broadcast::Sender<Notice>,
     pause_task: JoinHandle<()>,
@@ -190,13 +190,21 @@ fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Forgets the queue entry `key` once it is deleted (unless another entry replaced it).
+fn forget_entry(inner: &Mutex<Inner>, key: &str) {
+    let mut i = lock(inner);
+    if i.entry.as_deref() == Some(key) {
+        i.entry = None;
+    }
+}
+
 impl<K: Kv + Clone> EtcdBackend<K> {
     /// Creates the backend and starts watching the pause key. Must run inside a tokio runtime.
     pub fn new(kv: K, cfg: EtcdConfig) -> Self {
         let (notices, _) = broadcast::channel(16);
         let pause_task = tokio::spawn(watch_pause(kv.clone(), cfg.keys.pause(), notices.clone()));
         EtcdBackend {
-            capacity: AtomicU32::new(cfg.capacity.max(1)),
+            capacity: watch::Sender::new(cfg.capacity.max(1)),
             kv,
             cfg,
             inner: Arc::new(Mutex::new(Inner::default())),
@@ -205,9 +213,10 @@ impl<K: Kv + Clone> EtcdBackend<K> {
         }
     }
 
-    /// Changes the number of slots (SIGHUP); takes effect at the next queue read.
+    /// Changes the number of slots (SIGHUP): a node waiting in the queue re-reads it at once
+    /// with the new number (so a raise lets it take a slot that is now free).
     pub fn set_capacity(&self, k: u32) {
-        self.capacity.store(k.max(1), Ordering::Relaxed);
+        self.capacity.send_replace(k.max(1));
     }
 
     fn now_rfc3339(&self) -> String {
@@ -369,7 +378,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
     async fn join_queue(&self, updates: mpsc::Sender<QueueUpdate>) -> Result<(), CoordError> {
         if self.cfg.read_only {
             let queue = self.queue().await?;
-            let cap = self.capacity.load(Ordering::Relaxed) as usize;
+            let cap = *self.capacity.borrow() as usize;
             if queue.len() >= cap {
                 let holders: Vec<String> = queue
                     .iter()
@@ -388,8 +397,8 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         slots::create_entry(&self.kv, &key, &self.value("waiting"), lease).await?;
         lock(&self.inner).entry = Some(key.clone());
         let prefix = self.cfg.keys.slot_prefix();
-        let cap = self.capacity.load(Ordering::Relaxed);
-        slots::wait_for_slot(&self.kv, &prefix, &key, cap, &updates).await?;
+        let mut cap = self.capacity.subscribe();
+        slots::wait_for_slot(&self.kv, &prefix, &key, &mut cap, &updates).await?;
         // Mark it held (same lease, same key: the queue position is kept).
         if let Err(e) = self
             .kv
@@ -405,9 +414,12 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         if self.cfg.read_only {
             return Ok(());
         }
-        let key = lock(&self.inner).entry.take();
+        // The entry is forgotten only once it is deleted, so that the retry of a failed call
+        // deletes it (a forgotten entry stays on the live session lease and keeps its place).
+        let key = lock(&self.inner).entry.clone();
         if let Some(key) = key {
             self.kv.delete(&key).await?;
+            forget_entry(&self.inner, &key);
         }
         Ok(())
     }
@@ -416,9 +428,11 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         if self.cfg.read_only {
             return Ok(());
         }
+        // As in `leave_queue`, nothing is forgotten before it is done: a retry after a failure
+        // finds the entry and the reboot lease again.
         let (key, reboot, task) = {
             let mut i = lock(&self.inner);
-            (i.entry.take(), i.reboot.take(), i.reboot_task.take())
+            (i.entry.clone(), i.reboot.clone(), i.reboot_task.take())
         };
         if let Some(t) = task {
             t.abort();
@@ -426,9 +440,14 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         let reboot = reboot.or_else(|| self.cfg.lease_store.load().ok().flatten());
         if let Some(key) = key.as_ref().or(reboot.as_ref().map(|r| &r.key)) {
             self.kv.delete(key).await?;
+            forget_entry(&self.inner, key);
         }
         if let Some(r) = &reboot {
             self.kv.lease_revoke(r.lease).await?;
+            let mut i = lock(&self.inner);
+            if i.reboot.as_ref() == Some(r) {
+                i.reboot = None;
+            }
         }
         self.cfg.lease_store.remove()
     }
@@ -441,7 +460,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         // A reload may have lowered max_concurrent_reboots since the slot was granted: only
         // an entry still among the first K may reboot (fail closed). Entries ahead can only
         // leave and new ones queue behind, so the position cannot get worse before the txn.
-        let cap = self.capacity.load(Ordering::Relaxed) as usize;
+        let cap = *self.capacity.borrow() as usize;
         let queue = self.queue().await?;
         match queue.iter().position(|kv| kv.key == key) {
             Some(pos) if pos < cap => {}

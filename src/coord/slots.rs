@@ -8,7 +8,7 @@
 //! polling, no new lease per attempt.
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::QueueUpdate;
 use super::kv::*;
@@ -146,19 +146,23 @@ pub async fn standing<K: Kv>(
     })
 }
 
-/// Waits until `key` holds one of `capacity` slots. Sends a [`QueueUpdate`] whenever the
-/// position or the holders change. Woken by a watch on the prefix (any deletion can move the
-/// queue); a broken watch only causes a re-read.
+/// Waits until `key` holds one of `capacity` slots (the current value of the channel).
+/// Sends a [`QueueUpdate`] whenever the position or the holders change. Woken by a watch on the
+/// prefix (any deletion can move the queue) and by a change of `capacity` (a reload: a raise can
+/// free a slot without any deletion); a broken watch only causes a re-read.
 pub async fn wait_for_slot<K: Kv>(
     kv: &K,
     prefix: &str,
     key: &str,
-    capacity: u32,
+    capacity: &mut watch::Receiver<u32>,
     updates: &mpsc::Sender<QueueUpdate>,
 ) -> Result<(), SlotError> {
     let mut last: Option<QueueUpdate> = None;
+    // Once the sender is gone the capacity cannot change any more: wait on the watch alone.
+    let mut capacity_fixed = false;
     loop {
-        let s = standing(kv, prefix, key, capacity).await?;
+        let cap = *capacity.borrow_and_update();
+        let s = standing(kv, prefix, key, cap).await?;
         if s.held {
             return Ok(());
         }
@@ -175,12 +179,22 @@ pub async fn wait_for_slot<K: Kv>(
         let mut watch = kv.watch(prefix, s.revision + 1).await?;
         // Any deletion can move the queue; a broken or ended watch only causes a re-read (which
         // fails there if the store is down).
-        while let Some(Ok(events)) = watch.recv().await {
-            if events
-                .iter()
-                .any(|e| matches!(e, WatchEvent::Delete { .. }))
-            {
-                break;
+        loop {
+            tokio::select! {
+                batch = watch.recv() => match batch {
+                    Some(Ok(events)) => {
+                        if events.iter().any(|e| matches!(e, WatchEvent::Delete { .. })) {
+                            break;
+                        }
+                    }
+                    _ => break,
+                },
+                changed = capacity.changed(), if !capacity_fixed => {
+                    if changed.is_ok() {
+                        break;
+                    }
+                    capacity_fixed = true;
+                }
             }
         }
     }

@@ -5,6 +5,12 @@
 //! etcd blocks every peer; a missing cooldown lets the next node reboot too early). So they go
 //! through one ordered queue that retries each with backoff until it succeeds (all of them are
 //! idempotent), and the driver waits a bounded time for the queue to drain before it exits.
+//!
+//! A node does not join the queue again while any of them is pending: its queue key is derived
+//! from its session lease, so a new entry would have the same key as the one an earlier leave or
+//! release is still deleting — that delete, landing late, would take away the new slot, even
+//! after the node moved it onto its reboot lease and rebooted (found by chaos scenario 10: etcd
+//! leader killed while a node gave its slot back).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,6 +41,8 @@ pub struct Chores {
     pending: Arc<AtomicUsize>,
     drained: Arc<Notify>,
     worker: tokio::task::JoinHandle<()>,
+    /// Cuts the worker's retry wait short (a join is waiting for the queue to drain).
+    nudge: Arc<Notify>,
 }
 
 impl Drop for Chores {
@@ -49,7 +57,8 @@ impl Chores {
         let (tx, mut rx) = mpsc::unbounded_channel::<Chore>();
         let pending = Arc::new(AtomicUsize::new(0));
         let drained = Arc::new(Notify::new());
-        let (p, n) = (pending.clone(), drained.clone());
+        let nudge = Arc::new(Notify::new());
+        let (p, n, retry_now) = (pending.clone(), drained.clone(), nudge.clone());
         let worker = tokio::spawn(async move {
             while let Some(chore) = rx.recv().await {
                 let mut delay = Duration::from_millis(500);
@@ -71,7 +80,10 @@ impl Chores {
                                 metrics.cooldown_activation("error");
                             }
                             tracing::warn!(event = "coordination_update_failed", chore = ?chore, error = %e, retry_in = ?delay, "coordination update failed; retrying");
-                            tokio::time::sleep(delay).await;
+                            tokio::select! {
+                                () = tokio::time::sleep(delay) => {}
+                                () = retry_now.notified() => {}
+                            }
                             delay = (delay * 2).min(Duration::from_secs(30));
                             continue;
                         }
@@ -87,7 +99,27 @@ impl Chores {
             pending,
             drained,
             worker,
+            nudge,
         }
+    }
+
+    /// Chores queued and not done yet (one that is being retried counts until it succeeded).
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Why the node must not join the slot queue now (chores pending, see the module doc), or
+    /// `None`. When blocked, the worker retries at once instead of finishing its backoff, so
+    /// that after an outage the node is not kept out of the queue for up to 30 s.
+    pub fn join_blocked(&self) -> Option<String> {
+        let n = self.pending();
+        if n == 0 {
+            return None;
+        }
+        self.nudge.notify_one();
+        Some(format!(
+            "{n} coordination update(s) from the previous attempt not applied yet (etcd unreachable?); joining the queue again later"
+        ))
     }
 
     /// Queues a chore.
@@ -111,5 +143,67 @@ impl Chores {
                 return self.pending.load(Ordering::SeqCst);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policies;
+    use crate::coord::etcd::{EtcdBackend, EtcdConfig};
+    use crate::coord::keys::Keys;
+    use crate::coord::kv::{Kv, RangeOpts};
+    use crate::coord::memkv::MemKv;
+
+    /// A leave that cannot reach etcd keeps the node out of the queue until it got through.
+    #[tokio::test(start_paused = true)]
+    async fn joining_is_blocked_until_a_failing_leave_got_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kv = MemKv::new();
+        let coord = Arc::new(EtcdBackend::new(
+            kv.clone(),
+            EtcdConfig {
+                node: "n1".into(),
+                boot_id: "b".into(),
+                keys: Keys::new("/t", "/lock"),
+                capacity: 1,
+                lock_ttl: Duration::from_secs(10),
+                lease_store: crate::coord::etcd::LeaseStore::in_dir(dir.path()),
+                clock: crate::clock::Clock::System,
+                policies: Policies {
+                    min_healthy_fraction: 0.0,
+                    min_healthy_absolute: 0,
+                    forbid_if_only_fallback_left: false,
+                    fallback_nodes: vec![],
+                },
+                stale_after: Duration::from_secs(60),
+                read_only: false,
+            },
+        ));
+        let (tx, _rx) = mpsc::channel(4);
+        coord.join_queue(tx).await.expect("join");
+        let chores = Chores::start(coord.clone(), Arc::new(Metrics::new("t", "t")));
+        assert_eq!(chores.join_blocked(), None);
+
+        kv.set_available(false);
+        chores.push(Chore::LeaveQueue);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let why = chores
+            .join_blocked()
+            .expect("blocked while the leave fails");
+        assert!(why.starts_with("1 coordination update(s)"), "{why}");
+
+        // Back: the worker sleeps 8 s before its next attempt, but a join attempt makes it
+        // retry at once.
+        kv.set_available(true);
+        assert!(chores.join_blocked().is_some());
+        assert_eq!(chores.drain(Duration::from_millis(100)).await, 0);
+        assert_eq!(chores.join_blocked(), None);
+        // The entry really is gone (the retry deleted it).
+        let left = kv
+            .range("/t/lock/", RangeOpts::default())
+            .await
+            .expect("range");
+        assert!(left.kvs.is_empty(), "{:?}", left.kvs);
     }
 }

@@ -698,6 +698,12 @@ impl<C: Coordinator> Driver<C> {
             Effect::JoinQueue { id } => {
                 self.lock_attempts += 1;
                 self.join_started = Some(std::time::Instant::now());
+                // The entry's key is the session's: a leave or release still pending would
+                // delete the new entry when it lands (see `chores`). Fail closed; retry later.
+                if let Some(detail) = self.chores.join_blocked() {
+                    self.send(Event::SlotUnavailable { id, detail });
+                    return None;
+                }
                 self.join_task = Some(tokio::spawn(async move {
                     answers::join_queue(coord.as_ref(), id, |e| {
                         let _ = tx.send(Msg::Event(e));

@@ -289,6 +289,11 @@ impl Daemon {
                 });
             }
             Effect::JoinQueue { id } => {
+                // As the driver: no join while a leave/release of the same key is pending.
+                if let Some(detail) = self.chores.join_blocked() {
+                    let _ = self.tx.send(Event::SlotUnavailable { id, detail });
+                    return false;
+                }
                 let (coord, tx) = (self.coord.clone(), self.tx.clone());
                 self.join_task = Some(tokio::spawn(async move {
                     answers::join_queue(coord.as_ref(), id, |e| {

@@ -152,6 +152,63 @@ async fn lowered_capacity_refuses_the_extra_holder<K: Kv + Clone>(kv: K) {
     n2.release_slot().await.expect("release");
 }
 
+/// A reload that raises `max_concurrent_reboots` reaches a node already waiting: it takes the
+/// new slot at once, without any entry being deleted (it used to keep the K it joined with
+/// until it left the queue, so a rollout stayed one at a time after the raise).
+async fn raised_capacity_reaches_a_waiter<K: Kv + Clone>(kv: K) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes: Vec<_> = (1..=3)
+        .map(|i| backend(&kv, &format!("n{i}"), 1, TTL, dir.path()))
+        .collect();
+    let (h1, _) = join(&nodes[0]);
+    acquired(h1).await;
+    let (h2, mut u2) = join(&nodes[1]);
+    assert_eq!(next_update(&mut u2).await.position, 1);
+    let (h3, mut u3) = join(&nodes[2]);
+    assert_eq!(next_update(&mut u3).await.position, 2);
+    for n in &nodes {
+        n.set_capacity(2);
+    }
+    acquired(h2).await;
+    // n3 moved up but two slots are held.
+    assert_eq!(next_update(&mut u3).await.position, 1);
+    still_waiting(&h3).await;
+    // Lowering it again takes no slot away, and gives none out.
+    for n in &nodes {
+        n.set_capacity(1);
+    }
+    nodes[0].release_slot().await.expect("release");
+    still_waiting(&h3).await;
+    nodes[1].release_slot().await.expect("release");
+    acquired(h3).await;
+}
+
+/// A leave or release that fails (etcd unreachable) is retried by the driver: the retry must
+/// still delete the entry. They used to forget it on the first attempt, so the retry did nothing
+/// and the entry stayed on the live session lease, holding the slot for a node that had moved on.
+#[tokio::test(start_paused = true)]
+async fn a_failed_leave_or_release_is_retried() {
+    let kv = MemKv::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes: Vec<_> = (1..=3)
+        .map(|i| backend(&kv, &format!("n{i}"), 1, TTL, dir.path()))
+        .collect();
+    let (h1, _) = join(&nodes[0]);
+    acquired(h1).await;
+    let (h2, mut u2) = join(&nodes[1]);
+    assert_eq!(next_update(&mut u2).await.position, 1);
+    let (h3, mut u3) = join(&nodes[2]);
+    assert_eq!(next_update(&mut u3).await.position, 2);
+    h2.abort();
+    kv.set_available(false);
+    assert!(nodes[1].leave_queue().await.is_err());
+    assert!(nodes[0].release_slot().await.is_err());
+    kv.set_available(true);
+    nodes[1].leave_queue().await.expect("leave, retried");
+    nodes[0].release_slot().await.expect("release, retried");
+    acquired(h3).await;
+}
+
 async fn crashed_holder_frees_after_ttl<K: Kv + Clone>(kv: K) {
     let dir = tempfile::tempdir().expect("tempdir");
     let n1 = backend(&kv, "n1", 1, TTL, dir.path());
@@ -406,6 +463,10 @@ async fn memkv_lowered_capacity_refuses_the_extra_holder() {
     lowered_capacity_refuses_the_extra_holder(MemKv::new()).await;
 }
 #[tokio::test(start_paused = true)]
+async fn memkv_raised_capacity_reaches_a_waiter() {
+    raised_capacity_reaches_a_waiter(MemKv::new()).await;
+}
+#[tokio::test(start_paused = true)]
 async fn memkv_crashed_holder_frees_after_ttl() {
     crashed_holder_frees_after_ttl(MemKv::new()).await;
 }
@@ -482,6 +543,11 @@ async fn etcd_two_slots() {
 async fn etcd_lowered_capacity_refuses_the_extra_holder() {
     let e = etcd::Etcd::start(1);
     lowered_capacity_refuses_the_extra_holder(real(&e).await).await;
+}
+#[tokio::test]
+async fn etcd_raised_capacity_reaches_a_waiter() {
+    let e = etcd::Etcd::start(1);
+    raised_capacity_reaches_a_waiter(real(&e).await).await;
 }
 #[tokio::test]
 async fn etcd_crashed_holder_frees_after_ttl() {

@@ -5,6 +5,11 @@
 //! recovery", SPEC §12.3).
 //!
 //! Needs `mod etcd;` and `mod node;` declared beside it (`#[path = "support/…"]`).
+//!
+//! Each node's health script (`health.sh` in its directory) is steered by files there:
+//! `block` (every phase fails, exit 3), `fail-post-reboot` (phase post-reboot fails), `slow`
+//! (phase post-lock sleeps that many seconds first) and `hold` (phase post-lock waits while the
+//! file exists, at most 5 s, with a `holding` file present meanwhile).
 
 #![allow(dead_code)]
 
@@ -36,6 +41,22 @@ pub struct Opts {
     pub lock_ttl_sec: u64,
     /// Further YAML for every node.
     pub extra: String,
+    /// etcd members (1, or 3 for leader loss).
+    pub members: usize,
+    /// Runs one node inside a network namespace (see [`InNetns`]).
+    pub netns: Option<InNetns>,
+}
+
+/// One node that runs inside a network namespace and reaches etcd through a veth pair.
+#[derive(Debug, Clone)]
+pub struct InNetns {
+    /// Which node.
+    pub node: usize,
+    /// Command prefix running a program in the namespace (`ip netns exec <ns>`).
+    pub wrap: Vec<String>,
+    /// The host's address as seen from the namespace: every etcd member also listens there, and
+    /// the node's `etcd_endpoints` use it.
+    pub host: String,
 }
 
 impl Default for Opts {
@@ -47,6 +68,8 @@ impl Default for Opts {
             health_timeout_sec: 2,
             lock_ttl_sec: 4,
             extra: String::new(),
+            members: 1,
+            netns: None,
         }
     }
 }
@@ -68,13 +91,17 @@ struct NodeRt {
     /// Not running and not coming back by itself (SIGKILLed, or a reboot that never returns):
     /// holds a slot only while its etcd queue entry still does.
     gone: bool,
+    /// Running but cut off from etcd (network partition): whatever its state file claims, it
+    /// holds a slot only while its etcd queue entry still does.
+    cut_off: bool,
     handled: usize,
     sim: SimLog,
 }
 
 struct Shared {
     t0: Instant,
-    k: usize,
+    /// The `max_concurrent_reboots` the checker enforces (changed with [`Cluster::set_k`]).
+    k: AtomicUsize,
     down_time: Duration,
     stop: AtomicBool,
     /// The next node whose reboot command runs never comes back.
@@ -88,14 +115,12 @@ struct Shared {
 
 /// A running cluster.
 pub struct Cluster {
-    /// The etcd (single member).
+    /// The etcd ([`Opts::members`] members).
     pub etcd: Etcd,
     /// The nodes.
     pub nodes: Arc<Vec<Node>>,
     /// The etcd namespace.
     pub ns: String,
-    /// `max_concurrent_reboots`.
-    pub k: usize,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -107,21 +132,40 @@ fn ms_since(t0: Instant) -> u64 {
 impl Cluster {
     /// Starts etcd and builds the nodes (not started: see [`Cluster::start_all`]).
     pub fn new(o: Opts) -> Cluster {
-        let etcd = Etcd::start(1);
+        let etcd = Etcd::start_with(
+            o.members.max(1),
+            super::etcd::Options {
+                extra_client_hosts: o.netns.iter().map(|n| n.host.clone()).collect(),
+                ..Default::default()
+            },
+        );
         let ns = format!("/chaos-{}", super::etcd::free_port());
         let endpoints = etcd.endpoints().join(",");
         let nodes: Vec<Node> = (0..o.n)
             .map(|i| {
-                let n = Node::named(
+                let netns = o.netns.as_ref().filter(|n| n.node == i);
+                let my_endpoints = match netns {
+                    Some(n) => etcd
+                        .endpoints()
+                        .iter()
+                        .map(|e| e.replace("127.0.0.1", &n.host))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    None => endpoints.clone(),
+                };
+                let mut n = Node::named(
                     &format!("node-{i}"),
                     &format!(
-                        "lock_backend: etcd\netcd_endpoints: [{endpoints}]\netcd_namespace: {ns}\n\
+                        "lock_backend: etcd\netcd_endpoints: [{my_endpoints}]\netcd_namespace: {ns}\n\
                          max_concurrent_reboots: {k}\nmin_reboot_interval_sec: 0\n\
                          health_publish_interval_sec: 1\n{extra}",
                         k = o.k,
                         extra = o.extra,
                     ),
                 );
+                if let Some(netns) = netns {
+                    n.wrap = netns.wrap.clone();
+                }
                 let cfg = n
                     .read("config.yaml")
                     .replace(
@@ -133,18 +177,21 @@ impl Cluster {
                         &format!("lock_ttl_sec: {}\n", o.lock_ttl_sec),
                     );
                 std::fs::write(n.path("config.yaml"), cfg).expect("config");
-                // The node's health script, plus a `slow` file: under the slot (phase
-                // post-lock) sleep that many seconds first.
+                // The node's health script (see the module doc for the files that steer it).
                 let d = n.dir.path();
                 script(
                     &d.join("health.sh"),
                     &format!(
                         "#!/bin/sh\necho \"$RC_PHASE $RC_NODE_NAME $RC_LOCK_HELD\" >> {log}\n\
                          if [ \"$RC_PHASE\" = post-lock ] && [ -e {slow} ]; then sleep $(cat {slow}); fi\n\
+                         if [ \"$RC_PHASE\" = post-lock ] && [ -e {hold} ]; then touch {holding}; i=0; \
+                         while [ -e {hold} ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; rm -f {holding}; fi\n\
                          if [ \"$RC_PHASE\" = post-reboot ] && [ -e {fail} ]; then echo 'still syncing'; exit 1; fi\n\
                          if [ -e {block} ]; then echo 'quorum would break'; exit 3; fi\nexit 0\n",
                         log = d.join("health.log").display(),
                         slow = d.join("slow").display(),
+                        hold = d.join("hold").display(),
+                        holding = d.join("holding").display(),
                         fail = d.join("fail-post-reboot").display(),
                         block = d.join("block").display(),
                     ),
@@ -156,7 +203,7 @@ impl Cluster {
             .collect();
         let shared = Arc::new(Shared {
             t0: Instant::now(),
-            k: o.k,
+            k: AtomicUsize::new(o.k),
             down_time: o.down,
             stop: AtomicBool::new(false),
             next_never_returns: AtomicBool::new(false),
@@ -170,7 +217,6 @@ impl Cluster {
             etcd,
             nodes: Arc::new(nodes),
             ns,
-            k: o.k,
             shared,
             threads: Vec::new(),
         };
@@ -220,6 +266,45 @@ impl Cluster {
     /// The next reboot (whichever node it is) never comes back.
     pub fn next_reboot_never_returns(&self) {
         self.shared.next_never_returns.store(true, Ordering::SeqCst);
+    }
+
+    /// Changes the `max_concurrent_reboots` the checker enforces from now on (raise it before
+    /// the daemons are told, lower it after they all run with the new value).
+    pub fn set_k(&self, k: usize) {
+        self.shared.k.store(k, Ordering::SeqCst);
+    }
+
+    /// Marks node `i` as cut off from etcd (or reconnected): while cut off, the checker counts
+    /// it as a slot holder only while etcd still lists its queue entry among the first K.
+    pub fn set_cut_off(&self, i: usize, cut: bool) {
+        self.shared.rt.lock().expect("rt")[i].cut_off = cut;
+    }
+
+    /// Whether the simulator has node `i` down (its reboot command ran, not started again).
+    pub fn is_down(&self, i: usize) -> bool {
+        self.shared.rt.lock().expect("rt")[i].down
+    }
+
+    /// Sends SIGHUP to every running daemon (a node that is down reads the config file when the
+    /// simulator starts it again); returns the names of the nodes signalled.
+    pub fn sighup_all(&self) -> Vec<String> {
+        let rt = self.shared.rt.lock().expect("rt");
+        let mut sent = Vec::new();
+        for (i, r) in rt.iter().enumerate() {
+            if let Some(c) = &r.child {
+                let pid = nix::unistd::Pid::from_raw(i32::try_from(c.id()).expect("pid"));
+                if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).is_ok() {
+                    sent.push(self.nodes[i].name.clone());
+                }
+            }
+        }
+        sent
+    }
+
+    /// The node names of the etcd slot queue in create-revision order (the first K hold a
+    /// slot); `None` when etcd does not answer.
+    pub fn queue(&self) -> Option<Vec<String>> {
+        etcd_queue(&self.shared)
     }
 
     /// The daemons that exited by themselves (empty: every started daemon still runs).
@@ -311,8 +396,14 @@ impl Cluster {
     /// Largest overlap of held intervals according to the journals (exact ms timestamps);
     /// valid when no daemon was SIGKILLed or lost.
     pub fn journal_max_overlap(&self) -> usize {
+        self.journal_max_overlap_of(&(0..self.nodes.len()).collect::<Vec<_>>())
+    }
+
+    /// [`Cluster::journal_max_overlap`] over the nodes `which` only (e.g. leaving out a node
+    /// whose state file kept claiming a slot etcd had already taken from it).
+    pub fn journal_max_overlap_of(&self, which: &[usize]) -> usize {
         let mut edges: Vec<(u64, i32)> = Vec::new();
-        for n in self.nodes.iter() {
+        for n in which.iter().map(|i| &self.nodes[*i]) {
             let mut since: Option<u64> = None;
             for r in records(n) {
                 let held = |s: &str| HELD.contains(&s);
@@ -458,6 +549,13 @@ fn timeline(nodes: &[Node], sh: &Shared) -> String {
 /// Nodes with a queue entry among the first K (the slot holders) according to etcd; `None`
 /// when etcd does not answer.
 fn etcd_holders(sh: &Shared) -> Option<Vec<String>> {
+    let k = sh.k.load(Ordering::SeqCst);
+    etcd_queue(sh).map(|q| q.into_iter().take(k).collect())
+}
+
+/// The node names of the queue entries in create-revision order, according to etcd; `None`
+/// when etcd does not answer.
+fn etcd_queue(sh: &Shared) -> Option<Vec<String>> {
     let o = std::process::Command::new("etcdctl")
         .args([
             &format!("--endpoints={}", sh.endpoints),
@@ -493,7 +591,7 @@ fn etcd_holders(sh: &Shared) -> Option<Vec<String>> {
         })
         .unwrap_or_default();
     kvs.sort();
-    Some(kvs.into_iter().take(sh.k).map(|(_, n)| n).collect())
+    Some(kvs.into_iter().map(|(_, n)| n).collect())
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {
@@ -524,10 +622,16 @@ fn checker(nodes: &[Node], sh: &Shared) {
             let rt = sh.rt.lock().expect("rt");
             (
                 rt.iter().map(|r| r.down).collect(),
-                rt.iter().map(|r| r.gone).collect(),
+                rt.iter().map(|r| r.gone || r.cut_off).collect(),
             )
         };
-        // A node that is not running and not coming back holds a slot only while etcd says so.
+        let k = sh.k.load(Ordering::SeqCst);
+        // The state files first, etcd after: a gone or cut-off node cannot create a queue entry,
+        // so one etcd still lists afterwards existed at the time of the state reads too (the
+        // other order could pair a live node's fresh claim with an entry that already expired).
+        let states: Vec<serde_json::Value> = nodes.iter().map(Node::state).collect();
+        // A node that is not running and not coming back, or cut off from etcd, holds a slot
+        // only while etcd says so.
         let holders = if gone.iter().any(|g| *g) {
             etcd_holders(sh)
         } else {
@@ -535,7 +639,7 @@ fn checker(nodes: &[Node], sh: &Shared) {
         };
         let mut who = BTreeMap::new();
         for (i, n) in nodes.iter().enumerate() {
-            let st = n.state();
+            let st = &states[i];
             let held = st["slot"]["held"] == true;
             let counts = if gone[i] {
                 // etcd unreachable: assume it still holds (errs towards reporting).
@@ -547,20 +651,20 @@ fn checker(nodes: &[Node], sh: &Shared) {
                 let why = if down[i] {
                     "down (rebooting)".to_string()
                 } else {
-                    format!("{} (gone: {})", st["state"], gone[i])
+                    format!("{} (gone or cut off: {})", st["state"], gone[i])
                 };
                 who.insert(n.name.clone(), why);
             }
         }
         let count = who.len();
         sh.max_seen.fetch_max(count, Ordering::SeqCst);
-        if count > sh.k {
+        if count > k {
             let mut v = sh.violation.lock().expect("v");
             if v.is_none() {
                 *v = Some(format!(
                     "INVARIANT VIOLATED at +{} ms: {count} > {} nodes hold a slot or are down: {who:?}\n{}",
                     ms_since(sh.t0),
-                    sh.k,
+                    k,
                     timeline(nodes, sh)
                 ));
             }

@@ -44,6 +44,9 @@ pub struct Options {
     pub tls: Option<ServerTls>,
     /// Further `etcd` flags, e.g. `--auth-token-ttl=2`.
     pub extra_args: Vec<String>,
+    /// Further local addresses every member also serves clients on (same port as its loopback
+    /// URL), e.g. the host end of a veth pair so a daemon in a network namespace can reach it.
+    pub extra_client_hosts: Vec<String>,
 }
 
 /// One etcd member.
@@ -52,6 +55,8 @@ pub struct Member {
     pub name: String,
     /// Client URL.
     pub client_url: String,
+    /// Client URLs it listens on: `client_url` plus one per [`Options::extra_client_hosts`].
+    listen_client_urls: String,
     peer_url: String,
     data_dir: PathBuf,
     cluster: String,
@@ -94,7 +99,7 @@ impl Member {
                 "--data-dir",
                 &self.data_dir.display().to_string(),
                 "--listen-client-urls",
-                &self.client_url,
+                &self.listen_client_urls,
                 "--advertise-client-urls",
                 &self.client_url,
                 "--listen-peer-urls",
@@ -168,6 +173,7 @@ impl Etcd {
         let mut members: Vec<Member> = specs
             .into_iter()
             .map(|(name, client_url, peer_url)| Member {
+                listen_client_urls: listen_urls(&client_url, &opts.extra_client_hosts),
                 data_dir: dir.path().join(&name),
                 log: dir.path().join(format!("{name}.log")),
                 name,
@@ -269,22 +275,40 @@ impl Etcd {
 }
 
 impl Etcd {
-    /// Index of the current leader among `members` (asks every live member).
+    /// Index of the current leader among `members`, asking each running member on its own (a
+    /// killed member does not hide the others' answers); `None` while there is none.
     pub fn leader(&self) -> Option<usize> {
-        let (ok, out) = self.etcdctl(None, &["endpoint", "status", "-w", "json"]);
-        if !ok {
-            return None;
-        }
-        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
-        for s in v.as_array()? {
-            let leader = s["Status"]["leader"].as_u64()?;
-            let me = s["Status"]["header"]["member_id"].as_u64()?;
-            if leader == me {
-                let ep = s["Endpoint"].as_str()?;
-                return self.members.iter().position(|m| m.client_url == ep);
-            }
-        }
-        None
+        self.members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .find_map(|m| {
+                let o = Command::new("etcdctl")
+                    .args(self.tls_args())
+                    .arg(format!("--endpoints={}", m.client_url))
+                    .args(["--dial-timeout=1s", "--command-timeout=2s"])
+                    .args(["endpoint", "status", "-w", "json"])
+                    .env("ETCDCTL_API", "3")
+                    .stdin(Stdio::null())
+                    .output()
+                    .ok()?;
+                let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+                let s = v.as_array()?.first()?;
+                let leader = s["Status"]["leader"].as_u64()?;
+                let me = s["Status"]["header"]["member_id"].as_u64()?;
+                if leader == me {
+                    Some(m.client_url.clone())
+                } else {
+                    None
+                }
+            })
+            .and_then(|url| self.members.iter().position(|m| m.client_url == url))
+    }
+
+    /// Whether every member is running and says it is healthy (has a leader).
+    pub fn all_healthy(&self) -> bool {
+        self.members
+            .iter()
+            .all(|m| m.child.is_some() && self.member_healthy(m))
     }
 }
 
@@ -294,6 +318,16 @@ impl Drop for Etcd {
             m.kill();
         }
     }
+}
+
+/// `client_url` followed by the same scheme and port on each of `hosts`, comma-separated.
+fn listen_urls(client_url: &str, hosts: &[String]) -> String {
+    let (scheme, rest) = client_url.split_once("://").expect("scheme");
+    let port = rest.rsplit(':').next().expect("port");
+    std::iter::once(client_url.to_string())
+        .chain(hosts.iter().map(|h| format!("{scheme}://{h}:{port}")))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `GET /health` over a raw TCP connection (no HTTP client dependency).

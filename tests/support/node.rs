@@ -15,6 +15,9 @@ pub struct Node {
     pub dir: tempfile::TempDir,
     /// Its name.
     pub name: String,
+    /// Command prefix for every `clusterrebootd` invocation, e.g. `ip netns exec <ns>` to run
+    /// the node inside a network namespace; empty for a plain process.
+    pub wrap: Vec<String>,
 }
 
 impl Node {
@@ -73,6 +76,7 @@ log: {{level: debug, format: json}}
         Node {
             dir,
             name: name.to_string(),
+            wrap: Vec::new(),
         }
     }
 
@@ -80,8 +84,17 @@ log: {{level: debug, format: json}}
         self.dir.path().join(p)
     }
 
+    /// `clusterrebootd <args> --config <its config>` (behind [`Node::wrap`], if any).
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_clusterrebootd"));
+        let bin = env!("CARGO_BIN_EXE_clusterrebootd");
+        let mut c = match self.wrap.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         c.args(args)
             .arg("--config")
             .arg(self.path("config.yaml"))
