@@ -130,7 +130,8 @@ fn metrics_after_a_cycle_and_only_on_slash_metrics() {
         "clusterrebootd_lock_held 1",
         "clusterrebootd_detector_evaluations_total{phase=\"post-lock\",result=\"requires\"} 1",
         "clusterrebootd_health_checks_total{phase=\"pre-lock\",result=\"pass\"} 1",
-        "clusterrebootd_window_evaluations_total{result=\"allowed\"} 2",
+        // Before the queue, under the slot, and once more right before the reboot command.
+        "clusterrebootd_window_evaluations_total{result=\"allowed\"} 3",
     ] {
         assert!(body.contains(needle), "missing {needle:?} in\n{body}");
     }

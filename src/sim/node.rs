@@ -99,7 +99,29 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
     if d.handle(started).await {
         return d.exit().await;
     }
+    // Notices reach the loop through the same queue as adapter answers (a forwarding task:
+    // polling a fresh broadcast receiver on every loop turn was a visible cost).
     let mut notices = d.coord.notices();
+    let (sh, i, tx) = (d.sh.clone(), d.i, d.tx.clone());
+    d.tasks.spawn(async move {
+        loop {
+            let event = match notices.recv().await {
+                Ok(Notice::SlotLost(detail)) => Event::SlotLost { detail },
+                Ok(Notice::PauseChanged(pause)) => Event::GatesObserved {
+                    id: None,
+                    gates: Gates {
+                        kill_switch: sh.kill_switch(i),
+                        pause,
+                    },
+                },
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    });
     // Records only matter to the cluster-health policies; without any, skip the heartbeat
     // (a planner run over weeks of windows would spend its time publishing them).
     let p = &d.sh.spec.policies;
@@ -139,14 +161,6 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
                 }
             },
             Some(e) = rx.recv() => d.handle(e).await,
-            notice = notices.recv() => match notice {
-                Ok(Notice::SlotLost(detail)) => d.handle(Event::SlotLost { detail }).await,
-                Ok(Notice::PauseChanged(pause)) => {
-                    let gates = Gates { kill_switch: d.sh.kill_switch(d.i), pause };
-                    d.handle(Event::GatesObserved { id: None, gates }).await
-                }
-                Err(_) => { notices = d.coord.notices(); false }
-            },
             () = &mut tick, if armed.is_some() => {
                 d.next_tick = None;
                 armed = None;

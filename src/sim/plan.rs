@@ -182,6 +182,11 @@ fn fmt_dur(ms: u64) -> String {
     humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
 }
 
+/// The start as RFC 3339 (chart titles).
+pub fn start_text(plan: &Plan) -> String {
+    fmt_at(plan, 0)
+}
+
 fn fmt_at(plan: &Plan, offset_ms: u64) -> String {
     let t = ts(plan.report.start_ms + offset_ms);
     t.round(jiff::Unit::Second).unwrap_or(t).to_string()

@@ -34,7 +34,7 @@ fn escape(s: &str) -> String {
 const LEFT: f64 = 90.0;
 const WIDTH: f64 = 1000.0;
 const ROW: f64 = 22.0;
-const TOP: f64 = 40.0;
+const TOP: f64 = 62.0;
 
 /// Renders the plan.
 pub fn render(plan: &Plan) -> String {
@@ -49,8 +49,9 @@ pub fn render(plan: &Plan) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="12">"#
     );
     let title = format!(
-        "{} nodes, max_concurrent_reboots {}, makespan {}",
+        "{} nodes from {}, max_concurrent_reboots {}, makespan {}",
         plan.opts.nodes,
+        super::plan::start_text(plan),
         plan.capacity,
         plan.last_done_ms.map_or("not finished".into(), |t| {
             humantime::format_duration(std::time::Duration::from_secs(t / 1000)).to_string()
@@ -61,16 +62,37 @@ pub fn render(plan: &Plan) -> String {
         r#"<text x="10" y="20" font-size="14">{}</text>"#,
         escape(&title)
     );
+    // The windows: their own row on top, and dashed edges down through every node's row.
+    let _ = writeln!(
+        out,
+        r#"<text x="10" y="{:.1}">window</text>"#,
+        TOP - ROW + ROW * 0.65
+    );
+    let _ = writeln!(
+        out,
+        r##"<rect x="{LEFT}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#f0f0f0"/>"##,
+        TOP - ROW,
+        x(end as u64) - LEFT,
+        ROW - 4.0
+    );
     for w in &plan.windows {
         let (a, b) = (x(w.opens_ms), x(w.closes_ms.unwrap_or(end as u64)));
         let _ = writeln!(
             out,
-            r##"<rect x="{a:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#c7e9c0" opacity="0.5"><title>maintenance window: {} reboot(s) fit</title></rect>"##,
-            TOP - 6.0,
+            r##"<rect x="{a:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#41ab5d"><title>maintenance window: {} reboot(s) fit</title></rect>"##,
+            TOP - ROW,
             (b - a).max(0.5),
-            rows * ROW + 6.0,
+            ROW - 4.0,
             w.reboots
         );
+        for edge in [a, b] {
+            let _ = writeln!(
+                out,
+                r##"<line x1="{edge:.1}" y1="{:.1}" x2="{edge:.1}" y2="{:.1}" stroke="#41ab5d" stroke-dasharray="4 3"/>"##,
+                TOP - 4.0,
+                TOP + rows * ROW
+            );
+        }
     }
     for (k, n) in r.nodes.iter().enumerate() {
         let y = TOP + k as f64 * ROW;
@@ -97,9 +119,14 @@ pub fn render(plan: &Plan) -> String {
     let axis = TOP + rows * ROW + 14.0;
     for t in 0..=4u64 {
         let ms = (end as u64) * t / 4;
+        let anchor = match t {
+            0 => "start",
+            4 => "end",
+            _ => "middle",
+        };
         let _ = writeln!(
             out,
-            r#"<text x="{:.1}" y="{axis:.1}" text-anchor="middle">{}</text>"#,
+            r#"<text x="{:.1}" y="{axis:.1}" text-anchor="{anchor}">{}</text>"#,
             x(ms),
             super::report::fmt_offset(ms)
         );
