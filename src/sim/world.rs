@@ -134,7 +134,8 @@ pub struct Shared {
     pub keys: Keys,
     /// Start of the run on tokio's clock.
     pub t0: Instant,
-    /// One metrics registry for all simulated daemons (nobody scrapes it).
+    /// One metrics registry for every simulated daemon of every run in this process (the
+    /// bookkeeping queue counts into it; nobody scrapes it).
     pub metrics: Arc<Metrics>,
     /// Wakes the run loop after every step.
     pub wake: Notify,
@@ -186,7 +187,11 @@ impl Shared {
             n.report.steps.push(step.clone());
         }
         drop(w);
-        self.wake.notify_one();
+        // The run can only become quiet when a node arrives in Idle; waking the run loop on
+        // every step cost a task switch per step.
+        if step.to == StateName::Idle {
+            self.wake.notify_one();
+        }
     }
 
     /// The reboot command ran on node `i`: check it, then power-cycle the node.
@@ -445,6 +450,8 @@ fn end_of(kind: &FaultKind) -> Option<Duration> {
     }
 }
 
+static SIM_METRICS: std::sync::OnceLock<Arc<Metrics>> = std::sync::OnceLock::new();
+
 /// Runs one simulation to the end (everyone done, or the horizon) and reports.
 pub fn run(spec: &SimSpec) -> SimReport {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -502,7 +509,9 @@ async fn run_async(spec: SimSpec) -> SimReport {
         kv: MemKv::new(),
         keys: Keys::new(NAMESPACE, LOCK_KEY),
         t0: Instant::now(),
-        metrics: Arc::new(Metrics::new("sim", "sim")),
+        metrics: SIM_METRICS
+            .get_or_init(|| Arc::new(Metrics::new("sim", "sim")))
+            .clone(),
         wake: Notify::new(),
         world: Mutex::new(World {
             nodes,
