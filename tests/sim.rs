@@ -5,7 +5,7 @@
 //! `CLUSTERREBOOTD_SIM_SEED=S` re-runs one seed alone and prints its event log;
 //! `CLUSTERREBOOTD_SIM_SEEDS=N` changes how many seeds the sweep runs (default 10 000).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clusterrebootd::sim::{self, Broken, random};
 
@@ -121,4 +121,61 @@ fn fault_free_rollouts_finish_and_reboot_everyone_once() {
         }
     }
     assert!(checked > 30, "only {checked} fault-free seeds");
+}
+
+/// One node that needs a reboot, with its kill switch present all along: the checker must flag
+/// a daemon that ignores it, and the real one must not reboot.
+#[test]
+fn a_daemon_that_ignores_the_kill_switch_is_caught() {
+    let mut spec = random::spec(0);
+    spec.needs_reboot = vec![0];
+    spec.faults = vec![sim::Fault::at(
+        Duration::ZERO,
+        sim::FaultKind::KillSwitch {
+            node: 0,
+            span: Duration::from_secs(10 * 3600),
+        },
+    )];
+    spec.check_liveness = false;
+    spec.horizon = Duration::from_secs(3600);
+    let fine = sim::run(&spec);
+    assert!(fine.violations.is_empty(), "{}", fine.failure_text());
+    assert_eq!(fine.reboot_count(), 0, "{}", fine.timeline());
+    spec.broken = Some(Broken::IgnoreKillSwitch);
+    let broken = sim::run(&spec);
+    assert!(
+        broken.violations.iter().any(|v| v.contains("kill switch")),
+        "{:?}",
+        broken.violations
+    );
+}
+
+/// Every window closed for the whole run: the checker must flag a daemon that reboots anyway.
+#[test]
+fn a_daemon_that_ignores_the_windows_is_caught() {
+    let mut spec = random::spec(0);
+    spec.windows = std::sync::Arc::new(
+        clusterrebootd::windows::Windows::new(
+            &[],
+            &["* 05:00-06:00".to_string()],
+            jiff::tz::TimeZone::UTC,
+        )
+        .expect("windows"),
+    );
+    spec.faults = Vec::new();
+    spec.check_liveness = false;
+    spec.horizon = Duration::from_secs(2 * 3600);
+    let fine = sim::run(&spec);
+    assert!(fine.violations.is_empty(), "{}", fine.failure_text());
+    assert_eq!(fine.reboot_count(), 0, "{}", fine.timeline());
+    spec.broken = Some(Broken::IgnoreWindows);
+    let broken = sim::run(&spec);
+    assert!(
+        broken
+            .violations
+            .iter()
+            .any(|v| v.contains("outside the maintenance windows")),
+        "{:?}",
+        broken.violations
+    );
 }

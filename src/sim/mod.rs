@@ -88,6 +88,10 @@ pub enum Broken {
     /// Release the slot and clear the in-progress marker as soon as the node is back up,
     /// before post-reboot health passed (what a naive "unlock on boot" daemon does).
     ReleaseOnBoot,
+    /// Never report the kill switch to the machine.
+    IgnoreKillSwitch,
+    /// Report every maintenance window as open.
+    IgnoreWindows,
 }
 
 /// One scheduled fault or operator action.

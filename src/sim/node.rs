@@ -182,7 +182,9 @@ impl Daemon {
     }
 
     async fn gates(&self) -> Gates {
-        answers::gates(self.coord.as_ref(), self.sh.kill_switch(self.i)).await
+        let kill_switch =
+            self.sh.kill_switch(self.i) && self.sh.spec.broken != Some(Broken::IgnoreKillSwitch);
+        answers::gates(self.coord.as_ref(), kill_switch).await
     }
 
     fn send_later(&mut self, after: Duration, event: Event) {
@@ -265,8 +267,14 @@ impl Daemon {
                 self.send_later(after, Event::DetectorsEvaluated { id, result });
             }
             Effect::EvaluateWindow { id } => {
-                let verdict =
-                    crate::adapters::window::evaluate(&self.sh.spec.windows, self.clock.now_ms());
+                let verdict = if self.sh.spec.broken == Some(Broken::IgnoreWindows) {
+                    WindowVerdict::Open {
+                        closes_at: None,
+                        closes_by: None,
+                    }
+                } else {
+                    crate::adapters::window::evaluate(&self.sh.spec.windows, self.clock.now_ms())
+                };
                 let _ = self.tx.send(Event::WindowEvaluated { id, verdict });
             }
             Effect::ReadClusterHealth { id } => {
