@@ -90,7 +90,12 @@ pub fn spec(s: &Settings, o: &PlanOptions) -> SimSpec {
 
 /// Runs the plan.
 pub fn plan(s: &Settings, o: &PlanOptions) -> Plan {
-    let spec = spec(s, o);
+    let mut spec = spec(s, o);
+    let start = ts(o.start_ms);
+    if !s.windows.verdict(start).allowed() && s.windows.next_allowed(start).is_none() {
+        // Nothing can ever reboot: show one day of waiting instead of simulating months.
+        spec.horizon = Duration::from_secs(86_400);
+    }
     let report = run(&spec);
     let last_done_ms = report
         .nodes
@@ -250,6 +255,9 @@ pub fn text(plan: &Plan) -> String {
         }
     }
     out.push_str("windows:\n");
+    if plan.windows.is_empty() {
+        out.push_str("  none: the windows never allow a reboot from this start\n");
+    }
     for (k, w) in plan.windows.iter().enumerate() {
         let closes = w.closes_ms.map_or("never closes".to_string(), |c| {
             format!("until {}", fmt_at(plan, c))

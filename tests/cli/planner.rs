@@ -126,3 +126,27 @@ fn bad_planner_arguments_are_usage_errors() {
     let (code, _, err) = super::outcome(&["simulate", "--concurrency", "2"]);
     assert_eq!(code, 64, "planner flags need --cluster: {err}");
 }
+
+#[test]
+fn windows_that_never_open_are_said_and_exit_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = format!(
+        "{VALID}windows:\n  timezone: UTC\n  deny: [\"* 00:00-23:59\", \"* 23:59-00:00\"]\n"
+    );
+    let path = write(dir.path(), "config.yaml", cfg.as_bytes());
+    let (code, out, err) = outcome(&[
+        "simulate",
+        "--cluster",
+        "3",
+        "--config",
+        &path,
+        "--start",
+        "2026-12-01T00:30:00Z",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("none: the windows never allow a reboot"),
+        "{out}"
+    );
+    assert!(out.contains("not finished: 0 of 3 nodes done"), "{out}");
+}
