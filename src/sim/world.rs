@@ -297,7 +297,7 @@ impl Shared {
         let now = self.elapsed_ms();
         self.log(None, describe(kind, end));
         match *kind {
-            FaultKind::Crash { node, down } => {
+            FaultKind::Crash { node, .. } => {
                 if end {
                     if self.world().nodes[node].powered && self.world().nodes[node].daemon.is_none()
                     {
@@ -309,8 +309,8 @@ impl Shared {
                     return;
                 }
                 self.stop_daemon(node, false).await;
+                // systemd restarts it when the fault's `down` ends (the end action above).
                 self.world().nodes[node].set_activity(Activity::Crashed, now);
-                let _ = down;
             }
             FaultKind::ExpireSession { node } => self.expire(node, &["waiting", "held"]),
             FaultKind::ExpireRebootLease { node } => self.expire(node, &["rebooting"]),
