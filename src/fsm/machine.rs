@@ -405,10 +405,7 @@ impl Core {
                     reason,
                     next_open,
                 } => {
-                    let min_next = event.now.saturating_add(1000);
-                    let at = next_open
-                        .map(|t| t.max(min_next))
-                        .unwrap_or(event.now.saturating_add(self.config.check_interval_ms));
+                    let at = self.after_closed_window(*next_open, event.now);
                     let why = match next_open {
                         Some(t) => format!("{reason}; next opening {}", fmt_ms(*t)),
                         None => format!("{reason}; no opening within 8 days"),
@@ -795,17 +792,9 @@ impl Core {
                     reason,
                     next_open,
                 } => {
-                    let at = next_open
-                        .unwrap_or(event.now.saturating_add(self.config.check_interval_ms));
+                    let at = self.after_closed_window(*next_open, event.now);
                     let why = format!("{reason} (under the slot)");
-                    self.stop(
-                        context,
-                        event,
-                        Some(*outcome),
-                        None,
-                        why,
-                        Next::At(at.max(event.now.saturating_add(1000))),
-                    )
+                    self.stop(context, event, Some(*outcome), None, why, Next::At(at))
                 }
             },
             Event::DetectorsEvaluated { result, .. } => match result {
@@ -1217,9 +1206,7 @@ impl Core {
                     reason,
                     next_open,
                 } => {
-                    let at = next_open
-                        .unwrap_or(event.now.saturating_add(self.config.check_interval_ms))
-                        .max(event.now.saturating_add(1000));
+                    let at = self.after_closed_window(*next_open, event.now);
                     let why = format!(
                         "maintenance window closed before the reboot command ({reason}); reboot aborted"
                     );
@@ -1574,6 +1561,16 @@ impl Core {
     }
 
     /// Earliest instant Locking must wake up by itself (wait timeout or window closing).
+    /// When to look again after the window was found closed: at its next opening (at least a
+    /// second away, so a verdict at the edge cannot spin), or after one check interval when no
+    /// opening is known.
+    fn after_closed_window(&self, next_open: Option<Millis>, now: Millis) -> Millis {
+        match next_open {
+            Some(t) => t.max(now.saturating_add(1000)),
+            None => now.saturating_add(self.config.check_interval_ms),
+        }
+    }
+
     fn locking_wakeup(&self, deadline: Option<Millis>) -> Option<Millis> {
         match (deadline, self.window_closes.map(|(t, _)| t)) {
             (Some(a), Some(b)) => Some(a.min(b)),
