@@ -9,30 +9,21 @@ mod etcd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clusterrebootd::config::{EtcdSettings, Policies};
+use clusterrebootd::config::EtcdSettings;
 use clusterrebootd::coord::Coordinator;
 use clusterrebootd::coord::etcd::{EtcdBackend, EtcdConfig};
 use clusterrebootd::coord::etcd_kv::{EtcdKv, EtcdOptions};
 use clusterrebootd::coord::keys::Keys;
 
 fn config(node: &str, dir: &std::path::Path) -> EtcdConfig {
-    EtcdConfig {
-        node: node.into(),
-        boot_id: "bench".into(),
-        keys: Keys::new("/bench", "/cluster/clusterrebootd/lock"),
-        capacity: 1,
-        lock_ttl: Duration::from_secs(30),
-        lease_store: clusterrebootd::coord::etcd::LeaseStore::in_dir(&dir.join(node)),
-        clock: clusterrebootd::clock::Clock::System,
-        policies: Policies {
-            min_healthy_fraction: 0.0,
-            min_healthy_absolute: 0,
-            forbid_if_only_fallback_left: false,
-            fallback_nodes: vec![],
-        },
-        stale_after: Duration::from_secs(60),
-        read_only: false,
-    }
+    EtcdConfig::new(
+        node,
+        "bench",
+        Keys::new("/bench", "/cluster/clusterrebootd/lock"),
+        1,
+        Duration::from_secs(30),
+        clusterrebootd::coord::etcd::LeaseStore::in_dir(&dir.join(node)),
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

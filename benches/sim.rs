@@ -29,7 +29,7 @@ fn rollout(nodes: usize, capacity: u32) -> SimSpec {
             check_interval_ms: 60_000,
             ..FsmConfig::default()
         },
-        windows: Arc::new(Windows::new(&[], &[], jiff::tz::TimeZone::UTC).expect("no windows")),
+        windows: Arc::new(Windows::unrestricted(jiff::tz::TimeZone::UTC)),
         policies: Policies::default(),
         stale_after: Duration::from_secs(600),
         lock_ttl: Duration::from_secs(90),

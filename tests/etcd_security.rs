@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clusterrebootd::config::{AuthSettings, EtcdSettings, Policies, TlsSettings};
+use clusterrebootd::config::{AuthSettings, EtcdSettings, TlsSettings};
 use clusterrebootd::coord::etcd::{EtcdBackend, EtcdConfig};
 use clusterrebootd::coord::etcd_kv::{EtcdKv, EtcdOptions};
 use clusterrebootd::coord::keys::Keys;
@@ -59,23 +59,14 @@ async fn connect(s: &EtcdSettings) -> Result<EtcdKv, KvError> {
 }
 
 fn config(node: &str, dir: &Path) -> EtcdConfig {
-    EtcdConfig {
-        node: node.into(),
-        boot_id: format!("{node}-boot"),
-        keys: Keys::new(NS, LOCK),
-        capacity: 1,
-        lock_ttl: Duration::from_secs(5),
-        lease_store: clusterrebootd::coord::etcd::LeaseStore::in_dir(&dir.join(node)),
-        clock: clusterrebootd::clock::Clock::System,
-        policies: Policies {
-            min_healthy_fraction: 0.0,
-            min_healthy_absolute: 0,
-            forbid_if_only_fallback_left: false,
-            fallback_nodes: vec![],
-        },
-        stale_after: Duration::from_secs(60),
-        read_only: false,
-    }
+    EtcdConfig::new(
+        node,
+        &format!("{node}-boot"),
+        Keys::new(NS, LOCK),
+        1,
+        Duration::from_secs(5),
+        clusterrebootd::coord::etcd::LeaseStore::in_dir(&dir.join(node)),
+    )
 }
 
 /// A backend on `kv` joins the (empty) queue and gets the slot.

@@ -55,6 +55,33 @@ pub struct EtcdConfig {
     pub read_only: bool,
 }
 
+impl EtcdConfig {
+    /// A read-write node with no cluster-health policies, health records stale after 60 s and
+    /// the system clock: what tools, tests and benchmarks start from (the daemon fills every
+    /// field from its settings).
+    pub fn new(
+        node: &str,
+        boot_id: &str,
+        keys: Keys,
+        capacity: u32,
+        lock_ttl: Duration,
+        lease_store: LeaseStore,
+    ) -> EtcdConfig {
+        EtcdConfig {
+            node: node.to_string(),
+            boot_id: boot_id.to_string(),
+            keys,
+            capacity,
+            lock_ttl,
+            lease_store,
+            clock: Clock::System,
+            policies: Policies::default(),
+            stale_after: Duration::from_secs(60),
+            read_only: false,
+        }
+    }
+}
+
 /// Where the reboot lease survives the reboot: a file in production, memory in the simulator
 /// (whose simulated nodes keep their "disk" across simulated reboots).
 #[derive(Debug, Clone)]

@@ -149,7 +149,6 @@ impl Chores {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Policies;
     use crate::coord::etcd::{EtcdBackend, EtcdConfig};
     use crate::coord::keys::Keys;
     use crate::coord::kv::{Kv, RangeOpts};
@@ -162,23 +161,14 @@ mod tests {
         let kv = MemKv::new();
         let coord = Arc::new(EtcdBackend::new(
             kv.clone(),
-            EtcdConfig {
-                node: "n1".into(),
-                boot_id: "b".into(),
-                keys: Keys::new("/t", "/lock"),
-                capacity: 1,
-                lock_ttl: Duration::from_secs(10),
-                lease_store: crate::coord::etcd::LeaseStore::in_dir(dir.path()),
-                clock: crate::clock::Clock::System,
-                policies: Policies {
-                    min_healthy_fraction: 0.0,
-                    min_healthy_absolute: 0,
-                    forbid_if_only_fallback_left: false,
-                    fallback_nodes: vec![],
-                },
-                stale_after: Duration::from_secs(60),
-                read_only: false,
-            },
+            EtcdConfig::new(
+                "n1",
+                "b",
+                Keys::new("/t", "/lock"),
+                1,
+                Duration::from_secs(10),
+                crate::coord::etcd::LeaseStore::in_dir(dir.path()),
+            ),
         ));
         let (tx, _rx) = mpsc::channel(4);
         coord.join_queue(tx).await.expect("join");

@@ -53,16 +53,17 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
         )
     };
     let cfg = EtcdConfig {
-        node: super::node_name(i),
-        boot_id: boot_id.clone(),
-        keys: sh.keys.clone(),
-        capacity,
-        lock_ttl: sh.spec.lock_ttl,
-        lease_store: LeaseStore::Memory(store),
         clock: clock.clone(),
         policies: sh.spec.policies.clone(),
         stale_after: sh.spec.stale_after,
-        read_only: false,
+        ..EtcdConfig::new(
+            &super::node_name(i),
+            &boot_id,
+            sh.keys.clone(),
+            capacity,
+            sh.spec.lock_ttl,
+            LeaseStore::Memory(store),
+        )
     };
     let coord = Arc::new(EtcdBackend::new(sh.kv.clone(), cfg));
     let chores = Chores::start(coord.clone(), sh.metrics.clone());

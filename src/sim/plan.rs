@@ -144,11 +144,13 @@ fn window_uses(spec: &SimSpec, report: &SimReport, until: u64) -> Vec<WindowUse>
                 None => break,
             }
         };
-        let opens_ms = open - start;
+        let opens_ms = open.saturating_sub(start);
         if opens_ms > until && !out.is_empty() {
             break;
         }
-        let closes_ms = w.allowed_until(ts(open)).map(|t| to_ms(t) - start);
+        let closes_ms = w
+            .allowed_until(ts(open))
+            .map(|t| to_ms(t).saturating_sub(start));
         let reboots = issued
             .iter()
             .filter(|&&t| t >= opens_ms && closes_ms.is_none_or(|c| t < c))

@@ -118,6 +118,16 @@ impl Windows {
         })
     }
 
+    /// No windows at all: reboots are never restricted by time (infallible, unlike parsing).
+    pub fn unrestricted(tz: TimeZone) -> Self {
+        Windows {
+            deny: Vec::new(),
+            allow: Vec::new(),
+            tz,
+            boundaries: Vec::new(),
+        }
+    }
+
     /// True when no windows are configured, i.e. reboots are never
     /// restricted by time.
     pub fn is_empty(&self) -> bool {
@@ -269,6 +279,16 @@ mod tests {
         let d: Vec<String> = deny.iter().map(|s| s.to_string()).collect();
         let a: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
         Windows::new(&d, &a, tz(zone)).unwrap()
+    }
+
+    #[test]
+    fn unrestricted_is_what_no_expressions_parse_to() {
+        let u = Windows::unrestricted(tz("UTC"));
+        assert!(u.is_empty());
+        let at: Timestamp = "2026-11-27T03:00:00Z".parse().unwrap();
+        assert_eq!(u.verdict(at), w(&[], &[], "UTC").verdict(at));
+        assert!(u.verdict(at).allowed());
+        assert_eq!(u.allowed_until(at), None);
     }
 
     fn allow1(expr: &str) -> Windows {

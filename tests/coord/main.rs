@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clusterrebootd::config::{EtcdSettings, Policies};
+use clusterrebootd::config::EtcdSettings;
 use clusterrebootd::coord::etcd::{EtcdBackend, EtcdConfig};
 use clusterrebootd::coord::etcd_kv::{EtcdKv, EtcdOptions};
 use clusterrebootd::coord::keys::Keys;
@@ -23,23 +23,14 @@ const NS: &str = "/test";
 const LOCK: &str = "/cluster/clusterrebootd/lock";
 
 fn config(node: &str, cap: u32, ttl: Duration, dir: &Path) -> EtcdConfig {
-    EtcdConfig {
-        node: node.into(),
-        boot_id: format!("{node}-boot"),
-        keys: Keys::new(NS, LOCK),
-        capacity: cap,
-        lock_ttl: ttl,
-        lease_store: clusterrebootd::coord::etcd::LeaseStore::in_dir(&dir.join(node)),
-        clock: clusterrebootd::clock::Clock::System,
-        policies: Policies {
-            min_healthy_fraction: 0.0,
-            min_healthy_absolute: 0,
-            forbid_if_only_fallback_left: false,
-            fallback_nodes: vec![],
-        },
-        stale_after: Duration::from_secs(60),
-        read_only: false,
-    }
+    EtcdConfig::new(
+        node,
+        &format!("{node}-boot"),
+        Keys::new(NS, LOCK),
+        cap,
+        ttl,
+        clusterrebootd::coord::etcd::LeaseStore::in_dir(&dir.join(node)),
+    )
 }
 
 type Joined = (JoinHandle<Result<(), String>>, mpsc::Receiver<QueueUpdate>);
