@@ -8,18 +8,6 @@ use std::process::Command;
 
 use node::*;
 
-fn is_root() -> bool {
-    // /proc/self/status lists real, effective, saved and fs uids.
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// A tiny tmpfs mounted on `dir`, unmounted on drop.
 struct Tmpfs(std::path::PathBuf);
 

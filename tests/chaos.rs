@@ -112,13 +112,7 @@ fn max_down_together(c: &Cluster) -> usize {
             edges.push((s.up.get(k).copied().unwrap_or(u64::MAX), -1));
         }
     }
-    edges.sort();
-    let (mut cur, mut max) = (0i32, 0i32);
-    for (_, d) in edges {
-        cur += d;
-        max = max.max(cur);
-    }
-    usize::try_from(max).unwrap_or(0)
+    cluster::max_overlap(edges)
 }
 
 /// Scenario 1: N=5, K=1, all need a reboot at once → all reboot exactly once, one at a time,

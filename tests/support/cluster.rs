@@ -423,14 +423,7 @@ impl Cluster {
                 edges.push((u64::MAX, -1));
             }
         }
-        // Ends before starts at the same instant.
-        edges.sort();
-        let (mut cur, mut max) = (0i32, 0i32);
-        for (_, d) in edges {
-            cur += d;
-            max = max.max(cur);
-        }
-        usize::try_from(max).unwrap_or(0)
+        max_overlap(edges)
     }
 
     /// `etcdctl get --prefix <ns>/` output.
@@ -724,4 +717,16 @@ fn reboot_node(n: &Node, i: usize, child: Option<Child>, count: usize, never: bo
     rt[i].child = Some(child);
     rt[i].down = false;
     rt[i].sim.up.push(ms_since(sh.t0));
+}
+
+/// The most intervals open at once, from `(instant, +1 start / -1 end)` edges; at the same
+/// instant ends count before starts.
+pub fn max_overlap(mut edges: Vec<(u64, i32)>) -> usize {
+    edges.sort();
+    let (mut cur, mut max) = (0i32, 0i32);
+    for (_, d) in edges {
+        cur += d;
+        max = max.max(cur);
+    }
+    usize::try_from(max).unwrap_or(0)
 }

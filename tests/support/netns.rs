@@ -61,7 +61,7 @@ fn must(args: &[&str]) {
 impl Netns {
     /// Why a namespace cannot be made here (not root, no `ip`), or `None` when it can.
     pub fn unavailable() -> Option<String> {
-        if !is_root() {
+        if !super::node::is_root() {
             return Some("needs root (network namespaces)".into());
         }
         if !ip(&["-V"]).0 {

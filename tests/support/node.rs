@@ -183,3 +183,16 @@ pub fn journal_states(n: &Node) -> Vec<(String, String, String)> {
         })
         .collect()
 }
+
+/// Whether the effective uid is 0 (`/proc/self/status`: real, effective, saved, fs uid); tests
+/// that need root (tmpfs mounts, network namespaces) skip loudly otherwise.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
