@@ -40,6 +40,22 @@ fn ip(args: &[&str]) -> (bool, String) {
     }
 }
 
+/// Runs `ip <args>`; returns whether it succeeded and its stderr.
+fn ip(args: &[&str]) -> (bool, String) {
+    match Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+    {
+        Ok(o) => (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        ),
+        Err(e) => (false, e.to_string()),
+    }
+}
+
 /// Whether the effective uid is 0 (`/proc/self/status`: real, effective, saved, fs uid).
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
