@@ -40,34 +40,6 @@ fn ip(args: &[&str]) -> (bool, String) {
     }
 }
 
-/// Runs `ip <args>`; returns whether it succeeded and its stderr.
-fn ip(args: &[&str]) -> (bool, String) {
-    match Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .output()
-    {
-        Ok(o) => (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        ),
-        Err(e) => (false, e.to_string()),
-    }
-}
-
-/// Whether the effective uid is 0 (`/proc/self/status`: real, effective, saved, fs uid).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Runs `ip <args>` and panics with its error if it fails.
 fn must(args: &[&str]) {
     let (ok, err) = ip(args);
