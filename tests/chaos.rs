@@ -658,6 +658,13 @@ fn scenario_10_etcd_leader_killed_during_waits_and_a_reboot() {
         members: 3,
         ..Opts::default()
     });
+    // Waiters queue only while the holder is still checking under the slot (once its
+    // in-progress marker exists the others stop at the pre-lock policy), so a slow post-lock
+    // health check keeps the first holder there long enough for two to queue behind it. Without
+    // it the precondition depended on timing (a CI run saw the whole rollout pass by).
+    for n in c.nodes.iter() {
+        std::fs::write(n.path("slow"), "2").expect("slow");
+    }
     c.start_all();
     let waiting = |c: &Cluster| {
         (0..c.nodes.len())
@@ -672,6 +679,9 @@ fn scenario_10_etcd_leader_killed_during_waits_and_a_reboot() {
         waiting(&c),
         t.elapsed()
     );
+    for n in c.nodes.iter() {
+        let _ = std::fs::remove_file(n.path("slow"));
+    }
     hold(&c, 2);
     c.etcd.members[first].restart();
     c.wait_for("all etcd members healthy again", 20, |c| {
