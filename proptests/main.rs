@@ -251,7 +251,12 @@ struct Monitor {
 fn releases(step: &Step) -> usize {
     step.effects
         .iter()
-        .filter(|e| matches!(e, Effect::LeaveQueue | Effect::ReleaseSlot))
+        .filter(|e| {
+            matches!(
+                e,
+                Effect::LeaveQueue | Effect::ReleaseSlot | Effect::CompleteRecovery { .. }
+            )
+        })
         .count()
 }
 

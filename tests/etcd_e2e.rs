@@ -60,7 +60,7 @@ fn two_daemons_take_turns_through_etcd() {
     let released_at = first
         .read("state/journal.jsonl")
         .lines()
-        .filter(|l| l.contains("\"release_slot\"") && l.contains("\"from\":\"Recovering\""))
+        .filter(|l| l.contains("\"complete_recovery\"") && l.contains("\"from\":\"Recovering\""))
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v["now"].as_u64())
         .next()
@@ -110,7 +110,8 @@ fn status_and_once_against_etcd() {
     assert_eq!(code, 4, "{out}");
     assert!(out.contains("outcome: lock_unavailable - "), "{out}");
     assert!(out.contains("go-node"), "{out}");
-    // A peer that is rebooting blocks through its in-progress marker (exit 3), before the lock.
+    // A peer that is rebooting under its slot is planned downtime: it does not block the
+    // policy, the node would queue behind it (status: the slot is taken, exit 4).
     let b = etcd_node("node-b", &e);
     std::process::Command::new("etcdctl")
         .args([
@@ -128,9 +129,27 @@ fn status_and_once_against_etcd() {
         !n.read("reboots.log").is_empty()
     });
     let (code, out, _) = a.once(&["status"]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("held by node-b"), "{out}");
+    // Its slot gone (lease expired, node never came back) but its marker still there: that is
+    // unplanned trouble and blocks before the lock (exit 3).
+    sigterm(&mut db);
+    let ok = std::process::Command::new("etcdctl")
+        .args([
+            "--endpoints",
+            &e.endpoints()[0],
+            "del",
+            "--prefix",
+            "/e2e/cluster/clusterrebootd/lock/",
+        ])
+        .env("ETCDCTL_API", "3")
+        .status()
+        .expect("etcdctl");
+    assert!(ok.success());
+    let (code, out, _) = a.once(&["status"]);
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("reboot in progress on node-b"), "{out}");
-    sigterm(&mut db);
+    assert!(out.contains("without a slot"), "{out}");
 }
 
 fn cluster(n: &Node, args: &[&str]) -> (i32, String, String) {

@@ -58,7 +58,12 @@ impl At {
         })
     }
     fn pending(&self) -> EffectId {
-        self.m.state().pending().unwrap_or(0)
+        // Idle has no pending request of its own; its cluster wait stands in.
+        self.m
+            .state()
+            .pending()
+            .or(self.m.core().cluster_wait)
+            .unwrap_or(0)
     }
 }
 
@@ -137,8 +142,38 @@ fn positions() -> Vec<(&'static str, &'static str, At)> {
         a.now += DAY;
         a.tick().ok().ok().tick()
     };
+    let blocked = |a: At| {
+        let id = a.pending();
+        a.feed(Event::ClusterHealthEvaluated {
+            id,
+            verdict: PolicyVerdict::Blocked {
+                reasons: vec!["peer n2 is unhealthy".into()],
+            },
+        })
+    };
+    let held_back = |a: At| {
+        let id = a.pending();
+        a.feed(Event::ClusterHealthEvaluated {
+            id,
+            verdict: PolicyVerdict::HeldBack {
+                reasons: vec!["n2 is rebooting and holds a slot".into()],
+            },
+        })
+    };
+    let paused = At::start(base()).feed(Event::Tick {
+        gates: Gates {
+            kill_switch: false,
+            pause: Some("maintenance".into()),
+        },
+    });
     vec![
         ("Idle", "-", At::start(base())),
+        (
+            "Idle",
+            "cluster_wait",
+            blocked(At::start(base()).tick().ok().ok()),
+        ),
+        ("Idle", "gates_active", paused),
         ("Detecting", "after_failed_reboot", after_failed_reboot),
         ("Detecting", "-", At::start(base()).tick()),
         ("WindowCheck", "-", At::start(base()).tick().ok()),
@@ -163,6 +198,11 @@ fn positions() -> Vec<(&'static str, &'static str, At)> {
             "HealthPost",
             "policy",
             to_locking(base()).ok().ok().ok().ok(),
+        ),
+        (
+            "HealthPost",
+            "wait_holders",
+            held_back(to_locking(base()).ok().ok().ok().ok()),
         ),
         (
             "HealthPost",
@@ -400,6 +440,17 @@ fn samples(p: EffectId, boot: &str) -> Vec<(&'static str, &'static str, Millis, 
                 id: p,
                 verdict: PolicyVerdict::Blocked {
                     reasons: vec!["n2 unhealthy".into()],
+                },
+            },
+        ),
+        (
+            "ClusterHealthEvaluated",
+            "held_back",
+            0,
+            Event::ClusterHealthEvaluated {
+                id: p,
+                verdict: PolicyVerdict::HeldBack {
+                    reasons: vec!["n2 is rebooting and holds a slot".into()],
                 },
             },
         ),
@@ -690,6 +741,18 @@ fn samples(p: EffectId, boot: &str) -> Vec<(&'static str, &'static str, Millis, 
             Event::EffectTimedOut { id: stale },
         ),
         ("ShutdownRequested", "*", 0, Event::ShutdownRequested),
+        (
+            "ClusterChanged",
+            "answer",
+            0,
+            Event::ClusterChanged { id: p },
+        ),
+        (
+            "ClusterChanged",
+            "stale",
+            0,
+            Event::ClusterChanged { id: stale },
+        ),
     ]
 }
 

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use super::keys::Keys;
 use super::kv::*;
-use super::policy::{self, InProgress};
+use super::policy::{self, ClusterFacts, InProgress};
 use super::slots::{self, SlotError, SlotValue};
 use super::{CoordError, Coordinator, HealthRecord, Notice, QueueUpdate, Reattach};
 use crate::clock::Clock;
@@ -118,7 +118,10 @@ impl LeaseStore {
     fn save(&self, record: &RebootLease) -> Result<(), CoordError> {
         match self {
             LeaseStore::File(p) => {
-                let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
+                let bytes = serde_json::to_vec_pretty(record).map_err(|e| CoordError::Corrupt {
+                    what: p.display().to_string(),
+                    message: format!("cannot serialise the reboot lease: {e}"),
+                })?;
                 write_atomic(p, &bytes).map_err(|source| CoordError::Io {
                     what: format!("persist {}", p.display()),
                     source,
@@ -193,6 +196,8 @@ struct Inner {
 pub struct EtcdBackend<K: Kv + Clone> {
     kv: K,
     cfg: EtcdConfig,
+    /// Cluster policies and staleness in force (a reload replaces them).
+    policies: Mutex<(Policies, Duration)>,
     /// Slots in the pool; a change (SIGHUP) wakes the waiters, which re-read the queue.
     capacity: watch::Sender<u32>,
     inner: Arc<Mutex<Inner>>,
@@ -232,6 +237,7 @@ impl<K: Kv + Clone> EtcdBackend<K> {
         let pause_task = tokio::spawn(watch_pause(kv.clone(), cfg.keys.pause(), notices.clone()));
         EtcdBackend {
             capacity: watch::Sender::new(cfg.capacity.max(1)),
+            policies: Mutex::new((cfg.policies.clone(), cfg.stale_after)),
             kv,
             cfg,
             inner: Arc::new(Mutex::new(Inner::default())),
@@ -278,6 +284,116 @@ impl<K: Kv + Clone> EtcdBackend<K> {
             acquired_at: self.now_rfc3339(),
             boot_id: self.cfg.boot_id.clone(),
             state: state.into(),
+        }
+    }
+
+    /// Whether a health record counts as healthy for the policies right now.
+    fn counts_healthy(&self, r: &HealthRecord, stale_after: Duration) -> bool {
+        let now = self.cfg.clock.now();
+        r.healthy
+            && r.reported_at
+                .parse::<jiff::Timestamp>()
+                .is_ok_and(|t| now.duration_since(t).unsigned_abs() <= stale_after)
+    }
+
+    /// One watch over what a waiting node depends on (see
+    /// [`Coordinator::await_cluster_change`]); `Ok` on the first relevant change.
+    async fn watch_cluster_once(&self) -> Result<(), CoordError> {
+        let me = self.cfg.node.as_str();
+        let stale_after = self.policies.lock().unwrap_or_else(|p| p.into_inner()).1;
+        let health_prefix = self.cfg.keys.health_prefix();
+        let ip_prefix = self.cfg.keys.in_progress_prefix();
+        let slot_prefix = self.cfg.keys.slot_prefix();
+        let (pause, cooldown) = (self.cfg.keys.pause(), self.cfg.keys.cooldown());
+        // Baseline: who is counted healthy, and whose slot entries exist.
+        let health = self.kv.range(&health_prefix, RangeOpts::default()).await?;
+        let start = health.revision + 1;
+        let mut verdicts: std::collections::BTreeMap<String, bool> = health
+            .kvs
+            .iter()
+            .map(|kv| match decode_health(&health_prefix, kv) {
+                Ok(r) => (r.node.clone(), self.counts_healthy(&r, stale_after)),
+                Err((node, _)) => (node, false),
+            })
+            .collect();
+        let entries: std::collections::BTreeMap<String, String> = self
+            .queue()
+            .await?
+            .iter()
+            .map(|kv| (kv.key.clone(), slots::holder_of(kv).node))
+            .collect();
+        let mut streams = Vec::new();
+        for prefix in [&slot_prefix, &ip_prefix, &health_prefix, &pause, &cooldown] {
+            streams.push(self.kv.watch(prefix, start).await?);
+        }
+        let (mut w_slot, mut w_ip, mut w_health, mut w_pause, mut w_cool) = {
+            let mut it = streams.into_iter();
+            match (it.next(), it.next(), it.next(), it.next(), it.next()) {
+                (Some(a), Some(b), Some(c), Some(d), Some(e)) => (a, b, c, d, e),
+                _ => return Err(CoordError::Lost("cluster watch not established".into())),
+            }
+        };
+        let ended = || CoordError::Lost("cluster watch ended".into());
+        loop {
+            tokio::select! {
+                b = w_slot.recv() => {
+                    for e in b.ok_or_else(ended)?? {
+                        if let WatchEvent::Delete { key, .. } = e
+                            && entries.get(&key).is_some_and(|n| n != me)
+                        {
+                            return Ok(());
+                        }
+                    }
+                }
+                b = w_ip.recv() => {
+                    for e in b.ok_or_else(ended)?? {
+                        let key = match &e {
+                            WatchEvent::Put(kv) => kv.key.clone(),
+                            WatchEvent::Delete { key, .. } => key.clone(),
+                        };
+                        if key.get(ip_prefix.len()..).is_some_and(|n| n != me) {
+                            return Ok(());
+                        }
+                    }
+                }
+                b = w_health.recv() => {
+                    for e in b.ok_or_else(ended)?? {
+                        match e {
+                            WatchEvent::Put(kv) => {
+                                let (node, now_healthy) = match decode_health(&health_prefix, &kv) {
+                                    Ok(r) => (r.node.clone(), self.counts_healthy(&r, stale_after)),
+                                    Err((node, _)) => (node, false),
+                                };
+                                if node == me {
+                                    continue;
+                                }
+                                if verdicts.insert(node, now_healthy) != Some(now_healthy) {
+                                    return Ok(());
+                                }
+                            }
+                            WatchEvent::Delete { key, .. } => {
+                                if key.get(health_prefix.len()..).is_some_and(|n| n != me) {
+                                    return Ok(());
+                                }
+                            }
+                        }
+                    }
+                }
+                b = w_pause.recv() => {
+                    for e in b.ok_or_else(ended)?? {
+                        if matches!(&e, WatchEvent::Delete { key, .. } if *key == pause) {
+                            return Ok(());
+                        }
+                    }
+                }
+                b = w_cool.recv() => {
+                    for e in b.ok_or_else(ended)?? {
+                        if matches!(&e, WatchEvent::Delete { key, .. } if *key == cooldown) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -607,19 +723,16 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
                 message: format!("parse cooldown payload: {e}"),
             })?;
         let now = self.cfg.clock.now().as_millisecond();
-        let until = if kv.lease != 0 {
-            match self.kv.lease_ttl(kv.lease).await? {
-                Some(ttl) => now + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
-                None => return Ok(CooldownStatus::Clear),
-            }
+        let remaining = if kv.lease != 0 {
+            self.kv.lease_ttl(kv.lease).await?
         } else {
-            let started: jiff::Timestamp =
-                rec.started_at.parse().map_err(|e| CoordError::Corrupt {
-                    what: key.clone(),
-                    message: format!("parse cooldown start timestamp: {e}"),
-                })?;
-            started.as_millisecond() + i64::try_from(rec.duration_sec * 1000).unwrap_or(i64::MAX)
+            None
         };
+        let until =
+            cooldown_until(&rec, now, remaining).map_err(|message| CoordError::Corrupt {
+                what: key.clone(),
+                message,
+            })?;
         if until <= now {
             return Ok(CooldownStatus::Clear);
         }
@@ -642,7 +755,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         self.kv
             .put(
                 &self.cfg.keys.cooldown(),
-                serde_json::to_vec(&rec).unwrap_or_default(),
+                to_json(&rec, "cooldown record")?,
                 lease,
             )
             .await?;
@@ -650,29 +763,26 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
     }
 
     async fn cluster_health(&self) -> Result<PolicyVerdict, CoordError> {
-        let records: Vec<HealthRecord> = self
+        let health_prefix = self.cfg.keys.health_prefix();
+        let mut facts = ClusterFacts::default();
+        for kv in self
             .kv
-            .range(&self.cfg.keys.health_prefix(), RangeOpts::default())
+            .range(&health_prefix, RangeOpts::default())
             .await?
             .kvs
-            .iter()
-            .filter_map(
-                |kv| match serde_json::from_slice::<HealthRecord>(&kv.value) {
-                    Ok(mut r) => {
-                        if r.node.is_empty() {
-                            r.node = kv.key.rsplit('/').next().unwrap_or_default().to_string();
-                        }
-                        Some(r)
+        {
+            match decode_health(&health_prefix, &kv) {
+                Ok(r) => facts.records.push(r),
+                Err((node, why)) => {
+                    tracing::warn!(event = "health_record_invalid", key = %kv.key, error = %why, "a cluster_health record cannot be read; it counts as not healthy");
+                    if !node.is_empty() {
+                        facts.unreadable.push((node, why));
                     }
-                    Err(e) => {
-                        tracing::warn!(event = "health_record_invalid", key = %kv.key, error = %e);
-                        None
-                    }
-                },
-            )
-            .collect();
+                }
+            }
+        }
         let ip_prefix = self.cfg.keys.in_progress_prefix();
-        let in_progress: Vec<InProgress> = self
+        facts.in_progress = self
             .kv
             .range(&ip_prefix, RangeOpts::default())
             .await?
@@ -685,14 +795,107 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
                     .and_then(|v| v["since"].as_str().map(str::to_string)),
             })
             .collect();
+        // Slot holders: the first K entries. Those ahead of our own entry (all of them when we
+        // have none) are counted as down whatever their records say.
+        let queue = self.queue().await?;
+        let cap = *self.capacity.borrow() as usize;
+        let mine = lock(&self.inner).entry.clone();
+        let my_index = mine
+            .as_ref()
+            .and_then(|k| queue.iter().position(|kv| &kv.key == k));
+        for (i, kv) in queue.iter().take(cap).enumerate() {
+            let node = slots::holder_of(kv).node;
+            if node == self.cfg.node || Some(i) == my_index {
+                continue;
+            }
+            if my_index.is_none_or(|m| i < m) {
+                facts.ahead.push(node.clone());
+            }
+            facts.holders.push(node);
+        }
+        let (policies, stale_after) = self
+            .policies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         Ok(policy::evaluate(
             &self.cfg.node,
-            &records,
-            &in_progress,
-            &self.cfg.policies,
-            self.cfg.stale_after,
+            &facts,
+            &policies,
+            stale_after,
             self.cfg.clock.now(),
         ))
+    }
+
+    async fn await_cluster_change(&self) {
+        loop {
+            match self.watch_cluster_once().await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::debug!(event = "cluster_watch_failed", error = %e, "re-establishing the cluster watch");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    async fn complete_recovery(&self, cooldown: Duration) -> Result<(), CoordError> {
+        if self.cfg.read_only {
+            return Ok(());
+        }
+        let (key, reboot, task) = {
+            let mut i = lock(&self.inner);
+            (i.entry.clone(), i.reboot.clone(), i.reboot_task.take())
+        };
+        if let Some(t) = task {
+            t.abort();
+        }
+        let reboot = reboot.or_else(|| self.cfg.lease_store.load().ok().flatten());
+        let now = self.now_rfc3339();
+        let record = HealthRecord {
+            node: self.cfg.node.clone(),
+            healthy: true,
+            stage: "post-reboot".into(),
+            reason: String::new(),
+            reported_at: now.clone(),
+        };
+        let mut ops = vec![
+            TxnOp::Delete(self.cfg.keys.in_progress(&self.cfg.node)),
+            TxnOp::Put {
+                key: self.cfg.keys.health(&self.cfg.node),
+                value: to_json(&record, "health record")?,
+                lease: 0,
+            },
+        ];
+        if !cooldown.is_zero() {
+            let lease = self.kv.lease_grant(cooldown).await?;
+            let rec = CooldownRecord {
+                node: self.cfg.node.clone(),
+                started_at: now,
+                duration_sec: cooldown.as_secs(),
+            };
+            ops.push(TxnOp::Put {
+                key: self.cfg.keys.cooldown(),
+                value: to_json(&rec, "cooldown record")?,
+                lease,
+            });
+        }
+        let entry = key.as_ref().or(reboot.as_ref().map(|r| &r.key)).cloned();
+        if let Some(k) = &entry {
+            ops.push(TxnOp::Delete(k.clone()));
+        }
+        self.kv.txn(vec![], ops, vec![]).await?;
+        if let Some(k) = &entry {
+            forget_entry(&self.inner, k);
+        }
+        if let Some(r) = &reboot {
+            self.kv.lease_revoke(r.lease).await?;
+            let mut i = lock(&self.inner);
+            if i.reboot.as_ref() == Some(r) {
+                i.reboot = None;
+            }
+        }
+        self.cfg.lease_store.remove()
     }
 
     async fn publish_health(&self, record: HealthRecord) -> Result<(), CoordError> {
@@ -702,7 +905,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         self.kv
             .put(
                 &self.cfg.keys.health(&self.cfg.node),
-                serde_json::to_vec(&record).unwrap_or_default(),
+                to_json(&record, "health record")?,
                 0,
             )
             .await?;
@@ -726,4 +929,75 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
     fn set_capacity(&self, k: u32) {
         EtcdBackend::set_capacity(self, k);
     }
+
+    fn set_policies(&self, policies: Policies, stale_after: Duration) {
+        *self.policies.lock().unwrap_or_else(|p| p.into_inner()) = (policies, stale_after);
+    }
+}
+
+/// Serialises a value written to etcd; an error is an error, never an empty value.
+fn to_json<T: Serialize>(v: &T, what: &str) -> Result<Vec<u8>, CoordError> {
+    serde_json::to_vec(v).map_err(|e| CoordError::Corrupt {
+        what: what.to_string(),
+        message: format!("cannot serialise: {e}"),
+    })
+}
+
+/// The longest cooldown a record may ask for; anything longer is corrupt (fail closed).
+pub const MAX_COOLDOWN_SEC: u64 = 366 * 24 * 3600;
+
+/// When the cooldown `rec` ends, in ms since the epoch, given `now` and the remaining TTL of
+/// its lease (if it has a live one). Never earlier than the record's own start + duration, so
+/// the second-granular lease TTL cannot shorten it; a start in the future counts as now (a
+/// record from a clock far ahead cannot park the node for years). Checked arithmetic: a value
+/// out of range is an error naming it, never a wrap-around that reads as "clear".
+pub fn cooldown_until(
+    rec: &CooldownRecord,
+    now: i64,
+    remaining: Option<Duration>,
+) -> Result<i64, String> {
+    if rec.duration_sec > MAX_COOLDOWN_SEC {
+        return Err(format!(
+            "duration_sec {} is longer than the maximum of {MAX_COOLDOWN_SEC} s",
+            rec.duration_sec
+        ));
+    }
+    let started: jiff::Timestamp = rec
+        .started_at
+        .parse()
+        .map_err(|e| format!("parse cooldown start timestamp {:?}: {e}", rec.started_at))?;
+    let duration_ms = i64::try_from(rec.duration_sec)
+        .ok()
+        .and_then(|d| d.checked_mul(1000))
+        .ok_or_else(|| format!("duration_sec {} out of range", rec.duration_sec))?;
+    let by_record = started
+        .as_millisecond()
+        .min(now)
+        .checked_add(duration_ms)
+        .ok_or_else(|| format!("cooldown end out of range ({})", rec.started_at))?;
+    let by_lease = remaining
+        .and_then(|r| i64::try_from(r.as_millis()).ok())
+        .map(|r| now.saturating_add(r.min(duration_ms)))
+        .unwrap_or(i64::MIN);
+    Ok(by_record.max(by_lease))
+}
+
+/// Reads one `cluster_health/<node>` record. The key names the node: a body naming another
+/// node is refused (it could otherwise speak for that node). Errors carry the key's node.
+pub fn decode_health(prefix: &str, kv: &KeyValue) -> Result<HealthRecord, (String, String)> {
+    let node = kv.key.get(prefix.len()..).unwrap_or_default().to_string();
+    if node.is_empty() || node.contains('/') {
+        return Err((String::new(), format!("unexpected key {}", kv.key)));
+    }
+    let mut r = serde_json::from_slice::<HealthRecord>(&kv.value)
+        .map_err(|e| (node.clone(), format!("not a health record: {e}")))?;
+    if r.node.is_empty() {
+        r.node = node.clone();
+    } else if r.node != node {
+        return Err((
+            node.clone(),
+            format!("record under {} claims to be node {:?}", kv.key, r.node),
+        ));
+    }
+    Ok(r)
 }

@@ -285,6 +285,21 @@ impl Coordinator for LocalBackend {
         Ok(PolicyVerdict::Pass)
     }
 
+    async fn await_cluster_change(&self) {
+        // One host, no peers: nothing in the cluster can change.
+        std::future::pending::<()>().await
+    }
+
+    async fn complete_recovery(&self, cooldown: Duration) -> Result<(), CoordError> {
+        // Nobody else reads these files while this host holds its slot, so the order (marker,
+        // cooldown, then the slot) gives the same guarantee as the etcd transaction.
+        self.clear_in_progress().await?;
+        if !cooldown.is_zero() {
+            self.start_cooldown(cooldown).await?;
+        }
+        self.release_slot().await
+    }
+
     async fn publish_health(&self, record: HealthRecord) -> Result<(), CoordError> {
         self.write_json(&self.health_path(), &record)
     }

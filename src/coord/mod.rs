@@ -155,4 +155,20 @@ pub trait Coordinator: Send + Sync + 'static {
     fn notices(&self) -> tokio::sync::broadcast::Receiver<Notice>;
     /// Applies a reloaded `max_concurrent_reboots` (no-op where it means nothing).
     fn set_capacity(&self, _k: u32) {}
+    /// Applies reloaded `cluster_policies` and `health_stale_after_sec` (no-op where there are
+    /// no peers): an operator tightening the policies during an incident must be obeyed at once.
+    fn set_policies(&self, _policies: crate::config::Policies, _stale_after: Duration) {}
+    /// Resolves once something a waiting node depends on changes in the coordination store: a
+    /// peer's slot entry deleted, a peer's in-progress marker created or deleted, a peer's
+    /// health verdict (healthy and fresh) changed, the pause or the cooldown deleted. This
+    /// node's own writes never wake it. Backends without peers never resolve. Errors are
+    /// retried inside (a broken watch is re-established); the caller's timer is the safety net.
+    fn await_cluster_change(&self) -> impl Future<Output = ()> + Send;
+    /// After a passing post-reboot health check, in one transaction: delete this node's
+    /// in-progress marker, write its healthy `post-reboot` record, start the cooldown
+    /// (`cooldown` > 0) and delete its queue entry; then revoke the reboot lease. Idempotent.
+    fn complete_recovery(
+        &self,
+        cooldown: Duration,
+    ) -> impl Future<Output = Result<(), CoordError>> + Send;
 }

@@ -146,6 +146,33 @@ pub async fn standing<K: Kv>(
     })
 }
 
+/// How long a waiter keeps re-reading through an unavailable store before it gives up its place
+/// (an etcd leader election takes a few seconds; the entry lives on a lease of `lock_ttl_sec`).
+pub const ELECTION_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// [`standing`], retried for up to [`ELECTION_GRACE`] while the store is unavailable, so a
+/// waiter keeps its queue position across an etcd leader election instead of failing closed
+/// and re-joining at the back. Anything else (entry gone, permission) fails at once.
+async fn standing_riding_out_elections<K: Kv>(
+    kv: &K,
+    prefix: &str,
+    key: &str,
+    capacity: u32,
+) -> Result<Standing, SlotError> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match standing(kv, prefix, key, capacity).await {
+            Err(SlotError::Kv(KvError::Unavailable(e))) => {
+                if started.elapsed() >= ELECTION_GRACE {
+                    return Err(SlotError::Kv(KvError::Unavailable(e)));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Waits until `key` holds one of `capacity` slots (the current value of the channel).
 /// Sends a [`QueueUpdate`] whenever the position or the holders change. Woken by a watch on the
 /// prefix (any deletion can move the queue) and by a change of `capacity` (a reload: a raise can
@@ -162,7 +189,7 @@ pub async fn wait_for_slot<K: Kv>(
     let mut capacity_fixed = false;
     loop {
         let cap = *capacity.borrow_and_update();
-        let s = standing(kv, prefix, key, cap).await?;
+        let s = standing_riding_out_elections(kv, prefix, key, cap).await?;
         if s.held {
             return Ok(());
         }
@@ -176,7 +203,12 @@ pub async fn wait_for_slot<K: Kv>(
             let _ = updates.try_send(update.clone());
             last = Some(update);
         }
-        let mut watch = kv.watch(prefix, s.revision + 1).await?;
+        let mut watch = match kv.watch(prefix, s.revision + 1).await {
+            Ok(w) => w,
+            // The store is briefly unavailable (a leader election): re-read, which rides it out.
+            Err(KvError::Unavailable(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
         // Any deletion can move the queue; a broken or ended watch only causes a re-read (which
         // fails there if the store is down).
         loop {

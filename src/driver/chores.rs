@@ -32,6 +32,8 @@ pub enum Chore {
     ClearInProgress,
     /// Write the cluster cooldown.
     StartCooldown(Duration),
+    /// After recovery: marker, healthy record, cooldown and release in one transaction.
+    CompleteRecovery(Duration),
 }
 
 /// The ordered, retrying queue.
@@ -68,15 +70,24 @@ impl Chores {
                         Chore::ReleaseSlot => coord.release_slot().await,
                         Chore::ClearInProgress => coord.clear_in_progress().await,
                         Chore::StartCooldown(d) => coord.start_cooldown(d).await,
+                        Chore::CompleteRecovery(d) => coord.complete_recovery(d).await,
+                    };
+                    let starts_cooldown = match chore {
+                        Chore::StartCooldown(_) => true,
+                        Chore::CompleteRecovery(d) => !d.is_zero(),
+                        _ => false,
                     };
                     match (result, chore) {
-                        (Ok(()), Chore::ReleaseSlot) => {
+                        (Ok(()), Chore::ReleaseSlot | Chore::CompleteRecovery(_)) => {
+                            if starts_cooldown {
+                                metrics.cooldown_activation("success");
+                            }
                             tracing::info!(event = "slot_released", "reboot slot released")
                         }
                         (Ok(()), Chore::StartCooldown(_)) => metrics.cooldown_activation("success"),
                         (Ok(()), _) => {}
                         (Err(e), _) => {
-                            if let Chore::StartCooldown(_) = chore {
+                            if starts_cooldown {
                                 metrics.cooldown_activation("error");
                             }
                             tracing::warn!(event = "coordination_update_failed", chore = ?chore, error = %e, retry_in = ?delay, "coordination update failed; retrying");

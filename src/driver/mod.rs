@@ -89,6 +89,8 @@ struct Driver<C: Coordinator> {
     tx: mpsc::UnboundedSender<Msg>,
     next_tick: Option<Millis>,
     join_task: Option<JoinHandle<()>>,
+    /// The pending `AwaitClusterChange` (a newer one replaces it).
+    cluster_task: Option<JoinHandle<()>>,
     health: Arc<HealthRunner>,
     rc_env: Arc<Vec<(String, String)>>,
     since: Millis,
@@ -156,6 +158,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
         tx,
         next_tick: None,
         join_task: None,
+        cluster_task: None,
         health,
         rc_env,
         since: now_ms(),
@@ -454,6 +457,7 @@ impl<C: Coordinator> Driver<C> {
                 },
                 match verdict {
                     PolicyVerdict::Pass => "healthy",
+                    PolicyVerdict::HeldBack { .. } => "held_back",
                     PolicyVerdict::Blocked { .. } => "unhealthy",
                     PolicyVerdict::Error { .. } => "error",
                 },
@@ -733,6 +737,22 @@ impl<C: Coordinator> Driver<C> {
                 });
             }
             Effect::ClearInProgress => self.chores.push(Chore::ClearInProgress),
+            Effect::CompleteRecovery { cooldown_sec } => {
+                if let Some(t) = self.join_task.take() {
+                    t.abort();
+                }
+                self.chores
+                    .push(Chore::CompleteRecovery(Duration::from_secs(cooldown_sec)));
+            }
+            Effect::AwaitClusterChange { id } => {
+                if let Some(t) = self.cluster_task.take() {
+                    t.abort();
+                }
+                self.cluster_task = Some(tokio::spawn(async move {
+                    coord.await_cluster_change().await;
+                    let _ = tx.send(Msg::Event(Event::ClusterChanged { id }));
+                }));
+            }
             Effect::ReadCooldown { id } => {
                 tokio::spawn(async move {
                     let _ = tx.send(Msg::Event(answers::cooldown(coord.as_ref(), id).await));
@@ -874,6 +894,8 @@ impl<C: Coordinator> Driver<C> {
             })
             .await;
         self.coord.set_capacity(applied.max_concurrent_reboots);
+        self.coord
+            .set_policies(applied.policies.clone(), applied.health_stale_after);
         crate::logging::set_level(&applied.log.level);
         self.settings = Arc::new(applied);
         self.opts.settings = self.settings.as_ref().clone();

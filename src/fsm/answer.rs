@@ -56,7 +56,9 @@ pub fn success(effect: &Effect) -> Option<Event> {
             id: *id,
             result: ReattachResult::Attached,
         },
+        Effect::AwaitClusterChange { id } => Event::ClusterChanged { id: *id },
         Effect::ScheduleTick { .. }
+        | Effect::CompleteRecovery { .. }
         | Effect::PublishHealth { .. }
         | Effect::LeaveQueue
         | Effect::ReleaseSlot

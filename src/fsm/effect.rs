@@ -89,6 +89,21 @@ pub enum Effect {
         /// Its duration.
         duration_sec: u64,
     },
+    /// Resolve once something this node waits for in the coordination store changes (a slot
+    /// released, an in-progress marker or a peer's health verdict changed, pause or cooldown
+    /// gone) → `ClusterChanged`. Replaces any earlier such wait.
+    AwaitClusterChange {
+        /// Request id.
+        id: EffectId,
+    },
+    /// After a passing post-reboot health check, in one transaction: delete the in-progress
+    /// marker, write this node's healthy `post-reboot` record and the cluster cooldown, and
+    /// release the slot (then revoke the reboot lease). The next holder can never see a stale
+    /// marker, a stale unhealthy record, or a slot without the cooldown.
+    CompleteRecovery {
+        /// Cooldown to start (0 = none).
+        cooldown_sec: u64,
+    },
     /// Run the configured hooks of a stage in order → `HooksRan`.
     RunHooks {
         /// Request id.
@@ -142,6 +157,8 @@ impl Effect {
             Effect::ClearInProgress => "ClearInProgress",
             Effect::ReadCooldown { .. } => "ReadCooldown",
             Effect::StartCooldown { .. } => "StartCooldown",
+            Effect::AwaitClusterChange { .. } => "AwaitClusterChange",
+            Effect::CompleteRecovery { .. } => "CompleteRecovery",
             Effect::RunHooks { .. } => "RunHooks",
             Effect::ExecuteReboot { .. } => "ExecuteReboot",
             Effect::WritePostRebootMarker { .. } => "WritePostRebootMarker",
@@ -150,7 +167,7 @@ impl Effect {
     }
 
     /// Every variant name, in declaration order (the spec must list exactly these).
-    pub const NAMES: [&'static str; 19] = [
+    pub const NAMES: [&'static str; 21] = [
         "ScheduleTick",
         "RunDetectors",
         "EvaluateWindow",
@@ -166,6 +183,8 @@ impl Effect {
         "ClearInProgress",
         "ReadCooldown",
         "StartCooldown",
+        "AwaitClusterChange",
+        "CompleteRecovery",
         "RunHooks",
         "ExecuteReboot",
         "WritePostRebootMarker",
@@ -184,6 +203,7 @@ impl Effect {
             | Effect::MoveSlotToRebootLease { id, .. }
             | Effect::ReattachRebootLease { id }
             | Effect::ReadCooldown { id }
+            | Effect::AwaitClusterChange { id }
             | Effect::RunHooks { id, .. }
             | Effect::ExecuteReboot { id, .. } => Some(*id),
             _ => None,

@@ -150,6 +150,13 @@ pub enum Event {
     },
     /// SIGTERM/SIGINT: the process is asked to stop.
     ShutdownRequested,
+    /// Something this node waits for in the coordination store changed (a slot released, a
+    /// marker or a peer's health changed, the pause or the cooldown went away): the answer to
+    /// `AwaitClusterChange`, so a cluster wait is woken by a watch, not by a timer.
+    ClusterChanged {
+        /// The `AwaitClusterChange` request answered.
+        id: EffectId,
+    },
 }
 
 impl Event {
@@ -175,11 +182,12 @@ impl Event {
             Event::RebootLeaseReattached { .. } => "RebootLeaseReattached",
             Event::EffectTimedOut { .. } => "EffectTimedOut",
             Event::ShutdownRequested => "ShutdownRequested",
+            Event::ClusterChanged { .. } => "ClusterChanged",
         }
     }
 
     /// Every variant name, in declaration order (the spec must list exactly these).
-    pub const NAMES: [&'static str; 19] = [
+    pub const NAMES: [&'static str; 20] = [
         "Started",
         "ConfigReloaded",
         "Tick",
@@ -199,6 +207,7 @@ impl Event {
         "RebootLeaseReattached",
         "EffectTimedOut",
         "ShutdownRequested",
+        "ClusterChanged",
     ];
 
     /// The request this event answers, if it answers one.
@@ -217,7 +226,8 @@ impl Event {
             | Event::HooksRan { id, .. }
             | Event::RebootCommandFinished { id, .. }
             | Event::RebootLeaseReattached { id, .. }
-            | Event::EffectTimedOut { id } => Some(*id),
+            | Event::EffectTimedOut { id }
+            | Event::ClusterChanged { id } => Some(*id),
             Event::Started { .. }
             | Event::ConfigReloaded { .. }
             | Event::Tick { .. }
@@ -279,6 +289,12 @@ pub enum PolicyVerdict {
     /// At least one policy blocks; every reason named.
     Blocked {
         /// Human-readable reasons.
+        reasons: Vec<String>,
+    },
+    /// The thresholds fail only because of slot holders' planned downtime (SPEC §6.3): the
+    /// node queues behind them (or, under the slot, keeps its entry) and waits for a release.
+    HeldBack {
+        /// Human-readable reasons (the holders and the thresholds they break).
         reasons: Vec<String>,
     },
     /// The registry could not be read (fails closed).

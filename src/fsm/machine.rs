@@ -55,6 +55,9 @@ pub struct Core {
     /// on the same boot (at most one reboot per boot id, SPEC §2.2): if the node did not
     /// reboot, an operator has to look at it.
     pub rebooted_on: Option<String>,
+    /// The `AwaitClusterChange` an idle node waits on after a pass blocked by cluster state
+    /// (policy, cooldown): its answer starts the next pass at once instead of the timer.
+    pub cluster_wait: Option<EffectId>,
 }
 
 /// Where the node waits in the queue.
@@ -113,6 +116,9 @@ pub enum PostStep {
     Policy,
     /// Health script.
     Script,
+    /// The policy failed only because of other slot holders' planned downtime: keeping the
+    /// entry and waiting (watch) for a release or a health change, then checking again.
+    WaitHolders,
 }
 
 /// Sub-steps of `Rebooting`.
@@ -273,6 +279,7 @@ impl Core {
         match &event.event {
             Event::Tick { gates } => {
                 self.gates = gates.clone();
+                self.cluster_wait = None;
                 if gates.active() {
                     let why = gates.describe(&self.config.kill_switch_file);
                     self.end_pass(
@@ -294,6 +301,20 @@ impl Core {
                 context.push(Effect::ScheduleTick { at: event.now });
                 context.reason("configuration reloaded; checking again now");
                 Handled
+            }
+            Event::ClusterChanged { id } if self.cluster_wait == Some(*id) => {
+                self.cluster_wait = None;
+                if self.gates.active() {
+                    context.reason("cluster state changed, but the kill switch or pause is on");
+                    return Handled;
+                }
+                context.reason("cluster state changed (watch): checking again now");
+                Transition(State::detecting(self.alloc()))
+            }
+            Event::GatesObserved { id: None, gates } if self.gates.active() && !gates.active() => {
+                self.gates = gates.clone();
+                context.reason("kill switch and pause lifted: checking now");
+                Transition(State::detecting(self.alloc()))
             }
             _ => Super,
         }
@@ -456,8 +477,22 @@ impl Core {
                     context.reason("cluster policy passed; running health script (pre-lock)");
                     Handled
                 }
+                PolicyVerdict::HeldBack { reasons } => {
+                    *pending = self.alloc();
+                    *step = PreStep::Script;
+                    context.push(Effect::RunHealthScript {
+                        id: *pending,
+                        phase: Phase::PreLock,
+                    });
+                    context.reason(format!(
+                        "cluster policy: only slot holders' planned downtime stands in the way ({}); running health script (pre-lock), then queueing behind them",
+                        reasons.join("; ")
+                    ));
+                    Handled
+                }
                 PolicyVerdict::Blocked { reasons } => {
                     let why = format!("cluster policy blocks: {}", reasons.join("; "));
+                    self.await_cluster(context);
                     self.stop(
                         context,
                         event,
@@ -504,6 +539,7 @@ impl Core {
                         "cluster cooldown started by {by} active until {}",
                         fmt_ms(*until)
                     );
+                    self.await_cluster(context);
                     self.stop(
                         context,
                         event,
@@ -738,6 +774,25 @@ impl Core {
         context: &mut Ctx,
         event: &Input,
     ) -> Flow<State> {
+        if *step == PostStep::WaitHolders
+            && let Event::Tick { gates } = &event.event
+            && !gates.active()
+        {
+            self.gates = gates.clone();
+            if let Some((at, outcome)) = self.window_closes
+                && event.now >= at
+            {
+                let why =
+                    "maintenance window closed while waiting under the slot for other holders"
+                        .to_string();
+                return self.stop(context, event, Some(outcome), None, why, Next::Interval);
+            }
+            *pending = self.alloc();
+            *step = PostStep::Policy;
+            context.push(Effect::ReadClusterHealth { id: *pending });
+            context.reason("still waiting under the slot for other holders: checking cluster health again (timer)");
+            return Handled;
+        }
         if !fits(event, *pending, &[post_expects(*step)]) {
             return Super;
         }
@@ -847,11 +902,25 @@ impl Core {
                         "cluster policy passed under the slot; running health script (post-lock)",
                     )
                 }
+                PolicyVerdict::HeldBack { reasons } => {
+                    let id = self.alloc();
+                    *pending = id;
+                    *step = PostStep::WaitHolders;
+                    context.push(Effect::AwaitClusterChange { id });
+                    let at = self.holders_wakeup(event.now);
+                    context.push(Effect::ScheduleTick { at });
+                    context.reason(format!(
+                        "holding the slot and waiting for the other holders: {}",
+                        reasons.join("; ")
+                    ));
+                    Handled
+                }
                 PolicyVerdict::Blocked { reasons } => {
                     let why = format!(
                         "cluster policy blocks under the slot: {}",
                         reasons.join("; ")
                     );
+                    self.await_cluster(context);
                     self.stop(
                         context,
                         event,
@@ -890,10 +959,19 @@ impl Core {
                     ),
                 }
             }
+            Event::ClusterChanged { .. } => {
+                *pending = self.alloc();
+                *step = PostStep::Policy;
+                context.push(Effect::ReadClusterHealth { id: *pending });
+                context.reason("cluster state changed while waiting under the slot: checking cluster health again");
+                Handled
+            }
             Event::EffectTimedOut { .. } => {
                 let (outcome, exit) = match step {
                     PostStep::Detectors => (None, Some(Exit::DetectorError)),
-                    PostStep::Policy | PostStep::Script => (Some(Outcome::HealthBlocked), None),
+                    PostStep::Policy | PostStep::Script | PostStep::WaitHolders => {
+                        (Some(Outcome::HealthBlocked), None)
+                    }
                     PostStep::Gates | PostStep::Window => (None, Some(Exit::Runtime)),
                 };
                 let why = format!("check under the slot timed out ({step:?})");
@@ -918,6 +996,7 @@ impl Core {
                 id,
                 phase: Phase::PostLock,
             },
+            PostStep::WaitHolders => Effect::AwaitClusterChange { id },
         });
     }
 
@@ -971,6 +1050,7 @@ impl Core {
                         "cluster cooldown started by {by} active until {}",
                         fmt_ms(*until)
                     );
+                    self.await_cluster(context);
                     self.stop(
                         context,
                         event,
@@ -1416,16 +1496,12 @@ impl Core {
                 self.publish(context, result, Phase::PostReboot);
                 match health_block_reason(result, Phase::PostReboot) {
                     None => {
-                        // Order matters: the marker goes and the cooldown is written BEFORE the
-                        // slot is released, so the next node under the slot neither sees a stale
-                        // marker nor misses the cooldown.
-                        context.push(Effect::ClearInProgress);
-                        if self.config.min_reboot_interval_sec > 0 {
-                            context.push(Effect::StartCooldown {
-                                duration_sec: self.config.min_reboot_interval_sec,
-                            });
-                        }
-                        context.push(Effect::ReleaseSlot);
+                        // One transaction: marker gone, healthy record, cooldown and release
+                        // land together, so the next holder never sees a stale marker or
+                        // record, nor a free slot without the cooldown.
+                        context.push(Effect::CompleteRecovery {
+                            cooldown_sec: self.config.min_reboot_interval_sec,
+                        });
                         let (exit, why) = if rec.failed_reboot {
                             (Exit::Runtime, "healthy, but the reboot did not happen (reboot failed); slot released".to_string())
                         } else {
@@ -1578,6 +1654,27 @@ impl Core {
         }
     }
 
+    /// Asks to be woken when the cluster state that blocked this pass changes (not in `--once`,
+    /// whose pass ends the process).
+    fn await_cluster(&mut self, ctx: &mut Ctx) {
+        if self.config.once {
+            return;
+        }
+        let id = self.alloc();
+        self.cluster_wait = Some(id);
+        ctx.push(Effect::AwaitClusterChange { id });
+    }
+
+    /// The safety-net wake-up while waiting under the slot for other holders: one check
+    /// interval, or the window's closing if that is sooner.
+    fn holders_wakeup(&self, now: Millis) -> Millis {
+        let at = now.saturating_add(self.config.check_interval_ms);
+        match self.window_closes {
+            Some((t, _)) => at.min(t),
+            None => at,
+        }
+    }
+
     /// Publishes the result of a health-script run to the cluster registry.
     fn publish(&self, ctx: &mut Ctx, result: &HealthResult, phase: Phase) {
         let reason =
@@ -1667,6 +1764,7 @@ fn post_expects(step: PostStep) -> &'static str {
         PostStep::Detectors => "DetectorsEvaluated",
         PostStep::Policy => "ClusterHealthEvaluated",
         PostStep::Script => "HealthChecked",
+        PostStep::WaitHolders => "ClusterChanged",
     }
 }
 

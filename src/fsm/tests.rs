@@ -135,13 +135,7 @@ fn full_reboot_and_recovery() {
     assert_eq!(s.to, StateName::Idle);
     assert_eq!(
         names(&s),
-        [
-            "PublishHealth",
-            "ClearInProgress",
-            "StartCooldown",
-            "ReleaseSlot",
-            "ScheduleTick"
-        ]
+        ["PublishHealth", "CompleteRecovery", "ScheduleTick"]
     );
     assert_eq!(s.exit, Some(Exit::Ok));
     let marker = r
@@ -372,7 +366,11 @@ fn failing_post_reboot_health_keeps_the_slot() {
         result: HealthResult::Passed,
     });
     assert_eq!(s.to, StateName::Idle);
-    assert!(names(&s).contains(&"ReleaseSlot"));
+    assert_eq!(
+        s.effects[1],
+        Effect::CompleteRecovery { cooldown_sec: 600 },
+        "marker, record, cooldown and release in one transaction"
+    );
 }
 
 #[test]
@@ -522,7 +520,14 @@ fn an_active_cooldown_stops_the_pass_before_queueing() {
     assert_eq!((s.from, s.to), (StateName::HealthPre, StateName::Idle));
     assert_eq!(s.outcome, Some(Outcome::CooldownActive));
     assert_eq!(s.exit, Some(Exit::Ok), "cooldown_active exits 0 (Go)");
-    assert_eq!(s.effects, vec![Effect::ScheduleTick { at: T0 + 900_000 }]);
+    assert!(
+        matches!(
+            s.effects.as_slice(),
+            [Effect::AwaitClusterChange { .. }, Effect::ScheduleTick { at }] if *at == T0 + 900_000
+        ),
+        "woken by the cooldown's deletion or its end: {:?}",
+        s.effects
+    );
     assert!(
         !r.steps
             .iter()
@@ -744,4 +749,156 @@ fn dry_run_reload_during_the_final_window_check_does_not_reboot() {
         ["ClearInProgress", "ReleaseSlot", "ScheduleTick"]
     );
     assert_eq!(executed_reboots(&r), 0);
+}
+
+/// Feeds `verdict` as the answer to the pending `ReadClusterHealth`.
+fn policy(r: &mut Run, verdict: PolicyVerdict) -> Step {
+    let id = r.pending();
+    r.feed(Event::ClusterHealthEvaluated { id, verdict })
+}
+
+fn held_back() -> PolicyVerdict {
+    PolicyVerdict::HeldBack {
+        reasons: vec!["node-2 is rebooting and holds a slot".into()],
+    }
+}
+
+#[test]
+fn planned_downtime_before_the_lock_queues_instead_of_blocking() {
+    let mut r = Run::start(cfg());
+    let s = r.tick();
+    let s = r.happy_until(s, StateName::HealthPre);
+    assert_eq!(names(&s), ["ReadClusterHealth"]);
+    let s = policy(&mut r, held_back());
+    assert_eq!(s.to, StateName::HealthPre);
+    assert_eq!(names(&s), ["RunHealthScript"]);
+    let s = r.happy_until(s, StateName::Locking);
+    assert_eq!(
+        s.to,
+        StateName::Locking,
+        "joins the queue behind the holder"
+    );
+    assert!(names(&s).contains(&"JoinQueue"));
+}
+
+#[test]
+fn held_back_under_the_slot_keeps_it_and_waits_for_a_change() {
+    let mut r = Run::start(cfg());
+    let mut s = r.tick();
+    // Walk until the policy read under the slot.
+    for _ in 0..20 {
+        if s.from == StateName::HealthPost && names(&s) == ["ReadClusterHealth"] {
+            break;
+        }
+        let ev = s.effects.iter().find_map(answer::success).expect("answer");
+        s = r.feed(ev);
+    }
+    assert_eq!(names(&s), ["ReadClusterHealth"]);
+    let s = policy(&mut r, held_back());
+    assert_eq!(s.to, StateName::HealthPost, "the slot is kept");
+    assert!(
+        matches!(s.effects.as_slice(), [Effect::AwaitClusterChange { .. }, Effect::ScheduleTick { at }] if *at == r.now + cfg().check_interval_ms),
+        "{:?}",
+        s.effects
+    );
+    let wait = r.pending();
+    // A stale change is ignored; the pending one re-reads the cluster.
+    let s = r.feed(Event::ClusterChanged { id: wait + 99 });
+    assert!(s.effects.is_empty());
+    let s = r.feed(Event::ClusterChanged { id: wait });
+    assert_eq!(names(&s), ["ReadClusterHealth"]);
+    // The holder recovered: the policy passes and the checks go on under the same slot.
+    let s = policy(&mut r, PolicyVerdict::Pass);
+    assert_eq!(names(&s), ["RunHealthScript"]);
+    let s = r.happy_until(s, StateName::Rebooting);
+    assert_eq!(s.to, StateName::Rebooting);
+    assert!(
+        !r.steps
+            .iter()
+            .flat_map(|s| &s.effects)
+            .any(|e| matches!(e, Effect::ReleaseSlot | Effect::LeaveQueue)),
+        "never gave the slot back while waiting"
+    );
+}
+
+#[test]
+fn a_window_closing_while_held_back_gives_the_slot_back() {
+    let mut r = Run::start(cfg());
+    r.tick();
+    let id = r.pending();
+    r.feed(Event::DetectorsEvaluated {
+        id,
+        result: DetectorResult::Required {
+            by: vec!["file:/run/reboot-required".into()],
+        },
+    });
+    let id = r.pending();
+    let s = r.feed(Event::WindowEvaluated {
+        id,
+        verdict: WindowVerdict::Open {
+            closes_at: Some(T0 + 30_000),
+            closes_by: Some(Outcome::WindowDenied),
+        },
+    });
+    let mut s = s;
+    for _ in 0..20 {
+        if s.from == StateName::HealthPost && names(&s) == ["ReadClusterHealth"] {
+            break;
+        }
+        let ev = s.effects.iter().find_map(answer::success).expect("answer");
+        s = r.feed(ev);
+    }
+    let s = policy(&mut r, held_back());
+    assert!(
+        matches!(s.effects.as_slice(), [Effect::AwaitClusterChange { .. }, Effect::ScheduleTick { at }] if *at == T0 + 30_000),
+        "the safety-net timer is the window's closing: {:?}",
+        s.effects
+    );
+    r.now = T0 + 30_000;
+    let s = r.tick();
+    assert_eq!(s.to, StateName::Idle);
+    assert_eq!(s.outcome, Some(Outcome::WindowDenied));
+    assert!(names(&s).contains(&"ReleaseSlot"));
+}
+
+#[test]
+fn a_blocked_pass_is_woken_by_the_cluster_watch() {
+    let mut r = Run::start(cfg());
+    let mut s = r.tick();
+    while names(&s) != ["ReadClusterHealth"] {
+        let ev = s.effects.iter().find_map(answer::success).expect("answer");
+        s = r.feed(ev);
+    }
+    let s = policy(
+        &mut r,
+        PolicyVerdict::Blocked {
+            reasons: vec!["peer node-3 is unhealthy".into()],
+        },
+    );
+    assert_eq!(s.to, StateName::Idle);
+    let Some(Effect::AwaitClusterChange { id }) = s.effects.first().cloned() else {
+        panic!("no cluster wait: {:?}", s.effects);
+    };
+    assert_eq!(names(&s), ["AwaitClusterChange", "ScheduleTick"]);
+    // An answer to an older wait does nothing; the current one starts the pass at once.
+    let s = r.feed(Event::ClusterChanged { id: id - 1 });
+    assert_eq!(s.to, StateName::Idle);
+    let s = r.feed(Event::ClusterChanged { id });
+    assert_eq!(s.to, StateName::Detecting);
+}
+
+#[test]
+fn lifting_the_pause_starts_a_pass_at_once() {
+    let mut r = Run::start(cfg());
+    let paused = Gates {
+        kill_switch: false,
+        pause: Some("incident".into()),
+    };
+    let s = r.feed(Event::Tick { gates: paused });
+    assert_eq!(s.outcome, Some(Outcome::KillSwitchActive));
+    let s = r.feed(Event::GatesObserved {
+        id: None,
+        gates: Gates::default(),
+    });
+    assert_eq!(s.to, StateName::Detecting);
 }

@@ -36,6 +36,7 @@ struct Daemon {
     tx: mpsc::UnboundedSender<Event>,
     tasks: JoinSet<()>,
     join_task: Option<JoinHandle<()>>,
+    cluster_task: Option<JoinHandle<()>>,
     next_tick: Option<Millis>,
 }
 
@@ -81,6 +82,7 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
         tx,
         tasks: JoinSet::new(),
         join_task: None,
+        cluster_task: None,
         next_tick: None,
     };
     let rebooted = {
@@ -344,6 +346,23 @@ impl Daemon {
                 let _ = self.tx.send(answer);
             }
             Effect::ClearInProgress => self.chores.push(Chore::ClearInProgress),
+            Effect::CompleteRecovery { cooldown_sec } => {
+                if let Some(t) = self.join_task.take() {
+                    t.abort();
+                }
+                self.chores
+                    .push(Chore::CompleteRecovery(Duration::from_secs(cooldown_sec)));
+            }
+            Effect::AwaitClusterChange { id } => {
+                if let Some(t) = self.cluster_task.take() {
+                    t.abort();
+                }
+                let (coord, tx) = (self.coord.clone(), self.tx.clone());
+                self.cluster_task = Some(tokio::spawn(async move {
+                    coord.await_cluster_change().await;
+                    let _ = tx.send(Event::ClusterChanged { id });
+                }));
+            }
             Effect::ReadCooldown { id } => {
                 let answer = answers::cooldown(self.coord.as_ref(), id).await;
                 let _ = self.tx.send(answer);

@@ -65,22 +65,21 @@ fn an_edited_recorded_effect_is_reported_as_divergence() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = write_journal(dir.path());
     let text = std::fs::read_to_string(&path).expect("read");
-    // The last record releases the slot; pretend the old version had only left the queue.
-    assert!(text.contains("\"type\":\"release_slot\""));
-    std::fs::write(
-        &path,
-        text.replace("\"type\":\"release_slot\"", "\"type\":\"leave_queue\""),
-    )
-    .expect("write");
+    // The last record completes the recovery; pretend the old version had only left the queue.
+    assert!(text.contains("\"type\":\"complete_recovery\""));
+    let at = text.find("\"type\":\"complete_recovery\"").expect("found");
+    let end = at + text[at..].find('}').expect("object end");
+    let edited = format!("{}\"type\":\"leave_queue\"{}", &text[..at], &text[end..]);
+    std::fs::write(&path, edited).expect("write");
     let (code, _, err) = outcome(&["simulate", "--trace", &path.display().to_string()]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("divergence at input 22"), "{err}");
     assert!(
-        err.contains("recorded:   Recovering -> Idle  [PublishHealth, ClearInProgress, StartCooldown, LeaveQueue"),
+        err.contains("recorded:   Recovering -> Idle  [PublishHealth, LeaveQueue"),
         "{err}"
     );
     assert!(
-        err.contains("recomputed: Recovering -> Idle  [PublishHealth, ClearInProgress, StartCooldown, ReleaseSlot"),
+        err.contains("recomputed: Recovering -> Idle  [PublishHealth, CompleteRecovery"),
         "{err}"
     );
 }
