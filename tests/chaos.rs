@@ -1020,3 +1020,165 @@ fn scenario_13_sighup_raises_max_concurrent_reboots() {
     assert_eq!(c.journal_max_overlap(), 2, "{}", c.timeline());
     c.finish();
 }
+
+// ------------------------------------------------------------------ hand-off in a real fleet
+// Issue #13: updates land at different times. Each daemon starts 1 s after the previous one
+// with its update already installed (its first check finds it), with the Go default intervals
+// (`check_interval_sec: 60`, backoff 5–60 s), so any hand-off that waits for a timer costs
+// seconds and fails the bounds below; a hand-off driven by the watch costs milliseconds.
+
+/// Starts node `i` at `t0 + i × spread`, failing early on an invariant violation.
+fn start_staggered(c: &Cluster, spread: Duration) {
+    let t0 = epoch_ms();
+    let step = u64::try_from(spread.as_millis()).expect("ms");
+    for i in 0..c.nodes.len() {
+        hold_until(c, t0 + step * i as u64);
+        c.start(i);
+    }
+}
+
+/// Per reboot in order: (node, reboot command at, previous node's recovery at), from journals.
+fn handoff_gaps(c: &Cluster) -> Vec<(usize, u64)> {
+    let recs: Vec<Vec<Rec>> = c.nodes.iter().map(records).collect();
+    let mut order: Vec<(u64, usize)> = recs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (reboot_at(r).expect("reboot"), i))
+        .collect();
+    order.sort_unstable();
+    order
+        .windows(2)
+        .map(|w| {
+            let prev = recovered_at(&recs[w[0].1]).expect("recovered");
+            (w[1].1, w[1].0.saturating_sub(prev))
+        })
+        .collect()
+}
+
+/// How many times node `i` joined the slot queue (entered Locking from elsewhere).
+fn times_queued(c: &Cluster, i: usize) -> usize {
+    records(&c.nodes[i])
+        .iter()
+        .filter(|r| r.to == "Locking" && r.from != "Locking")
+        .count()
+}
+
+/// K=1, 4 nodes, arrivals 1 s apart, 3 s reboots, Go intervals: every node that arrives while
+/// another reboots queues behind it at once, and takes over within a second of its recovery.
+#[test]
+fn scenario_15_staggered_arrivals_hand_off_at_once() {
+    let c = Cluster::new(Opts {
+        n: 4,
+        k: 1,
+        down: Duration::from_secs(3),
+        go_intervals: true,
+        ..Opts::default()
+    });
+    start_staggered(&c, Duration::from_secs(1));
+    c.wait_all_rebooted_once(60);
+    assert_eq!(c.max_seen(), 1, "{}", c.timeline());
+    assert_eq!(c.journal_max_overlap(), 1, "{}", c.timeline());
+    let gaps = handoff_gaps(&c);
+    for (node, gap) in &gaps {
+        assert!(
+            *gap <= 1_000,
+            "node-{node}'s reboot command came {gap} ms after the previous recovery (a timer, not the watch)\n{}",
+            c.timeline()
+        );
+    }
+    for i in 0..c.nodes.len() {
+        assert_eq!(
+            times_queued(&c, i),
+            1,
+            "node-{i} was turned back and queued again\n{}",
+            c.timeline()
+        );
+    }
+    let mut ms: Vec<u64> = gaps.iter().map(|g| g.1).collect();
+    let max = ms.iter().copied().max().unwrap_or_default();
+    println!(
+        "scenario_15: N=4 K=1 arrivals 1 s apart, Go intervals: hand-off (recovered -> next reboot command) median {} ms, max {max} ms, gaps {:?}",
+        median(&mut ms),
+        gaps
+    );
+    c.finish();
+}
+
+/// K=2, 6 nodes, arrivals 1 s apart, 4 s reboots: two nodes really are down together, never
+/// three.
+#[test]
+fn scenario_16_staggered_arrivals_two_slots_run_two_reboots_together() {
+    let c = Cluster::new(Opts {
+        n: 6,
+        k: 2,
+        down: Duration::from_secs(4),
+        go_intervals: true,
+        ..Opts::default()
+    });
+    start_staggered(&c, Duration::from_secs(1));
+    c.wait_all_rebooted_once(90);
+    assert!(c.max_seen() <= 2, "{}", c.timeline());
+    let together = max_down_together(&c);
+    assert_eq!(
+        together,
+        2,
+        "never two nodes down together\n{}",
+        c.timeline()
+    );
+    let mut ms: Vec<u64> = handoff_gaps(&c).iter().map(|g| g.1).collect();
+    println!(
+        "scenario_16: N=6 K=2 arrivals 1 s apart: max down together {together}; reboot gaps after the previous recovery (ms, negative = overlap, shown as 0) {:?}, median {}",
+        ms.clone(),
+        median(&mut ms)
+    );
+    c.finish();
+}
+
+/// K=2 but `min_healthy_absolute` lets only one of 6 nodes be down: never two down, and the
+/// second holder keeps its slot (waits under it) instead of giving it back and re-queueing.
+#[test]
+fn scenario_17_thresholds_hold_the_second_holder_in_place() {
+    let c = Cluster::new(Opts {
+        n: 6,
+        k: 2,
+        down: Duration::from_secs(3),
+        go_intervals: true,
+        extra: "cluster_policies: {min_healthy_absolute: 5}\n".into(),
+        ..Opts::default()
+    });
+    start_staggered(&c, Duration::from_secs(1));
+    c.wait_all_rebooted_once(120);
+    assert_eq!(max_down_together(&c), 1, "{}", c.timeline());
+    let waited_under_the_slot = (0..c.nodes.len())
+        .filter(|&i| {
+            records(&c.nodes[i]).iter().any(|r| {
+                r.from == "HealthPost" && r.reason.starts_with("holding the slot and waiting")
+            })
+        })
+        .count();
+    assert!(
+        waited_under_the_slot >= 1,
+        "no second holder waited under its slot\n{}",
+        c.timeline()
+    );
+    for i in 0..c.nodes.len() {
+        assert_eq!(
+            times_queued(&c, i),
+            1,
+            "node-{i} gave its place up and queued again\n{}",
+            c.timeline()
+        );
+    }
+    let gaps = handoff_gaps(&c);
+    for (node, gap) in &gaps {
+        assert!(
+            *gap <= 1_000,
+            "node-{node} waited {gap} ms after the previous recovery\n{}",
+            c.timeline()
+        );
+    }
+    println!(
+        "scenario_17: N=6 K=2 min_healthy_absolute 5: {waited_under_the_slot} node(s) waited under the slot; hand-off gaps {gaps:?}"
+    );
+    c.finish();
+}

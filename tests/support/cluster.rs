@@ -45,6 +45,9 @@ pub struct Opts {
     pub members: usize,
     /// Runs one node inside a network namespace (see [`InNetns`]).
     pub netns: Option<InNetns>,
+    /// The Go default intervals (`check_interval_sec: 60`, backoff 5–60 s) instead of the
+    /// suite's 1 s / 1–2 s: a hand-off that waits for a timer shows up as seconds, not ms.
+    pub go_intervals: bool,
 }
 
 /// One node that runs inside a network namespace and reaches etcd through a veth pair.
@@ -70,6 +73,7 @@ impl Default for Opts {
             extra: String::new(),
             members: 1,
             netns: None,
+            go_intervals: false,
         }
     }
 }
@@ -176,6 +180,14 @@ impl Cluster {
                         "lock_ttl_sec: 30\n",
                         &format!("lock_ttl_sec: {}\n", o.lock_ttl_sec),
                     );
+                let cfg = if o.go_intervals {
+                    cfg.replace(
+                        "check_interval_sec: 1\nbackoff_min_sec: 1\nbackoff_max_sec: 2\n",
+                        "check_interval_sec: 60\nbackoff_min_sec: 5\nbackoff_max_sec: 60\n",
+                    )
+                } else {
+                    cfg
+                };
                 std::fs::write(n.path("config.yaml"), cfg).expect("config");
                 // The node's health script (see the module doc for the files that steer it).
                 let d = n.dir.path();
