@@ -42,6 +42,7 @@ fn rollout(nodes: usize, capacity: u32) -> SimSpec {
         detector_latency: Duration::ZERO,
         health_timeout: Duration::from_secs(30),
         needs_reboot: (0..nodes).collect(),
+        arrivals: Vec::new(),
         never_return: Vec::new(),
         faults: Vec::new(),
         horizon: Duration::from_secs(7 * 86_400),

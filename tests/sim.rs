@@ -101,6 +101,46 @@ fn a_protocol_that_releases_on_boot_is_caught_within_a_few_seeds() {
     );
 }
 
+/// The previous version's hand-off (a peer's reboot blocks, the backoff timer wakes the node)
+/// must fail the sweep: by the planned-downtime check wherever a node meets a rebooting peer,
+/// and by the hand-off check (one slot, updates spread over time) where it then waits.
+#[test]
+fn a_timer_driven_hand_off_is_caught() {
+    let (mut live, mut by_check, mut spread, mut by_hand_off) = (0, 0, 0, 0);
+    for seed in 0..400u64 {
+        let mut spec = random::spec(seed);
+        if !spec.check_liveness || spec.needs_reboot.len() < 2 {
+            continue;
+        }
+        live += 1;
+        let measured = spec.capacity == 1
+            && !spec.arrivals.is_empty()
+            && spec.fsm.lock_wait_timeout_ms.is_none();
+        spread += usize::from(measured);
+        spec.broken = Some(Broken::TimerHandoff);
+        let report = sim::run(&spec);
+        let has = |what: &str| report.violations.iter().any(|v| v.contains(what));
+        by_check += usize::from(has("must queue behind them"));
+        by_hand_off += usize::from(measured && has("hand-off too slow"));
+    }
+    println!(
+        "timer hand-off: {live} fault-free seeds, {by_check} caught by the planned-downtime check; \
+         {spread} with one slot and spread arrivals, {by_hand_off} caught by the hand-off check"
+    );
+    assert!(
+        by_check * 3 > live,
+        "planned-downtime check: {by_check} of {live}"
+    );
+    assert!(
+        spread >= 10,
+        "only {spread} seeds with one slot and spread arrivals"
+    );
+    assert!(
+        by_hand_off * 3 >= spread,
+        "hand-off check: {by_hand_off} of {spread}"
+    );
+}
+
 #[test]
 fn fault_free_rollouts_finish_and_reboot_everyone_once() {
     let mut checked = 0;

@@ -63,6 +63,10 @@ pub struct PlanArgs {
     /// How long one run of the health script takes.
     #[arg(long, value_name = "DURATION", default_value = "10s", requires = "cluster", value_parser = humantime::parse_duration)]
     pub health_duration: std::time::Duration,
+    /// Updates land uniformly over this span (seeded) instead of all at once, as in a real
+    /// fleet; each node notices its update when it lands.
+    #[arg(long, value_name = "SPREAD", default_value = "0s", requires = "cluster", value_parser = humantime::parse_duration)]
+    pub arrivals: std::time::Duration,
     /// When the rollout starts (RFC 3339; default: now).
     #[arg(long, value_name = "RFC3339", requires = "cluster")]
     pub start: Option<String>,

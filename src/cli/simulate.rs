@@ -115,6 +115,7 @@ pub fn cluster(config: &Path, nodes: u32, args: &super::PlanArgs) -> Exit {
         health: args.health_duration,
         start_ms,
         seed: args.seed,
+        arrivals: args.arrivals,
     };
     let p = plan::plan(&s, &opts);
     if args.json {

@@ -65,6 +65,10 @@ pub struct SimSpec {
     pub health_timeout: Duration,
     /// Which nodes need a reboot at the start (indexes).
     pub needs_reboot: Vec<usize>,
+    /// Updates that land later (node, when after the start), as in a real fleet where
+    /// packages install at different times: the node's daemon starts at that instant with its
+    /// update installed, so its first check finds it. The node must also be in `needs_reboot`.
+    pub arrivals: Vec<(usize, Duration)>,
     /// Nodes that never come back from their reboot.
     pub never_return: Vec<usize>,
     /// Scheduled faults and operator actions.
@@ -92,6 +96,9 @@ pub enum Broken {
     IgnoreKillSwitch,
     /// Report every maintenance window as open.
     IgnoreWindows,
+    /// Treat slot holders' planned downtime as a block and never wake on the cluster watch:
+    /// the previous version's hand-off, which waited for the backoff timer.
+    TimerHandoff,
 }
 
 /// One scheduled fault or operator action.
@@ -172,6 +179,11 @@ pub enum FaultKind {
     },
     /// A new update arrives on the node: it needs a reboot (again).
     NeedsReboot {
+        /// Node index.
+        node: usize,
+    },
+    /// The node's update lands and its daemon starts (see [`SimSpec::arrivals`]).
+    UpdateArrives {
         /// Node index.
         node: usize,
     },

@@ -283,7 +283,46 @@ impl Daemon {
             Effect::ReadClusterHealth { id } => {
                 // The in-memory store answers at once, so reads are awaited in place (the
                 // answer still arrives as the next input, as from a task).
-                let answer = answers::cluster_health(self.coord.as_ref(), id).await;
+                let mut answer = answers::cluster_health(self.coord.as_ref(), id).await;
+                if self.sh.spec.broken == Some(Broken::TimerHandoff) {
+                    // As before: any peer's in-progress marker blocks.
+                    let ip = self.sh.keys.in_progress_prefix();
+                    let me = super::node_name(self.i);
+                    let marked: Vec<String> = self
+                        .sh
+                        .kv
+                        .dump()
+                        .iter()
+                        .filter_map(|kv| kv.key.strip_prefix(&ip).map(str::to_string))
+                        .filter(|n| *n != me)
+                        .collect();
+                    let held_back = matches!(
+                        &answer,
+                        Event::ClusterHealthEvaluated {
+                            verdict: PolicyVerdict::HeldBack { .. },
+                            ..
+                        }
+                    );
+                    if held_back || !marked.is_empty() {
+                        answer = Event::ClusterHealthEvaluated {
+                            id,
+                            verdict: PolicyVerdict::Blocked {
+                                reasons: vec![format!(
+                                    "reboot in progress on {}",
+                                    marked.join(", ")
+                                )],
+                            },
+                        };
+                    }
+                }
+                if let Event::ClusterHealthEvaluated {
+                    verdict: PolicyVerdict::Blocked { reasons },
+                    ..
+                } = &answer
+                    && self.sh.spec.check_liveness
+                {
+                    super::check::blocked_only_by_holders(&self.sh, self.i, reasons);
+                }
                 let _ = self.tx.send(answer);
             }
             Effect::RunHealthScript { id, .. } => {
@@ -353,6 +392,8 @@ impl Daemon {
                 self.chores
                     .push(Chore::CompleteRecovery(Duration::from_secs(cooldown_sec)));
             }
+            Effect::AwaitClusterChange { .. }
+                if self.sh.spec.broken == Some(Broken::TimerHandoff) => {}
             Effect::AwaitClusterChange { id } => {
                 if let Some(t) = self.cluster_task.take() {
                     t.abort();

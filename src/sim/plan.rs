@@ -27,8 +27,11 @@ pub struct PlanOptions {
     pub health: Duration,
     /// Wall-clock start (ms since the epoch).
     pub start_ms: Millis,
-    /// Seed (jitter).
+    /// Seed (jitter, arrival times).
     pub seed: u64,
+    /// Updates land uniformly over this span (seeded) instead of all at the start: each node's
+    /// daemon notices its update when it lands.
+    pub arrivals: Duration,
 }
 
 /// One occurrence of the maintenance window and the reboots that started inside it.
@@ -79,6 +82,7 @@ pub fn spec(s: &Settings, o: &PlanOptions) -> SimSpec {
         detector_latency: Duration::ZERO,
         health_timeout: s.health_timeout,
         needs_reboot: (0..o.nodes).collect(),
+        arrivals: arrivals(o),
         never_return: Vec::new(),
         faults: Vec::new(),
         horizon: Duration::from_secs(120 * 86_400),
@@ -86,6 +90,22 @@ pub fn spec(s: &Settings, o: &PlanOptions) -> SimSpec {
         check_liveness: false,
         broken: None,
     }
+}
+
+/// When each node's update lands: uniformly over `o.arrivals` from the seed (the first node at
+/// the start, so the plan starts when the rollout does), or all at the start.
+fn arrivals(o: &PlanOptions) -> Vec<(usize, Duration)> {
+    if o.arrivals.is_zero() {
+        return Vec::new();
+    }
+    let mut r = fastrand::Rng::with_seed(o.seed ^ 0xa77_1a15);
+    let span = u64::try_from(o.arrivals.as_millis()).unwrap_or(u64::MAX);
+    (0..o.nodes)
+        .map(|i| {
+            let at = if i == 0 { 0 } else { r.u64(0..=span) };
+            (i, Duration::from_millis(at))
+        })
+        .collect()
 }
 
 /// Runs the plan.

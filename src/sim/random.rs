@@ -86,6 +86,7 @@ pub fn spec(seed: u64) -> SimSpec {
         detector_latency: Duration::from_millis(r.u64(0..=2000)),
         health_timeout: secs(30),
         needs_reboot,
+        arrivals: Vec::new(),
         never_return: Vec::new(),
         faults: Vec::new(),
         horizon: secs(4 * 3600),
@@ -94,6 +95,17 @@ pub fn spec(seed: u64) -> SimSpec {
         broken: None,
     };
     if fault_free {
+        // Half of the fault-free runs have their updates land spread over up to 10 minutes,
+        // as in a real fleet: nodes then arrive while others are rebooting, and must queue
+        // behind them at once (a hand-off that waits for a timer breaks the liveness bound).
+        if r.bool() {
+            let spread = r.u64(10..=600) * 1000;
+            spec.arrivals = spec
+                .needs_reboot
+                .iter()
+                .map(|&i| (i, Duration::from_millis(r.u64(0..=spread))))
+                .collect();
+        }
         spec.horizon = super::check::liveness_bound(&spec) + secs(600);
         return spec;
     }

@@ -365,6 +365,10 @@ impl Shared {
                 self.world().nodes[node].clock.step(delta_ms)
             }
             FaultKind::NeedsReboot { node } => self.world().nodes[node].needs_reboot = true,
+            FaultKind::UpdateArrives { node } => {
+                self.world().nodes[node].needs_reboot = true;
+                self.start_daemon(node);
+            }
         }
     }
 
@@ -429,6 +433,9 @@ fn describe(kind: &FaultKind, end: bool) -> String {
             format!("{} clock stepped by {delta_ms} ms", node_name(*node))
         }
         FaultKind::NeedsReboot { node } => format!("{} got a new update", node_name(*node)),
+        FaultKind::UpdateArrives { node } => {
+            format!("{}: update lands, daemon starts", node_name(*node))
+        }
     };
     if end {
         format!("end of {what}")
@@ -448,6 +455,11 @@ fn end_of(kind: &FaultKind) -> Option<Duration> {
         | FaultKind::Pause { span } => Some(*span),
         _ => None,
     }
+}
+
+/// Whether node `i`'s update (and daemon) only arrives after the start.
+fn arrives_later(spec: &SimSpec, i: usize) -> bool {
+    spec.arrivals.iter().any(|&(n, at)| n == i && !at.is_zero())
 }
 
 static SIM_METRICS: std::sync::OnceLock<Arc<Metrics>> = std::sync::OnceLock::new();
@@ -480,7 +492,7 @@ async fn run_async(spec: SimSpec) -> SimReport {
             lease_store: Arc::new(Mutex::new(None)),
             machine: Arc::new(Mutex::new(Machine::new())),
             boot_seq: 1,
-            needs_reboot: spec.needs_reboot.contains(&i),
+            needs_reboot: spec.needs_reboot.contains(&i) && !arrives_later(&spec, i),
             powered: true,
             daemon: None,
             ctl: None,
@@ -497,6 +509,9 @@ async fn run_async(spec: SimSpec) -> SimReport {
         })
         .collect();
     let mut actions: Vec<(Duration, FaultKind, bool)> = Vec::new();
+    for &(node, at) in spec.arrivals.iter().filter(|a| !a.1.is_zero()) {
+        actions.push((at, FaultKind::UpdateArrives { node }, false));
+    }
     for f in &spec.faults {
         actions.push((f.at, f.kind.clone(), false));
         if let Some(d) = end_of(&f.kind) {
@@ -526,7 +541,7 @@ async fn run_async(spec: SimSpec) -> SimReport {
         }),
         spec,
     });
-    for i in 0..sh.spec.nodes {
+    for i in (0..sh.spec.nodes).filter(|&i| !arrives_later(&sh.spec, i)) {
         sh.start_daemon(i);
     }
     let injector = {
