@@ -135,6 +135,7 @@ pub fn explain(state: &StateFile, records: &[Record], ctx: &Context) -> Explanat
     let blocked_by = match cur {
         Some(StateName::Recovering) => recovering_block(state, records),
         Some(StateName::Locking) => locking_block(records),
+        Some(StateName::HealthPost) => held_back_block(records),
         Some(StateName::Rebooting) => None,
         _ => {
             let last = records
@@ -187,7 +188,14 @@ fn current_state(name: &str) -> Option<StateName> {
 fn policy_unblock(reasons: &[String]) -> String {
     let mut hints: Vec<&str> = Vec::new();
     for r in reasons {
-        let hint = if r.starts_with("reboot in progress on ") {
+        let hint = if r.contains(" is rebooting and holds a slot")
+            || r.contains(" holds a slot ahead of this node")
+            || r.contains(" holds a slot and reports unhealthy")
+        {
+            "nothing to do: that is planned downtime; this node waits in the queue (or under its slot) and goes on as soon as the slot holders named above have recovered"
+        } else if r.starts_with("unreadable health records") {
+            "the cluster_health records named above cannot be read: let the node's daemon rewrite them, or delete them (`etcdctl del KEY`) if the node is gone"
+        } else if r.starts_with("reboot in progress on ") {
             "the rebooting nodes named above must come back and pass their post-reboot health check; for a node that will never return: clusterrebootd cluster forget NODE"
         } else if r.starts_with("cluster health blocked by unhealthy nodes") {
             "the unhealthy nodes named above must report healthy again (see `clusterrebootd cluster status`)"
@@ -205,6 +213,30 @@ fn policy_unblock(reasons: &[String]) -> String {
         }
     }
     hints.join("; ")
+}
+
+/// Under the slot, waiting for other holders' planned downtime (the last step under the slot
+/// was a held-back policy verdict): not blocked for good, but what it waits for.
+fn held_back_block(records: &[Record]) -> Option<Block> {
+    let last = records
+        .iter()
+        .rev()
+        .find(|r| r.from == StateName::HealthPost)?;
+    match &last.event {
+        Event::ClusterHealthEvaluated {
+            verdict: PolicyVerdict::HeldBack { reasons },
+            ..
+        } if last.to == StateName::HealthPost => Some(block(
+            Gate::ClusterPolicy,
+            format!(
+                "holding the slot and waiting for the other slot holders: {}",
+                reasons.join("; ")
+            ),
+            vec![("policy reasons", "reasons", json!(reasons))],
+            policy_unblock(reasons),
+        )),
+        _ => None,
+    }
 }
 
 fn block(gate: Gate, detail: String, evidence: Vec<(&str, &str, Value)>, unblock: String) -> Block {
@@ -1195,6 +1227,57 @@ last 3 transitions:
              the unhealthy nodes named above must report healthy again (see `clusterrebootd cluster status`); \
              more nodes must report healthy, or lower cluster_policies.min_healthy_absolute / min_healthy_fraction"
         );
+    }
+
+    #[test]
+    fn held_back_under_the_slot_says_what_it_waits_for() {
+        use StateName::*;
+        let mut records = pass_start(T0);
+        let reasons = vec![
+            "node-3 is rebooting and holds a slot (since 2026-11-27T02:58:00Z)".to_string(),
+            "healthy nodes 3 below minimum 4 (this node counts as down)".to_string(),
+        ];
+        records.push(rec(
+            T0 + 5000,
+            HealthPost,
+            HealthPost,
+            Event::ClusterHealthEvaluated {
+                id: 9,
+                verdict: PolicyVerdict::HeldBack {
+                    reasons: reasons.clone(),
+                },
+            },
+            "holding the slot and waiting for the other holders",
+        ));
+        let st = state("HealthPost", T0 + 4000, "holding the slot", None, T0 + 4000);
+        let e = explain(&st, &records, &ctx(T0 + 60_000));
+        let b = e.blocked_by.expect("a block");
+        assert_eq!(b.gate, Gate::ClusterPolicy);
+        assert!(
+            b.detail.starts_with("holding the slot and waiting for the other slot holders: node-3 is rebooting and holds a slot"),
+            "{}",
+            b.detail
+        );
+        assert!(
+            b.unblock
+                .starts_with("nothing to do: that is planned downtime"),
+            "{}",
+            b.unblock
+        );
+        assert!(
+            b.unblock.contains("more nodes must report healthy"),
+            "{}",
+            b.unblock
+        );
+        // Once the watch fired and the policy is read again, nothing is claimed any more.
+        records.push(rec(
+            T0 + 9000,
+            HealthPost,
+            HealthPost,
+            Event::ClusterChanged { id: 10 },
+            "cluster state changed while waiting under the slot",
+        ));
+        assert_eq!(explain(&st, &records, &ctx(T0 + 60_000)).blocked_by, None);
     }
 
     #[test]
