@@ -748,6 +748,46 @@ fn samples(p: EffectId, boot: &str) -> Vec<(&'static str, &'static str, Millis, 
             Event::ClusterChanged { id: p },
         ),
         (
+            "UnfinishedRebootFound",
+            "rebooted",
+            0,
+            Event::UnfinishedRebootFound {
+                from_boot: Some(boot.to_string()),
+                since: Some(T0 - 60_000),
+                rebooted: true,
+            },
+        ),
+        (
+            "UnfinishedRebootFound",
+            "other_boot",
+            0,
+            Event::UnfinishedRebootFound {
+                from_boot: Some("boot-old".into()),
+                since: Some(T0 - 60_000),
+                rebooted: false,
+            },
+        ),
+        (
+            "UnfinishedRebootFound",
+            "same_boot",
+            0,
+            Event::UnfinishedRebootFound {
+                from_boot: Some(boot.to_string()),
+                since: Some(T0 - 60_000),
+                rebooted: false,
+            },
+        ),
+        (
+            "UnfinishedRebootFound",
+            "unknown_boot",
+            0,
+            Event::UnfinishedRebootFound {
+                from_boot: None,
+                since: None,
+                rebooted: false,
+            },
+        ),
+        (
             "ClusterChanged",
             "stale",
             0,

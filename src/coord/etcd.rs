@@ -157,6 +157,12 @@ pub struct RebootLease {
     pub key: String,
     /// Node.
     pub node: String,
+    /// Boot id on which the slot was moved (empty in files of earlier versions).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub boot_id: String,
+    /// When (RFC 3339; empty in files of earlier versions).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub since: String,
 }
 
 /// The pause record `{"reason","by","at"}`.
@@ -620,7 +626,9 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             }
         }
         let lease = self.kv.lease_grant(ttl).await?;
-        let marker = serde_json::json!({"node": self.cfg.node, "since": self.now_rfc3339(), "boot_id": self.cfg.boot_id});
+        let since = self.now_rfc3339();
+        let marker =
+            serde_json::json!({"node": self.cfg.node, "since": since, "boot_id": self.cfg.boot_id});
         let r = self
             .kv
             .txn(
@@ -657,6 +665,8 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             lease,
             key,
             node: self.cfg.node.clone(),
+            boot_id: self.cfg.boot_id.clone(),
+            since,
         };
         lock(&self.inner).reboot = Some(record.clone());
         self.cfg.lease_store.save(&record)
@@ -673,6 +683,25 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         };
         match self.kv.lease_keep_alive(record.lease).await {
             Ok(_) => {
+                // The entry says so too: a daemon that lost its journal and its lease file
+                // learns from etcd that this reboot has happened.
+                let mut v = self.value("recovering");
+                v.boot_id = self.cfg.boot_id.clone();
+                if let Err(e) = self
+                    .kv
+                    .txn(
+                        vec![Compare::Version(record.key.clone(), CmpOp::Greater, 0)],
+                        vec![TxnOp::Put {
+                            key: record.key.clone(),
+                            value: v.to_bytes(),
+                            lease: record.lease,
+                        }],
+                        vec![],
+                    )
+                    .await
+                {
+                    tracing::warn!(event = "slot_value_update_failed", error = %e);
+                }
                 let task = tokio::spawn(keep_reboot_lease(
                     self.kv.clone(),
                     record.lease,
@@ -825,6 +854,112 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             stale_after,
             self.cfg.clock.now(),
         ))
+    }
+
+    async fn reconcile(&self) -> Result<Option<super::UnfinishedReboot>, CoordError> {
+        use super::{UnfinishedReboot, rfc3339_ms};
+        if self.cfg.read_only {
+            return Ok(None);
+        }
+        let file = match self.cfg.lease_store.load() {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(event = "reboot_lease_unreadable", error = %e, "the persisted reboot lease cannot be read; looking for this node's slot in etcd instead");
+                None
+            }
+        };
+        let from_file = |f: &RebootLease| UnfinishedReboot {
+            from_boot: (!f.boot_id.is_empty()).then(|| f.boot_id.clone()),
+            since: rfc3339_ms(&f.since),
+            rebooted: false,
+        };
+        let read = async {
+            let queue = self.queue().await?;
+            let (marker, _) = self
+                .kv
+                .get(&self.cfg.keys.in_progress(&self.cfg.node))
+                .await?;
+            Ok::<_, CoordError>((queue, marker))
+        };
+        let (queue, marker) = match read.await {
+            Ok(r) => r,
+            Err(e) => {
+                return match &file {
+                    Some(f) => Ok(Some(from_file(f))),
+                    None => Err(e),
+                };
+            }
+        };
+        let mine: Vec<(KeyValue, SlotValue)> = queue
+            .into_iter()
+            .filter_map(|kv| {
+                let v = serde_json::from_slice::<SlotValue>(&kv.value).ok()?;
+                (v.node == self.cfg.node).then_some((kv, v))
+            })
+            .collect();
+        let on_reboot_lease = mine.iter().find(|(kv, v)| {
+            kv.lease != 0
+                && (v.state == "rebooting" || v.state == "recovering")
+                && file.as_ref().is_none_or(|f| f.key == kv.key)
+        });
+        let mut lease = file.clone();
+        if lease.is_none()
+            && let Some((kv, v)) = on_reboot_lease
+        {
+            let rebuilt = RebootLease {
+                lease: kv.lease,
+                key: kv.key.clone(),
+                node: self.cfg.node.clone(),
+                boot_id: v.boot_id.clone(),
+                since: v.acquired_at.clone(),
+            };
+            tracing::warn!(event = "reboot_lease_rebuilt", key = %kv.key, "the persisted reboot lease was missing; rebuilt it from this node's slot in etcd");
+            if let Err(e) = self.cfg.lease_store.save(&rebuilt) {
+                tracing::warn!(event = "reboot_lease_persist_failed", error = %e);
+            }
+            lease = Some(rebuilt);
+        }
+        // Entries an earlier process of this daemon left on this boot: it is dead (the state
+        // directory lock says so), and a new entry beside them would be a second slot.
+        for (kv, v) in &mine {
+            let ours_now = lease.as_ref().is_some_and(|l| l.key == kv.key);
+            if !ours_now && v.boot_id == self.cfg.boot_id {
+                self.kv.delete(&kv.key).await?;
+                tracing::warn!(event = "stale_queue_entry_removed", key = %kv.key, state = %v.state, "removed a queue entry left by an earlier process of this daemon");
+            }
+        }
+        let marker =
+            marker.and_then(|kv| serde_json::from_slice::<serde_json::Value>(&kv.value).ok());
+        // Re-attached after a boot: the reboot has happened (the entry says `recovering`).
+        let rebooted = on_reboot_lease.is_some_and(|(_, v)| v.state == "recovering");
+        Ok(match (&lease, &marker) {
+            (None, None) => None,
+            _ => {
+                let from_boot = lease
+                    .as_ref()
+                    .map(|l| l.boot_id.clone())
+                    .filter(|b| !b.is_empty())
+                    .or_else(|| {
+                        marker
+                            .as_ref()
+                            .and_then(|m| m["boot_id"].as_str().map(str::to_string))
+                    })
+                    .filter(|b| !b.is_empty());
+                let since = lease
+                    .as_ref()
+                    .and_then(|l| rfc3339_ms(&l.since))
+                    .or_else(|| {
+                        marker
+                            .as_ref()
+                            .and_then(|m| m["since"].as_str().and_then(rfc3339_ms))
+                    });
+                Some(UnfinishedReboot {
+                    from_boot,
+                    since,
+                    rebooted,
+                })
+            }
+        })
     }
 
     async fn await_cluster_change(&self) {

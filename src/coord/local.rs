@@ -285,6 +285,29 @@ impl Coordinator for LocalBackend {
         Ok(PolicyVerdict::Pass)
     }
 
+    async fn reconcile(&self) -> Result<Option<super::UnfinishedReboot>, CoordError> {
+        if self.read_only {
+            return Ok(None);
+        }
+        let Some(rec) = self.slot()? else {
+            return Ok(None);
+        };
+        if rec.state != "rebooting" && rec.state != "recovering" {
+            return Ok(None);
+        }
+        let marker: Option<serde_json::Value> = read_json(&self.in_progress_path()).unwrap_or(None);
+        let since = marker
+            .as_ref()
+            .and_then(|m| m["since"].as_str().and_then(super::rfc3339_ms))
+            .or_else(|| super::rfc3339_ms(&rec.acquired_at));
+        let rebooted = rec.state == "recovering";
+        Ok(Some(super::UnfinishedReboot {
+            from_boot: (!rebooted && !rec.boot_id.is_empty()).then(|| rec.boot_id.clone()),
+            since,
+            rebooted,
+        }))
+    }
+
     async fn await_cluster_change(&self) {
         // One host, no peers: nothing in the cluster can change.
         std::future::pending::<()>().await

@@ -56,6 +56,25 @@ pub struct HealthRecord {
     pub reported_at: String,
 }
 
+/// A reboot of this node that coordination shows as not finished (see
+/// [`Coordinator::reconcile`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedReboot {
+    /// Boot id on which the slot was moved onto the reboot lease, if recorded.
+    pub from_boot: Option<String>,
+    /// When (ms since the epoch), if recorded.
+    pub since: Option<u64>,
+    /// The slot was re-attached after a boot: the reboot has happened.
+    pub rebooted: bool,
+}
+
+/// Parses an RFC 3339 time into ms since the epoch.
+pub fn rfc3339_ms(text: &str) -> Option<u64> {
+    text.parse::<jiff::Timestamp>()
+        .ok()
+        .and_then(|t| u64::try_from(t.as_millisecond()).ok())
+}
+
 /// Something the backend noticed on its own (not as the answer to a call).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
@@ -164,6 +183,15 @@ pub trait Coordinator: Send + Sync + 'static {
     /// node's own writes never wake it. Backends without peers never resolve. Errors are
     /// retried inside (a broken watch is re-established); the caller's timer is the safety net.
     fn await_cluster_change(&self) -> impl Future<Output = ()> + Send;
+    /// At start, before anything else: what coordination knows of this node, so that "once per
+    /// boot" and "one entry per node" hold even when the journal is lost or damaged (SPEC §8).
+    /// Returns the unfinished reboot it shows (persisted reboot lease, this node's entry on it,
+    /// its in-progress marker), and removes queue entries an earlier process of this daemon left
+    /// on this boot (they would hold a second slot). When the store cannot be read, the local
+    /// facts alone are returned, or the error if there are none.
+    fn reconcile(
+        &self,
+    ) -> impl Future<Output = Result<Option<UnfinishedReboot>, CoordError>> + Send;
     /// After a passing post-reboot health check, in one transaction: delete this node's
     /// in-progress marker, write its healthy `post-reboot` record, start the cooldown
     /// (`cooldown` > 0) and delete its queue entry; then revoke the reboot lease. Idempotent.

@@ -193,6 +193,18 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
     {
         return d.finish(code).await;
     }
+    if d.opts.persist
+        && let Some(found) = d.reconcile().await
+        && let Some(code) = d
+            .handle(Event::UnfinishedRebootFound {
+                from_boot: found.from_boot,
+                since: found.since,
+                rebooted: found.rebooted,
+            })
+            .await
+    {
+        return d.finish(code).await;
+    }
 
     let daemon = !d.opts.mode.once;
     let mut notices = d.coord.notices();
@@ -266,6 +278,33 @@ async fn recv_signal(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> 
 }
 
 impl<C: Coordinator> Driver<C> {
+    /// What coordination knows of this node, before anything else (SPEC §8): retried for a
+    /// while when the store cannot be read and there are no local facts either; after that the
+    /// daemon goes on (every step that needs the store fails closed until it is back).
+    async fn reconcile(&self) -> Option<crate::coord::UnfinishedReboot> {
+        let mut delay = Duration::from_millis(500);
+        for attempt in 1..=6 {
+            match self.coord.reconcile().await {
+                Ok(found) => {
+                    if let Some(f) = &found {
+                        tracing::warn!(event = "unfinished_reboot_found", from_boot = ?f.from_boot, since = ?f.since, rebooted = f.rebooted, "coordination shows an unfinished reboot of this node");
+                    }
+                    return found;
+                }
+                Err(e) => {
+                    tracing::warn!(event = "reconcile_failed", attempt, error = %e, "cannot read this node's coordination state yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        tracing::error!(
+            event = "reconcile_gave_up",
+            "could not reconcile with the coordination store at start; going on without it"
+        );
+        None
+    }
+
     fn journal_path(&self) -> PathBuf {
         self.settings.state_dir.join("journal.jsonl")
     }

@@ -157,6 +157,21 @@ pub enum Event {
         /// The `AwaitClusterChange` request answered.
         id: EffectId,
     },
+    /// At start, coordination (the persisted reboot lease, this node's slot entry or
+    /// in-progress marker) shows a reboot of this node that is not finished, while the journal
+    /// does not know of it (lost, damaged, or older): a lost journal is never a licence to start
+    /// over (SPEC §8). Ignored in `Rebooting` and `Recovering`, where the journal knows.
+    UnfinishedRebootFound {
+        /// Boot id on which the slot was moved onto the reboot lease, if recorded.
+        #[serde(default)]
+        from_boot: Option<String>,
+        /// When (ms since the epoch), if recorded.
+        #[serde(default)]
+        since: Option<Millis>,
+        /// Whether the reboot is known to have happened (the slot was re-attached after a boot).
+        #[serde(default)]
+        rebooted: bool,
+    },
 }
 
 impl Event {
@@ -183,11 +198,12 @@ impl Event {
             Event::EffectTimedOut { .. } => "EffectTimedOut",
             Event::ShutdownRequested => "ShutdownRequested",
             Event::ClusterChanged { .. } => "ClusterChanged",
+            Event::UnfinishedRebootFound { .. } => "UnfinishedRebootFound",
         }
     }
 
     /// Every variant name, in declaration order (the spec must list exactly these).
-    pub const NAMES: [&'static str; 20] = [
+    pub const NAMES: [&'static str; 21] = [
         "Started",
         "ConfigReloaded",
         "Tick",
@@ -208,6 +224,7 @@ impl Event {
         "EffectTimedOut",
         "ShutdownRequested",
         "ClusterChanged",
+        "UnfinishedRebootFound",
     ];
 
     /// The request this event answers, if it answers one.
@@ -232,6 +249,7 @@ impl Event {
             | Event::ConfigReloaded { .. }
             | Event::Tick { .. }
             | Event::SlotLost { .. }
+            | Event::UnfinishedRebootFound { .. }
             | Event::ShutdownRequested => None,
         }
     }

@@ -260,6 +260,17 @@ impl Core {
                 ));
                 Handled
             }
+            Event::UnfinishedRebootFound {
+                from_boot,
+                since,
+                rebooted,
+            } => self.resume_unfinished_reboot(
+                context,
+                event,
+                from_boot.as_deref(),
+                *since,
+                *rebooted,
+            ),
             other => {
                 context.reason(format!(
                     "ignored stale {} (request {})",
@@ -601,6 +612,22 @@ impl Core {
     #[superstate(superstate = "top", exit_action = "exit_slot")]
     fn slot(&mut self, context: &mut Ctx, event: &Input) -> Flow<State> {
         match &event.event {
+            Event::UnfinishedRebootFound {
+                from_boot,
+                since,
+                rebooted,
+            } => {
+                // The entry coordination shows is the reboot's slot: it is handed over to the
+                // reboot being resumed, never released by leaving this state.
+                self.handover = true;
+                self.resume_unfinished_reboot(
+                    context,
+                    event,
+                    from_boot.as_deref(),
+                    *since,
+                    *rebooted,
+                )
+            }
             Event::SlotLost { detail } => {
                 let why = format!("slot lost: {detail}");
                 self.stop(
@@ -1158,6 +1185,10 @@ impl Core {
                 context.reason("shutdown requested while rebooting: keeping the slot");
                 Handled
             }
+            Event::UnfinishedRebootFound { .. } => {
+                context.reason("coordination shows this reboot; the journal knows it already");
+                Handled
+            }
             Event::Tick { gates } | Event::GatesObserved { gates, .. }
                 if before_command && gates.active() =>
             {
@@ -1412,6 +1443,10 @@ impl Core {
                 context.reason("shutdown requested while recovering: keeping the slot");
                 Handled
             }
+            Event::UnfinishedRebootFound { .. } => {
+                context.reason("coordination shows this reboot; the journal knows it already");
+                Handled
+            }
             Event::SlotLost { detail } => {
                 context.reason(format!("reboot lease lost while recovering ({detail}); the slot is already free; continuing recovery"));
                 Handled
@@ -1652,6 +1687,43 @@ impl Core {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Resumes a reboot that coordination shows but the journal does not know: recovery when
+    /// the node has rebooted since (another boot id, or a re-attached slot); otherwise the
+    /// reboot command may have run on this very boot, so it is treated as issued at `since`
+    /// (wait for the shutdown, then the failed-reboot path) and never run again on this boot.
+    fn resume_unfinished_reboot(
+        &mut self,
+        ctx: &mut Ctx,
+        input: &Input,
+        from_boot: Option<&str>,
+        since: Option<Millis>,
+        rebooted: bool,
+    ) -> Flow<State> {
+        self.queue = None;
+        self.slot_held = false;
+        let other_boot = from_boot.is_some_and(|b| b != self.boot_id);
+        if rebooted || other_boot {
+            let from = from_boot.unwrap_or("unknown").to_string();
+            ctx.reason(format!(
+                "an unfinished reboot of this node was found in coordination (boot id {from} -> {}) but not in the journal; resuming its recovery",
+                self.boot_id
+            ));
+            return self.begin_recovery(input, &from, since, false);
+        }
+        let issued = since.unwrap_or(input.now);
+        let at = issued.saturating_add(self.config.reboot_grace_ms);
+        self.rebooted_on = Some(self.boot_id.clone());
+        ctx.push(Effect::ScheduleTick { at });
+        ctx.reason(format!(
+            "an unfinished reboot of this node was found in coordination on this boot ({}) but not in the journal: the reboot command may have run, so it is never run again on this boot; waiting for the shutdown until {}",
+            self.boot_id,
+            fmt_ms(at)
+        ));
+        let mut reboot = Reboot::new(RebootStep::AwaitShutdown, self.boot_id.clone(), false);
+        reboot.issued_at = Some(issued);
+        Transition(State::rebooting(self.alloc(), reboot))
     }
 
     /// Asks to be woken when the cluster state that blocked this pass changes (not in `--once`,

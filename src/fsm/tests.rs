@@ -902,3 +902,58 @@ fn lifting_the_pause_starts_a_pass_at_once() {
     });
     assert_eq!(s.to, StateName::Detecting);
 }
+
+#[test]
+fn a_lost_journal_on_the_same_boot_never_reboots_again() {
+    // The daemon starts with a fresh journal while its slot is on the reboot lease (found by
+    // reconciliation). The command may have run on this boot: wait for the shutdown, then the
+    // failed-reboot path, and never run the reboot command on this boot.
+    let mut r = Run::start(cfg());
+    let s = r.feed(Event::UnfinishedRebootFound {
+        from_boot: Some("boot-a".into()),
+        since: Some(T0 - 60_000),
+        rebooted: false,
+    });
+    assert_eq!(s.to, StateName::Rebooting);
+    assert_eq!(names(&s), ["ScheduleTick"]);
+    r.now = T0 + cfg().reboot_grace_ms;
+    let s = r.tick();
+    assert_eq!(s.to, StateName::Recovering);
+    let s = r.happy_until(s, StateName::Idle);
+    assert_eq!(s.to, StateName::Idle);
+    assert!(names(&s).contains(&"CompleteRecovery"), "{:?}", names(&s));
+    // Later passes find the update still required and refuse to reboot on this boot.
+    for _ in 0..3 {
+        r.now += 3_600_000;
+        let s = r.tick();
+        r.happy_until(s, StateName::Idle);
+    }
+    assert!(
+        !r.steps
+            .iter()
+            .flat_map(|s| &s.effects)
+            .any(|e| matches!(e, Effect::ExecuteReboot { .. } | Effect::JoinQueue { .. })),
+        "no second reboot, not even a new slot, on the same boot"
+    );
+}
+
+#[test]
+fn a_lost_journal_after_the_reboot_resumes_recovery() {
+    let mut r = Run::start(cfg());
+    let s = r.feed(Event::UnfinishedRebootFound {
+        from_boot: Some("boot-old".into()),
+        since: Some(T0 - 600_000),
+        rebooted: false,
+    });
+    assert_eq!(s.to, StateName::Recovering);
+    assert_eq!(names(&s), ["ReattachRebootLease"]);
+    let s = r.happy_until(s, StateName::Idle);
+    assert!(names(&s).contains(&"CompleteRecovery"));
+    assert!(
+        !r.steps
+            .iter()
+            .flat_map(|s| &s.effects)
+            .any(|e| matches!(e, Effect::ReleaseSlot | Effect::LeaveQueue)),
+        "the slot is released by the recovery, after its health check"
+    );
+}
