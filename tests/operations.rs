@@ -54,7 +54,7 @@ fn sighup_applies_a_valid_window_change_and_rejects_an_invalid_file() {
     let good = n.read("config.yaml");
     std::fs::write(
         n.path("config.yaml"),
-        good.replace("check_interval_sec: 1", "check_interval_sec: 0"),
+        good.replace("check_interval_sec: 1", "check_interval_sec: -1"),
     )
     .expect("break config");
     signal(&daemon, nix::sys::signal::Signal::SIGHUP);
@@ -63,7 +63,7 @@ fn sighup_applies_a_valid_window_change_and_rejects_an_invalid_file() {
     });
     assert!(
         n.read("daemon.log")
-            .contains("check_interval_sec: must be greater than 0")
+            .contains("check_interval_sec: must be a whole number ≥ 1")
     );
     let (_, body) = scrape(port, "/metrics");
     assert!(

@@ -139,8 +139,8 @@ impl CallEnv {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::load::{from_value, merge};
-    use crate::config::{ValidateEnv, validate};
+    use crate::config::load::from_strs;
+    use crate::config::{ValidateEnv, validate_loaded};
 
     const BASE: &str = r#"
 node_name: n1
@@ -151,15 +151,10 @@ etcd_endpoints: ["http://127.0.0.1:2379"]
 
     /// Settings produced by the real loader from `BASE` plus `overlay`.
     pub(crate) fn settings(overlay: &str) -> Settings {
-        let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(BASE).expect("base");
-        let over: serde_yaml_ng::Value = serde_yaml_ng::from_str(overlay).expect("overlay");
-        if !over.is_null() {
-            merge(&mut doc, over);
-        }
         let env = ValidateEnv {
             hostname: Some("host-a".into()),
         };
-        validate(&from_value(doc).expect("raw"), &env)
+        validate_loaded(from_strs(&[BASE, overlay]).expect("parses"), &env)
             .expect("valid")
             .settings
     }

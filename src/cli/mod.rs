@@ -184,7 +184,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(go_flag_syntax(args)) {
         Ok(cli) => cli,
         Err(e) => {
             // Printing can only fail if stdout/stderr are closed; the exit code still tells.
@@ -198,6 +199,81 @@ where
         }
     };
     run(cli)
+}
+
+/// Go's `flag` package syntax for the long flags this CLI knows, rewritten to clap's before
+/// parsing, so Go deployments' unit files and scripts work unchanged:
+///
+/// - `-config P` and `-config=P` become `--config P` / `--config=P` (one dash or two);
+/// - a bool flag takes `-once`, `--once=true` or `--once=false` (Go's `strconv.ParseBool`
+///   spellings: `1 t T TRUE true True`, `0 f F FALSE false False`); `=false` drops the flag.
+///
+/// Only arguments that name a known long flag (two letters or more) are touched, never a flag's
+/// value, and nothing after `--`. Anything else is passed on for clap to accept or reject.
+pub fn go_flag_syntax(args: Vec<OsString>) -> Vec<OsString> {
+    use clap::CommandFactory;
+    fn collect(cmd: &clap::Command, out: &mut std::collections::HashMap<String, bool>) {
+        for a in cmd.get_arguments() {
+            if let Some(long) = a.get_long() {
+                out.insert(long.to_string(), a.get_action().takes_values());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            collect(sub, out);
+        }
+    }
+    let mut known = std::collections::HashMap::new();
+    collect(&Cli::command(), &mut known);
+    known.insert("help".into(), false);
+    known.insert("version".into(), false);
+
+    let mut out = Vec::with_capacity(args.len());
+    let mut iter = args.into_iter();
+    out.extend(iter.next());
+    let mut value_next = false;
+    while let Some(arg) = iter.next() {
+        if std::mem::take(&mut value_next) {
+            out.push(arg);
+            continue;
+        }
+        let Some(text) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        if text == "--" {
+            out.push(arg);
+            out.extend(iter);
+            break;
+        }
+        let body = text
+            .strip_prefix("--")
+            .or_else(|| text.strip_prefix('-'))
+            .unwrap_or("");
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (body, None),
+        };
+        let takes_value = match known.get(name) {
+            Some(t) if name.len() >= 2 => *t,
+            _ => {
+                out.push(arg);
+                continue;
+            }
+        };
+        match (takes_value, value) {
+            (true, v) => {
+                value_next = v.is_none();
+                out.push(format!("--{body}").into());
+            }
+            (false, None) => out.push(format!("--{name}").into()),
+            (false, Some(v)) => match v {
+                "1" | "t" | "T" | "TRUE" | "true" | "True" => out.push(format!("--{name}").into()),
+                "0" | "f" | "F" | "FALSE" | "false" | "False" => {}
+                _ => out.push(arg),
+            },
+        }
+    }
+    out
 }
 
 fn run(cli: Cli) -> Exit {
@@ -239,6 +315,66 @@ fn run(cli: Cli) -> Exit {
 mod tests {
     use super::*;
     use crate::exit::Exit;
+
+    fn rewrite(args: &[&str]) -> Vec<String> {
+        go_flag_syntax(args.iter().map(OsString::from).collect())
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn go_flag_syntax_is_rewritten_for_known_long_flags_only() {
+        assert_eq!(
+            rewrite(&["c", "run", "-config", "/p", "-once", "-dry-run"]),
+            ["c", "run", "--config", "/p", "--once", "--dry-run"]
+        );
+        assert_eq!(
+            rewrite(&["c", "run", "-config=/p", "--once=true", "-dry-run=false"]),
+            ["c", "run", "--config=/p", "--once"]
+        );
+        assert_eq!(
+            rewrite(&[
+                "c",
+                "status",
+                "-skip-health",
+                "-skip-lock=1",
+                "--config",
+                "-once"
+            ]),
+            [
+                "c",
+                "status",
+                "--skip-health",
+                "--skip-lock",
+                "--config",
+                "-once"
+            ],
+            "a flag's value is never rewritten"
+        );
+        assert_eq!(
+            rewrite(&[
+                "c",
+                "run",
+                "-h",
+                "-x",
+                "-bogus",
+                "--once=maybe",
+                "--",
+                "-once"
+            ]),
+            [
+                "c",
+                "run",
+                "-h",
+                "-x",
+                "-bogus",
+                "--once=maybe",
+                "--",
+                "-once"
+            ]
+        );
+    }
 
     #[test]
     fn exit_help_matches_the_exit_contract() {

@@ -8,10 +8,10 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde_yaml_ng::{Mapping, Value};
-
+use super::decode;
 use super::error::{ConfigError, Problem};
 use super::raw::RawConfig;
+use super::yaml::{self, Kind, Node};
 
 /// Largest configuration file accepted. Real configs are a few KiB.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -50,23 +50,58 @@ pub fn read_capped_with(path: &Path, limit: u64) -> Result<String, ConfigError> 
     })
 }
 
-/// Parses YAML text into a generic value; an empty document is an empty mapping.
-fn parse_yaml(path: &Path, text: &str) -> Result<Value, ConfigError> {
-    let value: Value = serde_yaml_ng::from_str(text).map_err(|e| {
-        let loc = e.location();
-        ConfigError::Syntax {
-            path: path.to_path_buf(),
-            line: loc.as_ref().map(|l| l.line()),
-            column: loc.as_ref().map(|l| l.column()),
-            message: e.to_string(),
-        }
+/// Parses one file: its first document (an empty file is an empty mapping), the keys it sets
+/// twice (as problems) and a warning when it holds more than one document.
+fn parse_file(
+    path: &Path,
+    text: &str,
+    index: usize,
+    problems: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
+) -> Result<Node, ConfigError> {
+    let parsed = yaml::parse(text, index).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        line: Some(e.line),
+        column: Some(e.column),
+        message: e.message,
     })?;
-    match value {
-        Value::Null => Ok(Value::Mapping(Mapping::new())),
-        Value::Mapping(_) => Ok(value),
+    let where_ = if index == 0 {
+        String::new()
+    } else {
+        format!("{} ", path.display())
+    };
+    for d in parsed.duplicates {
+        problems.push(Problem::new(
+            d.path,
+            format!(
+                "set twice ({where_}lines {} and {}); keep one of them",
+                d.first, d.again
+            ),
+        ));
+    }
+    if parsed.documents > 1 {
+        warnings.push(Problem::new(
+            "",
+            format!(
+                "{} holds {} YAML documents; only the first is used, as the Go daemon does (the second starts at line {})",
+                path.display(),
+                parsed.documents,
+                parsed.second_doc_line.unwrap_or(0)
+            ),
+        ));
+    }
+    let doc = parsed.doc.unwrap_or_else(|| {
+        Node::empty_map(yaml::Mark {
+            file: index,
+            line: 1,
+        })
+    });
+    match &doc.kind {
+        Kind::Map(_) => Ok(doc),
+        _ if doc.is_null() => Ok(Node::empty_map(doc.mark)),
         _ => Err(ConfigError::Syntax {
             path: path.to_path_buf(),
-            line: None,
+            line: Some(doc.mark.line),
             column: None,
             message: "the top level must be a mapping of field names to values".into(),
         }),
@@ -99,124 +134,234 @@ pub fn drop_in_files(main: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     Ok(files)
 }
 
-/// Deep merge: mappings merge key by key, everything else (lists included) is replaced.
-pub fn merge(base: &mut Value, over: Value) {
-    match (base, over) {
-        (Value::Mapping(b), Value::Mapping(o)) => {
-            for (k, v) in o {
-                match b.get_mut(&k) {
-                    Some(slot) => merge(slot, v),
-                    None => {
-                        b.insert(k, v);
-                    }
-                }
-            }
-        }
-        (slot, v) => *slot = v,
-    }
-}
-
 /// The merged document and which files it came from (for messages).
+#[derive(Debug)]
 pub struct Loaded {
-    /// The typed configuration, not validated yet.
+    /// The typed configuration, not validated yet (defaults applied where a field was missing,
+    /// null, or a Go zero value that `applyDefaults` replaces).
     pub raw: RawConfig,
     /// Main file first, then drop-ins in merge order.
     pub files: Vec<PathBuf>,
+    /// Unknown keys, type errors and keys set twice: the configuration is invalid if any.
+    pub problems: Vec<Problem>,
+    /// Field paths with a decoding problem (validation findings below them are not repeated).
+    pub errored: Vec<String>,
+    /// Things to tell the operator that do not make the configuration invalid.
+    pub warnings: Vec<Problem>,
 }
 
-/// Loads the main file and its drop-ins and parses them into [`RawConfig`].
+/// Loads the main file and its drop-ins and decodes them into [`RawConfig`].
 ///
-/// Unknown keys are all collected (with their path) before failing; a type mismatch is reported
-/// with the path of the offending field.
+/// Syntax errors fail at once (with file, line and column); every other problem is collected
+/// in [`Loaded::problems`] so that validation can add its own and report them all together.
 pub fn load(main: &Path) -> Result<Loaded, ConfigError> {
-    let mut files = vec![main.to_path_buf()];
-    let mut doc = parse_yaml(main, &read_capped(main)?)?;
-    for f in drop_in_files(main)? {
-        let v = parse_yaml(&f, &read_capped(&f)?)?;
-        merge(&mut doc, v);
-        files.push(f);
+    let text = read_capped(main)?;
+    let drop_ins = drop_in_files(main)?;
+    let mut texts = vec![(main.to_path_buf(), text)];
+    for f in drop_ins {
+        let t = read_capped(&f)?;
+        texts.push((f, t));
     }
-    let raw = from_value(doc)?;
-    Ok(Loaded { raw, files })
+    from_texts(texts)
 }
 
-/// Typed parse of a merged document, rejecting unknown keys with their full path.
-pub fn from_value(doc: Value) -> Result<RawConfig, ConfigError> {
-    let mut unknown = Vec::new();
-    let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(path_string(&path));
-    let de = serde_ignored::Deserializer::new(doc, &mut on_unknown);
-    let parsed: Result<RawConfig, _> = serde_path_to_error::deserialize(de);
-    let mut problems: Vec<Problem> = unknown
-        .into_iter()
-        .map(|p| Problem::new(p, "unknown field"))
-        .collect();
-    match parsed {
-        Ok(raw) if problems.is_empty() => Ok(raw),
-        Ok(_) => Err(ConfigError::Invalid(problems)),
-        Err(e) => {
-            let field = e.path().to_string();
-            problems.push(Problem::new(
-                if field == "." { String::new() } else { field },
-                e.into_inner().to_string(),
+/// [`load`] on texts already read: the first is the main file, the rest drop-ins in order.
+pub fn from_texts(texts: Vec<(PathBuf, String)>) -> Result<Loaded, ConfigError> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let mut files = Vec::new();
+    let mut doc: Option<Node> = None;
+    for (i, (path, text)) in texts.iter().enumerate() {
+        let d = parse_file(path, text, i, &mut problems, &mut warnings)?;
+        if i == 1
+            && let Some(main) = &doc
+            && looks_like_go(main)
+        {
+            let names: Vec<String> = texts[1..]
+                .iter()
+                .filter_map(|(p, _)| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+                .collect();
+            warnings.push(Problem::new(
+                "",
+                format!(
+                    "{} looks like a Go daemon configuration, and config.d/ beside it holds {} that this daemon merges over it ({}); the Go daemon ignored config.d/, so check these files are meant",
+                    texts[0].0.display(),
+                    if names.len() == 1 { "a file".to_string() } else { format!("{} files", names.len()) },
+                    names.join(", ")
+                ),
             ));
-            Err(ConfigError::Invalid(problems))
         }
+        match &mut doc {
+            None => doc = Some(d),
+            Some(base) => yaml::merge(base, d),
+        }
+        files.push(path.clone());
+    }
+    let doc = doc.unwrap_or_else(|| Node::empty_map(yaml::Mark::default()));
+    let (raw, decoded) = decode::decode(&doc, &files);
+    problems.extend(decoded.problems);
+    Ok(Loaded {
+        raw,
+        files,
+        problems,
+        errored: decoded.errored,
+        warnings,
+    })
+}
+
+/// A main file that only uses the Go daemon's fields.
+fn looks_like_go(doc: &Node) -> bool {
+    match &doc.kind {
+        Kind::Map(entries) => {
+            !entries.is_empty()
+                && entries.iter().all(|(k, _)| {
+                    k.scalar()
+                        .is_some_and(|s| decode::GO_FIELDS.contains(&s.text.as_str()))
+                })
+        }
+        _ => false,
     }
 }
 
-/// Renders serde_ignored's path in the same `a.b[1].c` form the validation messages use.
-fn path_string(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path as P;
-    match path {
-        P::Root => String::new(),
-        P::Seq { parent, index } => format!("{}[{index}]", path_string(parent)),
-        P::Map { parent, key } => {
-            let p = path_string(parent);
-            if p.is_empty() {
-                key.clone()
-            } else {
-                format!("{p}.{key}")
-            }
-        }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
-            path_string(parent)
-        }
-    }
+/// Parses configuration text held in memory (tests, tools): `texts[0]` is the main file.
+pub fn from_strs(texts: &[&str]) -> Result<Loaded, ConfigError> {
+    from_texts(
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let name = if i == 0 {
+                    PathBuf::from("config.yaml")
+                } else {
+                    PathBuf::from(format!("config.d/{i:02}.yaml"))
+                };
+                (name, (*t).to_string())
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn yaml(s: &str) -> Value {
-        serde_yaml_ng::from_str(s).expect("test yaml")
+    fn problems(texts: &[&str]) -> Vec<String> {
+        let l = from_strs(texts).expect("parses");
+        l.problems.iter().map(|p| p.to_string()).collect()
     }
 
     #[test]
-    fn merge_replaces_lists_and_merges_maps() {
-        let mut base = yaml("a: 1\nlist: [1, 2]\nm: {x: 1, y: 2}\n");
-        merge(&mut base, yaml("list: [3]\nm: {y: 5}\n"));
-        assert_eq!(base, yaml("a: 1\nlist: [3]\nm: {x: 1, y: 5}\n"));
+    fn drop_ins_replace_lists_and_merge_maps() {
+        let l = from_strs(&[
+            "etcd_endpoints: [a, b]\nwindows: {deny: ['* 01:00-02:00'], allow: ['* 03:00-04:00']}\n",
+            "etcd_endpoints: [c]\nwindows: {allow: []}\n",
+        ])
+        .expect("parses");
+        assert_eq!(l.raw.etcd_endpoints, ["c"]);
+        assert_eq!(l.raw.windows.deny, ["* 01:00-02:00"]);
+        assert!(l.raw.windows.allow.is_empty());
     }
 
     #[test]
-    fn every_unknown_key_is_reported_with_its_path() {
-        let err = from_value(yaml(
+    fn every_unknown_key_is_reported_with_its_path_line_and_a_hint() {
+        let got = problems(&[
             "nodename: x\nwindows: {allw: []}\nreboot_required_detectors: [{type: file, pth: /x}]\n",
-        ))
-        .unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("nodename: unknown field"), "{text}");
-        assert!(text.contains("windows.allw: unknown field"), "{text}");
-        assert!(
-            text.contains("reboot_required_detectors[0].pth: unknown field"),
-            "{text}"
+        ]);
+        assert_eq!(
+            got,
+            [
+                "nodename: unknown field (line 1); did you mean `node_name`?",
+                "windows.allw: unknown field (line 2); did you mean `allow`?",
+                "reboot_required_detectors[0].pth: unknown field (line 3); did you mean `path`?",
+            ]
         );
     }
 
     #[test]
-    fn type_errors_name_the_field() {
-        let err = from_value(yaml("health_timeout_sec: soon\n")).unwrap_err();
-        assert!(err.to_string().contains("health_timeout_sec:"), "{err}");
+    fn every_type_error_is_reported_in_plain_words() {
+        let got = problems(&[
+            "health_timeout_sec: soon\ncheck_interval_sec: 30.5\ndry_run: maybe\nnode_name: [a]\nbackoff_min_sec: -1\nbogus: 1\n",
+        ]);
+        assert_eq!(
+            got,
+            [
+                "health_timeout_sec: must be a whole number ≥ 1 (0 or null means the default, 30), got \"soon\" (line 1)",
+                "check_interval_sec: must be a whole number ≥ 1 (0 or null means the default, 60), got \"30.5\" (line 2)",
+                "dry_run: must be true or false (yes/no, on/off also work), got \"maybe\" (line 3)",
+                "node_name: must be a text value, got a list (line 4)",
+                "backoff_min_sec: must be a whole number ≥ 1 (0 or null means the default, 5), got \"-1\" (line 5)",
+                "bogus: unknown field (line 6)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_duplicate_key_names_both_lines_and_the_drop_in() {
+        assert_eq!(
+            problems(&["node_name: a\ndry_run: true\nnode_name: b\n"]),
+            ["node_name: set twice (lines 1 and 3); keep one of them"]
+        );
+        assert_eq!(
+            problems(&[
+                "node_name: a\n",
+                "x: {}\nlog: {level: info,\n  level: debug}\n"
+            ]),
+            [
+                "log.level: set twice (config.d/01.yaml lines 2 and 3); keep one of them",
+                "x: unknown field (config.d/01.yaml line 1)",
+            ]
+        );
+    }
+
+    #[test]
+    fn several_documents_use_the_first_and_warn() {
+        let l = from_strs(&["node_name: first\n---\nnode_name: second\n"]).expect("parses");
+        assert_eq!(l.raw.node_name, "first");
+        assert!(l.problems.is_empty());
+        assert_eq!(l.warnings.len(), 1);
+        assert!(
+            l.warnings[0]
+                .message
+                .contains("holds 2 YAML documents; only the first is used"),
+            "{:?}",
+            l.warnings
+        );
+    }
+
+    #[test]
+    fn drop_ins_beside_a_go_config_warn_once() {
+        let go = "node_name: a\ncheck_interval_sec: 30\n";
+        let l = from_strs(&[go, "dry_run: true\n", "dry_run: false\n"]).expect("parses");
+        assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+        assert!(
+            l.warnings[0]
+                .message
+                .contains("looks like a Go daemon configuration")
+        );
+        assert!(l.warnings[0].message.contains("2 files"));
+        let ours = "node_name: a\nlock_backend: local\n";
+        assert!(
+            from_strs(&[ours, "dry_run: true\n"])
+                .expect("parses")
+                .warnings
+                .is_empty()
+        );
+        assert!(from_strs(&[go]).expect("parses").warnings.is_empty());
+    }
+
+    #[test]
+    fn syntax_errors_name_line_and_column() {
+        match from_strs(&["a: [1, 2\n"]) {
+            Err(ConfigError::Syntax { line, column, .. }) => {
+                assert!(line.is_some() && column.is_some())
+            }
+            other => panic!("{other:?}"),
+        }
+        match from_strs(&["- a\n"]) {
+            Err(ConfigError::Syntax { message, .. }) => {
+                assert!(message.contains("top level must be a mapping"))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

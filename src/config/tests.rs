@@ -1,8 +1,7 @@
 //! Table tests for validation: every rule has a failing example that asserts the field path.
 
-use super::load::{from_value, merge};
+use super::load::from_strs;
 use super::*;
-use serde_yaml_ng::Value;
 
 const BASE: &str = r#"
 node_name: n1
@@ -17,13 +16,14 @@ fn env() -> ValidateEnv {
     }
 }
 
+/// `BASE` with `overlay` merged over it as a drop-in, loaded and validated like the daemon does.
 fn with(overlay: &str) -> Result<Validated, ConfigError> {
-    let mut doc: Value = serde_yaml_ng::from_str(BASE).expect("base");
-    let over: Value = serde_yaml_ng::from_str(overlay).expect("overlay");
-    if !over.is_null() {
-        merge(&mut doc, over);
-    }
-    validate(&from_value(doc)?, &env())
+    validate_loaded(from_strs(&[BASE, overlay])?, &env())
+}
+
+/// One whole file, loaded and validated.
+fn file(text: &str, env: &ValidateEnv) -> Result<Validated, ConfigError> {
+    validate_loaded(from_strs(&[text])?, env)
 }
 
 fn problems(overlay: &str) -> Vec<String> {
@@ -126,10 +126,6 @@ fn every_rule_names_its_field() {
             "reboot_required_detectors[0].preset: must be one of",
         ),
         (
-            "reboot_required_detectors: [{type: file, path: /a, cmd: [x]}]",
-            "reboot_required_detectors[0].cmd: not used by a \"file\" detector",
-        ),
-        (
             "reboot_required_detectors: [{type: file, path: /a}, {type: file, path: /a}]",
             "reboot_required_detectors[1].name: duplicate detector name \"file:/a\"",
         ),
@@ -143,27 +139,9 @@ fn every_rule_names_its_field() {
             "health_script: must be an absolute path",
         ),
         (
-            "health_timeout_sec: 0",
-            "health_timeout_sec: must be greater than 0",
-        ),
-        (
-            "health_publish_interval_sec: 0",
-            "health_publish_interval_sec: must be greater than 0",
-        ),
-        (
-            "check_interval_sec: 0",
-            "check_interval_sec: must be greater than 0",
-        ),
-        (
-            "backoff_min_sec: 0",
-            "backoff_min_sec: must be greater than 0",
-        ),
-        (
             "{backoff_min_sec: 10, backoff_max_sec: 5}",
             "backoff_max_sec: must be at least",
         ),
-        ("lock_key: cluster/lock", "lock_key: must start with '/'"),
-        ("lock_key: /cluster/lock/", "lock_key: must start with '/'"),
         (
             "{lock_ttl_sec: 30, health_timeout_sec: 30}",
             "lock_ttl_sec: must be greater than health_timeout_sec",
@@ -196,7 +174,7 @@ fn every_rule_names_its_field() {
             "etcd_auth: {username: u, password_file: /nonexistent/pw}",
             "etcd_auth.password_file: cannot read",
         ),
-        ("reboot_command: []", "reboot_command: must not be empty"),
+        ("reboot_command: ['']", "reboot_command: must not be empty"),
         (
             "cluster_policies: {min_healthy_fraction: 1.5}",
             "cluster_policies.min_healthy_fraction: must be between 0 and 1",
@@ -222,8 +200,8 @@ fn every_rule_names_its_field() {
             "kill_switch_file: must be an absolute path",
         ),
         (
-            "metrics: {listen: 'localhost'}",
-            "metrics.listen: must be an address",
+            "metrics: {enabled: true, listen: 'localhost'}",
+            "metrics.listen: must be host:port",
         ),
         (
             "max_concurrent_reboots: 0",
@@ -265,8 +243,10 @@ fn every_rule_names_its_field() {
         ("nodename: x", "nodename: unknown field"),
         (
             "health_timeout_sec: -1",
-            "health_timeout_sec: invalid value",
+            "health_timeout_sec: must be a whole number ≥ 1",
         ),
+        ("dry_run: maybe", "dry_run: must be true or false"),
+        ("node_name: {a: 1}", "node_name: must be a text value"),
     ];
     for (overlay, expected) in cases {
         assert_problem(overlay, expected);
@@ -283,9 +263,10 @@ fn local_backend_needs_no_endpoints() {
 
 #[test]
 fn all_problems_are_reported_together() {
-    let got =
-        problems("{health_timeout_sec: 0, check_interval_sec: 0, lock_key: x, log: {format: xml}}");
-    assert!(got.len() >= 4, "expected at least 4 problems, got {got:?}");
+    let got = problems(
+        "{health_timeout_sec: -1, check_interval_sec: soon, lock_backend: x, log: {format: xml}, nodename: a}",
+    );
+    assert_eq!(got.len(), 5, "{got:#?}");
 }
 
 #[test]
@@ -316,5 +297,346 @@ fn readable_tls_files_and_world_readable_key_warn() {
             .any(|w| w.field == "etcd_tls.key_file" && w.message.contains("world-readable")),
         "{:?}",
         v.warnings
+    );
+}
+
+const GO_TEMPLATE: &str = include_str!("../../tests/fixtures/go-packaging-config.yaml");
+
+/// The Go package's template with the four required fields filled in, as an operator would.
+fn go_template_filled() -> String {
+    let filled = GO_TEMPLATE
+        .replace("node_name: \"\"", "node_name: \"n1\"")
+        .replace(
+            "reboot_required_detectors: []",
+            "reboot_required_detectors: [{type: file, path: /var/run/reboot-required}]",
+        )
+        .replace(
+            "health_script: \"\"",
+            "health_script: /usr/local/bin/health",
+        )
+        .replace(
+            "etcd_endpoints: []",
+            "etcd_endpoints: [\"http://127.0.0.1:2379\"]",
+        );
+    assert_ne!(filled, GO_TEMPLATE);
+    filled
+}
+
+#[test]
+fn the_go_package_template_loads_once_the_required_fields_are_filled() {
+    let v = file(&go_template_filled(), &env()).expect("valid");
+    let s = v.settings;
+    assert_eq!(s.node_name, "n1");
+    assert!(s.dry_run);
+    assert_eq!(
+        s.lock_key, "/cluster/clusterrebootd/lock",
+        "lock_key: \"\" = default"
+    );
+    assert_eq!(s.health_timeout.as_secs(), 45);
+    assert_eq!(s.check_interval.as_secs(), 300);
+    assert_eq!(s.lock_ttl.as_secs(), 120);
+    assert_eq!(s.policies.min_healthy_fraction, 0.0, "null = no policy");
+    assert_eq!(s.policies.min_healthy_absolute, 0);
+    assert_eq!(
+        s.reboot_command.last().map(String::as_str),
+        Some("coordinated reboot for ${RC_NODE_NAME}")
+    );
+    assert!(s.metrics_listen.is_none());
+    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+}
+
+#[test]
+fn the_unfilled_go_template_names_every_missing_field() {
+    let err = file(GO_TEMPLATE, &env()).expect_err("invalid");
+    let got = err.problems();
+    // node_name falls back to the host name (a deliberate difference from Go)...
+    assert_eq!(
+        got,
+        [
+            "reboot_required_detectors: at least one detector is required",
+            "health_script: must not be empty",
+            "etcd_endpoints: at least one endpoint is required unless lock_backend is \"local\"",
+        ],
+        "{got:#?}"
+    );
+    // ...and is reported with the others when there is no host name either.
+    let err = file(GO_TEMPLATE, &ValidateEnv { hostname: None }).expect_err("invalid");
+    let got = err.problems();
+    assert_eq!(got.len(), 4, "{got:#?}");
+    assert!(got[0].starts_with("node_name: empty"), "{got:#?}");
+}
+
+#[test]
+fn zero_empty_and_null_mean_the_default_like_go_apply_defaults() {
+    let zero = with(
+        "health_timeout_sec: 0
+health_publish_interval_sec: 0
+check_interval_sec: 0
+backoff_min_sec: 0
+backoff_max_sec: 0
+lock_ttl_sec: 0
+lock_key: '   '
+reboot_command: []
+kill_switch_file: ''
+metrics: {enabled: true, listen: ''}
+",
+    )
+    .expect("valid")
+    .settings;
+    let null = with(
+        "health_timeout_sec: null
+health_publish_interval_sec: ~
+check_interval_sec:
+backoff_min_sec: null
+backoff_max_sec: null
+lock_ttl_sec: null
+lock_key: null
+reboot_command: null
+kill_switch_file: null
+metrics: {enabled: true, listen: null}
+etcd_tls: null
+windows: ~
+cluster_policies: {min_healthy_fraction: null, min_healthy_absolute: null}
+",
+    )
+    .expect("valid")
+    .settings;
+    for s in [zero, null] {
+        assert_eq!(s.health_timeout.as_secs(), 30);
+        assert_eq!(s.health_publish_interval.as_secs(), 15);
+        assert_eq!(s.check_interval.as_secs(), 60);
+        assert_eq!((s.backoff.min.as_secs(), s.backoff.max.as_secs()), (5, 60));
+        assert_eq!(s.lock_ttl.as_secs(), 90);
+        assert_eq!(s.lock_key, "/cluster/clusterrebootd/lock");
+        assert_eq!(
+            s.reboot_command,
+            ["/sbin/shutdown", "-r", "now", "coordinated kernel reboot"]
+        );
+        assert_eq!(
+            s.kill_switch_file,
+            std::path::Path::new("/etc/clusterrebootd/disable")
+        );
+        assert_eq!(
+            s.metrics_listen,
+            Some("127.0.0.1:9090".parse().expect("addr"))
+        );
+    }
+}
+
+#[test]
+fn yaml_1_1_booleans_go_into_bool_fields() {
+    for (text, want) in [
+        ("yes", true),
+        ("Yes", true),
+        ("YES", true),
+        ("on", true),
+        ("ON", true),
+        ("y", true),
+        ("Y", true),
+        ("'yes'", true),
+        ("\"on\"", true),
+        ("True", true),
+        ("no", false),
+        ("No", false),
+        ("off", false),
+        ("Off", false),
+        ("n", false),
+        ("N", false),
+        ("'no'", false),
+        ("FALSE", false),
+    ] {
+        let s = with(&format!(
+            "dry_run: {text}\nmetrics: {{enabled: {text}}}\netcd_tls: {{enabled: false, insecure_skip_verify: {text}}}\ncluster_policies: {{forbid_if_only_fallback_left: {text}, fallback_nodes: [n2]}}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .settings;
+        assert_eq!(s.dry_run, want, "{text}");
+        assert_eq!(s.metrics_listen.is_some(), want, "{text}");
+        assert_eq!(s.policies.forbid_if_only_fallback_left, want, "{text}");
+    }
+    assert_problem("dry_run: yEs", "dry_run: must be true or false");
+    assert_problem("dry_run: 1", "dry_run: must be true or false");
+}
+
+#[test]
+fn any_scalar_goes_into_a_string_field_as_written() {
+    let s = with(
+        "node_name: 123
+reboot_command: [/bin/echo, +5, 0x10, 1.50, true, ~, null, 2024-01-02, '']
+etcd_namespace: 007
+",
+    );
+    // The empty last argument is allowed; only the first must be set.
+    let s = s.expect("valid").settings;
+    assert_eq!(s.node_name, "123");
+    assert_eq!(
+        s.reboot_command,
+        ["/bin/echo", "+5", "0x10", "1.50", "true", "2024-01-02", ""],
+        "null items are dropped, as yaml.v3 does"
+    );
+    assert_eq!(s.etcd.namespace, "/007");
+    let s = with("reboot_required_detectors: [{type: command, cmd: [/bin/check, -r, +5, 10]}]")
+        .expect("valid")
+        .settings;
+    assert_eq!(
+        s.detectors[0].kind,
+        DetectorKind::Command {
+            argv: vec!["/bin/check".into(), "-r".into(), "+5".into(), "10".into()],
+            success_exit_codes: vec![],
+            timeout: None,
+        }
+    );
+}
+
+#[test]
+fn integral_floats_go_into_integer_fields_but_fractions_do_not() {
+    let s = with("health_timeout_sec: 30.0\nlock_ttl_sec: 1.2e2\ncheck_interval_sec: 0x3c\n")
+        .expect("valid")
+        .settings;
+    assert_eq!(s.health_timeout.as_secs(), 30);
+    assert_eq!(s.lock_ttl.as_secs(), 120);
+    assert_eq!(s.check_interval.as_secs(), 60);
+    assert_problem(
+        "health_timeout_sec: 30.5",
+        "health_timeout_sec: must be a whole number ≥ 1",
+    );
+    assert_problem(
+        "check_interval_sec: '30'",
+        "check_interval_sec: must be a whole number",
+    );
+}
+
+#[test]
+fn merge_keys_and_anchors_work() {
+    let s = file(
+        "defaults: &d
+  type: file
+  path: /var/run/reboot-required
+node_name: n1
+health_script: /usr/local/bin/health
+etcd_endpoints: [&ep 'http://127.0.0.1:2379']
+reboot_required_detectors:
+  - <<: *d
+  - <<: *d
+    name: second
+    path: /run/other
+",
+        &env(),
+    );
+    // `defaults` itself is not a field: yaml.v3 with KnownFields rejects it too.
+    let got = s.expect_err("unknown key").problems();
+    assert_eq!(got, ["defaults: unknown field (line 1)"], "{got:#?}");
+    let s = with(
+        "reboot_required_detectors:
+  - &base {type: command, cmd: [/bin/check], timeout_sec: 5}
+  - <<: *base
+    name: other
+",
+    )
+    .expect("valid")
+    .settings;
+    assert_eq!(s.detectors.len(), 2);
+    assert_eq!(s.detectors[1].name, "other");
+    assert_eq!(s.detectors[1].kind, s.detectors[0].kind);
+}
+
+#[test]
+fn lock_key_is_normalised_like_go_apply_namespace() {
+    for (written, want) in [
+        ("cluster/lock", "/cluster/lock"),
+        ("//cluster/lock", "/cluster/lock"),
+        (" /cluster/lock ", "/cluster/lock"),
+        ("/cluster/lock/", "/cluster/lock/"),
+    ] {
+        let s = with(&format!("lock_key: '{written}'"))
+            .expect("valid")
+            .settings;
+        assert_eq!(s.lock_key, want, "{written:?}");
+        // The etcd keys are the Go daemon's: "/" + trim(ns) + "/" + trim_left(key, "/").
+        let keys = crate::coord::keys::Keys::new("", &s.lock_key);
+        assert_eq!(
+            keys.slot_prefix(),
+            format!("/{}/", written.trim().trim_start_matches('/')),
+        );
+    }
+}
+
+#[test]
+fn etcd_endpoints_with_a_trailing_slash_are_accepted() {
+    let s = with(
+        "etcd_endpoints: ['http://10.0.0.1:2379/', 'https://etcd.example:2379', '10.0.0.2:2379']",
+    )
+    .expect("valid")
+    .settings;
+    assert_eq!(
+        s.etcd.endpoints,
+        [
+            "http://10.0.0.1:2379",
+            "https://etcd.example:2379",
+            "10.0.0.2:2379"
+        ]
+    );
+}
+
+#[test]
+fn metrics_listen_takes_what_go_net_listen_takes_and_only_when_enabled() {
+    for (written, want) in [
+        (":9090", "0.0.0.0:9090"),
+        ("localhost:9090", "127.0.0.1:9090"),
+        ("0.0.0.0:9100", "0.0.0.0:9100"),
+        ("'[::1]:9090'", "[::1]:9090"),
+    ] {
+        let s = with(&format!("metrics: {{enabled: true, listen: {written}}}"))
+            .unwrap_or_else(|e| panic!("{written}: {e}"))
+            .settings;
+        assert_eq!(
+            s.metrics_listen,
+            Some(want.parse().expect("addr")),
+            "{written}"
+        );
+    }
+    let s = with("metrics: {enabled: false, listen: 'not an address'}")
+        .expect("disabled metrics are not validated")
+        .settings;
+    assert!(s.metrics_listen.is_none());
+}
+
+#[test]
+fn detector_fields_of_another_type_warn_instead_of_failing() {
+    let v = with(
+        "reboot_required_detectors:
+  - {type: file, path: /a, timeout_sec: 5, cmd: [x], success_exit_codes: [1]}
+  - {type: command, cmd: [/bin/true], path: /b}
+",
+    )
+    .expect("valid");
+    let mut got: Vec<String> = v
+        .warnings
+        .iter()
+        .filter(|w| w.field.starts_with("reboot_required_detectors"))
+        .map(ToString::to_string)
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "reboot_required_detectors[0].cmd: is not used by a \"file\" detector and is ignored",
+            "reboot_required_detectors[0].success_exit_codes: is not used by a \"file\" detector and is ignored",
+            "reboot_required_detectors[0].timeout_sec: is not used by a \"file\" detector and is ignored",
+            "reboot_required_detectors[1].path: is not used by a \"command\" detector and is ignored",
+        ]
+    );
+}
+
+#[test]
+fn a_field_with_a_type_error_is_not_reported_again_by_validation() {
+    let got = problems("reboot_required_detectors: soon\nhealth_script: [a]\n");
+    assert_eq!(
+        got,
+        [
+            "reboot_required_detectors: must be a list, got \"soon\" (config.d/01.yaml line 1)",
+            "health_script: must be a text value, got a list (config.d/01.yaml line 2)",
+        ],
+        "{got:#?}"
     );
 }

@@ -128,15 +128,9 @@ pub fn validate(raw: &RawConfig, env: &ValidateEnv) -> Result<Validated, ConfigE
         );
     }
 
-    if !raw.lock_key.starts_with('/') || raw.lock_key.ends_with('/') || raw.lock_key.len() < 2 {
-        r.err(
-            "lock_key",
-            format!(
-                "must start with '/' and not end with '/', got {:?}",
-                raw.lock_key
-            ),
-        );
-    }
+    // Go's applyNamespace: surrounding blanks go, leading slashes collapse to one, a trailing
+    // slash stays (so both daemons build the same etcd keys during a migration).
+    let lock_key = format!("/{}", raw.lock_key.trim().trim_start_matches('/'));
     let lock_ttl = r.positive("lock_ttl_sec", raw.lock_ttl_sec);
     if raw.lock_ttl_sec <= raw.health_timeout_sec {
         r.err(
@@ -194,18 +188,17 @@ pub fn validate(raw: &RawConfig, env: &ValidateEnv) -> Result<Validated, ConfigE
     let windows = validate_windows(&mut r, raw);
 
     let kill_switch_file = r.absolute("kill_switch_file", &raw.kill_switch_file);
-    let listen: Option<SocketAddr> = match raw.metrics.listen.parse() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            r.err(
-                "metrics.listen",
-                format!(
-                    "must be an address like 127.0.0.1:9090, got {:?}",
-                    raw.metrics.listen
-                ),
-            );
-            None
+    // Like the Go daemon, the listen address only matters when metrics are enabled.
+    let listen: Option<SocketAddr> = if raw.metrics.enabled {
+        match crate::metrics::listen_addr(&raw.metrics.listen) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                r.err("metrics.listen", e);
+                None
+            }
         }
+    } else {
+        None
     };
 
     let max_concurrent_reboots = match u32::try_from(raw.max_concurrent_reboots) {
@@ -303,7 +296,7 @@ pub fn validate(raw: &RawConfig, env: &ValidateEnv) -> Result<Validated, ConfigE
             max: bmax,
         },
         min_reboot_interval: Duration::from_secs(raw.min_reboot_interval_sec),
-        lock_key: raw.lock_key.clone(),
+        lock_key,
         lock_ttl,
         etcd,
         reboot_command: raw.reboot_command.clone(),
@@ -320,7 +313,7 @@ pub fn validate(raw: &RawConfig, env: &ValidateEnv) -> Result<Validated, ConfigE
             timezone: raw.windows.timezone.clone(),
         },
         kill_switch_file,
-        metrics_listen: if raw.metrics.enabled { listen } else { None },
+        metrics_listen: listen,
         dry_run: raw.dry_run,
         max_concurrent_reboots,
         reboot_lease_ttl,
@@ -358,7 +351,8 @@ fn validate_detectors(r: &mut Report, raw: &[RawDetector]) -> Vec<DetectorSpec> 
     let mut out = Vec::new();
     for (i, d) in raw.iter().enumerate() {
         let at = |f: &str| format!("reboot_required_detectors[{i}].{f}");
-        // Fields that belong to another detector type are mistakes, not silent no-ops.
+        // Fields that belong to another detector type are ignored, as the Go daemon does, but
+        // said so: they are usually a mistake.
         let stray = |r: &mut Report, allowed: &[&str]| {
             let present = [
                 ("path", !d.path.is_empty()),
@@ -369,7 +363,10 @@ fn validate_detectors(r: &mut Report, raw: &[RawDetector]) -> Vec<DetectorSpec> 
             ];
             for (f, set) in present {
                 if set && !allowed.contains(&f) {
-                    r.err(at(f), format!("not used by a {:?} detector", d.kind));
+                    r.warn(
+                        at(f),
+                        format!("is not used by a {:?} detector and is ignored", d.kind),
+                    );
                 }
             }
         };
@@ -449,7 +446,13 @@ fn validate_etcd(r: &mut Report, raw: &RawConfig, backend: LockBackend) -> EtcdS
             "at least one endpoint is required unless lock_backend is \"local\"",
         );
     }
-    for (i, e) in raw.etcd_endpoints.iter().enumerate() {
+    // A trailing `/` is accepted (the Go client takes URLs) and dropped.
+    let endpoints: Vec<String> = raw
+        .etcd_endpoints
+        .iter()
+        .map(|e| e.trim().trim_end_matches('/').to_string())
+        .collect();
+    for (i, (e, written)) in endpoints.iter().zip(&raw.etcd_endpoints).enumerate() {
         let rest = e
             .strip_prefix("http://")
             .or_else(|| e.strip_prefix("https://"))
@@ -460,7 +463,7 @@ fn validate_etcd(r: &mut Report, raw: &RawConfig, backend: LockBackend) -> EtcdS
         if !hostport_ok {
             r.err(
                 format!("etcd_endpoints[{i}]"),
-                format!("must look like http(s)://host:port, got {e:?}"),
+                format!("must look like http(s)://host:port, got {written:?}"),
             );
         }
     }
@@ -533,7 +536,7 @@ fn validate_etcd(r: &mut Report, raw: &RawConfig, backend: LockBackend) -> EtcdS
         }
     };
     EtcdSettings {
-        endpoints: raw.etcd_endpoints.clone(),
+        endpoints,
         namespace,
         tls,
         auth,

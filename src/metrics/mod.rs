@@ -46,7 +46,7 @@ mod http;
 #[cfg(test)]
 mod tests;
 
-pub use http::{CONTENT_TYPE, serve};
+pub use http::{CONTENT_TYPE, listen_addr, serve};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -177,8 +177,10 @@ impl Spec {
 }
 
 /// Looks up one day name starting at byte `i` of the spec text.
+/// Like Go's `dayName`, the name is trimmed first, so `Mon - Fri` and `Mon -Fri` are ranges.
 fn day_at(cx: &Ctx<'_>, spec: &Spec, name: &str, i: usize) -> Result<u32, WindowParseError> {
-    let lower = go_lower(name);
+    let i = i + (name.len() - name.trim_start().len());
+    let lower = go_lower(name.trim());
     day_index(&lower).ok_or_else(|| cx.err(spec.at(i), format!("unknown day {lower:?}")))
 }
 
@@ -367,6 +369,15 @@ mod tests {
         assert_eq!(ok("Mon-Fri 09:00-17:00")[0], iv(1, 9, 0, 8 * 60));
         assert_eq!(ok("Mon-Fri 09:00 - 17:00"), ok("Mon-Fri 09:00-17:00"));
         assert_eq!(ok("Mon-Fri 09:00 -17:00"), ok("Mon-Fri 09:00-17:00"));
+        // Go trims each side of a day range (`dayName` calls TrimSpace).
+        for spaced in [
+            "Mon - Fri 09:00-17:00",
+            "Mon -Fri 09:00-17:00",
+            "Mon- Fri 09:00-17:00",
+        ] {
+            assert_eq!(ok(spaced), ok("Mon-Fri 09:00-17:00"), "{spaced}");
+        }
+        assert_eq!(days("Sat - Mon 09:00-17:00"), vec![0, 1, 6]);
         // Everything after the separator belongs to the end part.
         assert_eq!(
             ok("Fri 18:00-Mon 08:00"),
@@ -520,7 +531,7 @@ mod tests {
             ("Mon- 10:00-11:00", 5, "unknown day \"\""),
             ("-Mon 10:00-11:00", 1, "unknown day \"\""),
             ("Mon-Tue-Wed 10:00-11:00", 5, "unknown day \"tue-wed\""),
-            ("Mon - Fri 10:00-11:00", 1, "unknown day \"mon \""),
+            ("Mon - Xyz 10:00-11:00", 7, "unknown day \"xyz\""),
             ("Mon,* 10:00-11:00", 5, "unknown day \"*\""),
             ("*,Mon 10:00-11:00", 1, "unknown day \"*\""),
             ("*-Mon 10:00-11:00", 1, "unknown day \"*\""),
@@ -678,7 +689,7 @@ mod tests {
                 "invalid day specification \"Mon, ,Tue\": empty item",
             ),
             ("Mon,   Tue-Fry 10:00-11:00", 12, "unknown day \"fry\""),
-            ("Mön - Fri 10:00-11:00", 1, "unknown day \"mön \""),
+            ("Mön - Fri 10:00-11:00", 1, "unknown day \"mön\""),
             ("Mon-ü - Fri 10:00-11:00", 5, "unknown day \"ü - fri\""),
         ]);
     }

@@ -17,18 +17,15 @@ fn invalid_config_exits_two_and_lists_every_problem() {
     let p = write(
         dir.path(),
         "config.yaml",
-        format!("{VALID}health_timeout_sec: 0\ncheck_interval_sec: 0\n").as_bytes(),
+        format!("{VALID}health_timeout_sec: 40\nlock_ttl_sec: 40\nbackoff_max_sec: 1\n").as_bytes(),
     );
     let (code, _, err) = outcome(&["validate-config", "--config", &p]);
     assert_eq!(code, 2, "stderr: {err}");
     assert!(
-        err.contains("health_timeout_sec: must be greater than 0"),
+        err.contains("lock_ttl_sec: must be greater than health_timeout_sec"),
         "{err}"
     );
-    assert!(
-        err.contains("check_interval_sec: must be greater than 0"),
-        "{err}"
-    );
+    assert!(err.contains("backoff_max_sec: must be at least"), "{err}");
 }
 
 #[test]
@@ -58,7 +55,7 @@ fn drop_ins_merge_in_lexical_order() {
     write(
         dir.path(),
         "config.d/10-break.yaml",
-        b"check_interval_sec: 0\n",
+        b"check_interval_sec: -5\n",
     );
     write(dir.path(), "config.d/99-ignored.txt", b"garbage: [\n");
     let (code, _, err) = outcome(&["validate-config", "--config", &p]);

@@ -4,6 +4,7 @@ mod bad_input;
 mod completions;
 mod config_cmd;
 mod exit_codes;
+mod go_dropin;
 mod planner;
 mod replay;
 mod windows_cmd;
