@@ -192,3 +192,37 @@ fn a_reload_that_tightens_the_policies_is_applied() {
     );
     sigterm(&mut d);
 }
+
+/// etcd restored empty (disaster recovery) under a running daemon: the store's revision falls
+/// below the one the node pinned. No new reboot starts until an operator accepts the store.
+#[test]
+fn an_etcd_restored_empty_fails_closed_until_accepted() {
+    let mut e = etcd::Etcd::start(1);
+    for i in 0..60 {
+        put(&e, &format!("/filler/{i}"), "x");
+    }
+    let a = etcd_node("node-a", &e, "");
+    std::fs::write(a.path("block"), "").expect("block");
+    let mut d = a.start();
+    a.wait_for("a blocked pass", 20, |n| {
+        n.state()["outcome"] == "health_blocked"
+    });
+    a.wait_for("the pinned identity", 10, |n| {
+        !n.read("state/etcd-identity.json").is_empty()
+    });
+    e.members[0].wipe_and_restart();
+    e.wait_healthy(Duration::from_secs(20));
+    std::fs::remove_file(a.path("block")).expect("unblock");
+    a.wait_for("the store check to fail closed", 30, |n| {
+        n.state()["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not the one this node knows"))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(reboots(&a), 0, "rebooted on a store it does not know");
+    let (code, out, err) = a.once(&["cluster", "accept-store"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("etcd store accepted"), "{out}");
+    a.wait_for("the reboot on the accepted store", 30, |n| reboots(n) == 1);
+    sigterm(&mut d);
+}

@@ -46,6 +46,10 @@ pub enum ClusterCommand {
         /// The node.
         node: String,
     },
+    /// Accept the etcd store as it is now as this cluster's (after restoring etcd from a backup
+    /// or replacing it): every daemon re-pins its identity. Check first that no node is down in
+    /// a reboot: the restored store does not know its slot.
+    AcceptStore,
 }
 
 /// One slot entry as shown by `cluster status`.
@@ -331,6 +335,24 @@ async fn execute<K: Kv>(
                 .await?;
             println!(
                 "cluster paused: no node starts a reboot until `clusterrebootd cluster resume`"
+            );
+        }
+        ClusterCommand::AcceptStore => {
+            let id = kv.identity(&keys.pause()).await?;
+            let rec = crate::coord::etcd::StoreAccepted {
+                cluster_id: format!("{:x}", id.cluster_id),
+                by: who(),
+                at: now,
+            };
+            kv.put(
+                &keys.store_accepted(),
+                serde_json::to_vec(&rec).unwrap_or_default(),
+                0,
+            )
+            .await?;
+            println!(
+                "etcd store accepted (cluster id {:x}, revision {}): daemons pin it at their next check",
+                id.cluster_id, id.revision
             );
         }
         ClusterCommand::Resume => {

@@ -83,6 +83,7 @@ fn drive(rt: &tokio::runtime::Runtime, opts: Options, read_only: bool) -> Exit {
                 policies: s.policies.clone(),
                 stale_after: s.health_stale_after,
                 read_only,
+                identity_file: Some(s.state_dir.join("etcd-identity.json")),
             };
             let coord = Arc::new(EtcdBackend::new(kv, cfg));
             driver::run(opts, coord).await

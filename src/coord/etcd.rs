@@ -53,6 +53,9 @@ pub struct EtcdConfig {
     /// For `status`: read only, never write (a free slot is reported as acquired without
     /// taking it; a full queue as unavailable).
     pub read_only: bool,
+    /// Where the pinned identity of the etcd store lives (`<state_dir>/etcd-identity.json`);
+    /// `None` keeps the pin in memory only (tools, tests, the simulator).
+    pub identity_file: Option<PathBuf>,
 }
 
 impl EtcdConfig {
@@ -78,6 +81,7 @@ impl EtcdConfig {
             policies: Policies::default(),
             stale_after: Duration::from_secs(60),
             read_only: false,
+            identity_file: None,
         }
     }
 }
@@ -189,8 +193,31 @@ pub struct CooldownRecord {
     pub duration_sec: u64,
 }
 
+/// The pinned identity of the etcd store (`<state_dir>/etcd-identity.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedStore {
+    /// etcd cluster id, hex.
+    pub cluster_id: String,
+    /// The highest store revision seen; the store's revision never goes below it.
+    pub revision: Revision,
+}
+
+/// The operator's acceptance of a new store (`<ns>/store_accepted`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreAccepted {
+    /// The accepted cluster id, hex.
+    pub cluster_id: String,
+    /// Who.
+    #[serde(default)]
+    pub by: String,
+    /// When (RFC 3339).
+    #[serde(default)]
+    pub at: String,
+}
+
 #[derive(Default)]
 struct Inner {
+    pinned: Option<PinnedStore>,
     session: Option<LeaseId>,
     session_task: Option<JoinHandle<()>>,
     entry: Option<String>,
@@ -403,6 +430,80 @@ impl<K: Kv + Clone> EtcdBackend<K> {
         }
     }
 
+    /// Checks that the store is the one this node pinned (SPEC §7): the same etcd cluster id,
+    /// and a revision not below the highest seen. The first check pins it. A store restored
+    /// empty or replaced fails closed with [`CoordError::StoreChanged`] until an operator has
+    /// accepted it (`cluster accept-store` writes `<ns>/store_accepted` with its cluster id).
+    pub async fn check_store(&self) -> Result<(), CoordError> {
+        let now = self.kv.identity(&self.cfg.keys.pause()).await?;
+        let current = format!("{:x}", now.cluster_id);
+        let pinned = {
+            let cached = lock(&self.inner).pinned.clone();
+            match cached {
+                Some(p) => Some(p),
+                None => self.load_pin()?,
+            }
+        };
+        let ok = pinned
+            .as_ref()
+            .is_none_or(|p| p.cluster_id == current && now.revision >= p.revision);
+        if !ok {
+            let accepted = match self.kv.get(&self.cfg.keys.store_accepted()).await? {
+                (Some(kv), _) => serde_json::from_slice::<StoreAccepted>(&kv.value)
+                    .is_ok_and(|a| a.cluster_id == current),
+                (None, _) => false,
+            };
+            let p = pinned.clone().unwrap_or(PinnedStore {
+                cluster_id: String::new(),
+                revision: 0,
+            });
+            if !accepted {
+                return Err(CoordError::StoreChanged(format!(
+                    "the etcd store is not the one this node knows: pinned cluster id {} at revision {}, now cluster id {current} at revision {} (restored from a backup, or replaced?); no new reboot starts. If this store is the right one, check that no node is down in a reboot, then run `clusterrebootd cluster accept-store`",
+                    p.cluster_id, p.revision, now.revision
+                )));
+            }
+            tracing::warn!(event = "store_accepted", cluster_id = %current, revision = now.revision, previous = %p.cluster_id, "an operator accepted a new etcd store; pinning it");
+        }
+        let advanced = PinnedStore {
+            cluster_id: current,
+            revision: now.revision.max(
+                pinned
+                    .as_ref()
+                    .filter(|p| ok && p.cluster_id == format!("{:x}", now.cluster_id))
+                    .map_or(0, |p| p.revision),
+            ),
+        };
+        if pinned.as_ref() != Some(&advanced) {
+            self.save_pin(&advanced)?;
+        }
+        lock(&self.inner).pinned = Some(advanced);
+        Ok(())
+    }
+
+    fn load_pin(&self) -> Result<Option<PinnedStore>, CoordError> {
+        match &self.cfg.identity_file {
+            Some(p) => read_json(p).map_err(|e| CoordError::Corrupt {
+                what: p.display().to_string(),
+                message: e.to_string(),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    fn save_pin(&self, pin: &PinnedStore) -> Result<(), CoordError> {
+        let Some(p) = &self.cfg.identity_file else {
+            return Ok(());
+        };
+        if self.cfg.read_only {
+            return Ok(());
+        }
+        write_atomic(p, &to_json(pin, "store identity")?).map_err(|source| CoordError::Io {
+            what: format!("persist {}", p.display()),
+            source,
+        })
+    }
+
     /// Current queue (for `cluster status`).
     pub async fn queue(&self) -> Result<Vec<KeyValue>, CoordError> {
         Ok(self
@@ -525,6 +626,7 @@ impl From<SlotError> for CoordError {
 
 impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
     async fn join_queue(&self, updates: mpsc::Sender<QueueUpdate>) -> Result<(), CoordError> {
+        self.check_store().await?;
         if self.cfg.read_only {
             let queue = self.queue().await?;
             let cap = *self.capacity.borrow() as usize;
@@ -541,9 +643,26 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             }
             return Ok(());
         }
-        let lease = self.session().await?;
-        let key = self.cfg.keys.slot_entry(lease);
-        slots::create_entry(&self.kv, &key, &self.value("waiting"), lease).await?;
+        let mut lease = self.session().await?;
+        let mut key = self.cfg.keys.slot_entry(lease);
+        match slots::create_entry(&self.kv, &key, &self.value("waiting"), lease).await {
+            Ok(_) => {}
+            // The session lease is gone (expired unnoticed, or an accepted new store never had
+            // it): start a new session at once instead of failing until the keeper notices.
+            Err(SlotError::Kv(KvError::LeaseNotFound(_))) => {
+                {
+                    let mut i = lock(&self.inner);
+                    i.session = None;
+                    if let Some(t) = i.session_task.take() {
+                        t.abort();
+                    }
+                }
+                lease = self.session().await?;
+                key = self.cfg.keys.slot_entry(lease);
+                slots::create_entry(&self.kv, &key, &self.value("waiting"), lease).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
         lock(&self.inner).entry = Some(key.clone());
         let prefix = self.cfg.keys.slot_prefix();
         let mut cap = self.capacity.subscribe();
@@ -792,6 +911,8 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
     }
 
     async fn cluster_health(&self) -> Result<PolicyVerdict, CoordError> {
+        // Every pass reads the policy first: a restored or replaced store is noticed here.
+        self.check_store().await?;
         let health_prefix = self.cfg.keys.health_prefix();
         let mut facts = ClusterFacts::default();
         for kv in self
@@ -874,6 +995,8 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             rebooted: false,
         };
         let read = async {
+            // A store that is not the pinned one is not ours to clean up: local facts only.
+            self.check_store().await?;
             let queue = self.queue().await?;
             let (marker, _) = self
                 .kv
@@ -884,9 +1007,13 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         let (queue, marker) = match read.await {
             Ok(r) => r,
             Err(e) => {
-                return match &file {
-                    Some(f) => Ok(Some(from_file(f))),
-                    None => Err(e),
+                return match (&file, &e) {
+                    (Some(f), _) => Ok(Some(from_file(f))),
+                    (None, CoordError::StoreChanged(why)) => {
+                        tracing::error!(event = "store_changed", "{why}");
+                        Ok(None)
+                    }
+                    (None, _) => Err(e),
                 };
             }
         };

@@ -266,6 +266,22 @@ impl Kv for EtcdKv {
         .await
     }
 
+    async fn identity(&self, probe_key: &str) -> Result<StoreIdentity, KvError> {
+        self.with_failover(|mut c| {
+            let key = probe_key.to_string();
+            async move {
+                let r = c.get(key, None).await?;
+                // Every etcd response carries a header; a missing one reads as cluster 0,
+                // which never matches a pinned identity (fail closed).
+                Ok(StoreIdentity {
+                    cluster_id: r.header().map_or(0, |h| h.cluster_id()),
+                    revision: r.header().map_or(0, |h| h.revision()),
+                })
+            }
+        })
+        .await
+    }
+
     async fn get(&self, key: &str) -> Result<(Option<KeyValue>, Revision), KvError> {
         self.with_failover(|mut c| {
             let key = key.to_string();

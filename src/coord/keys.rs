@@ -72,6 +72,12 @@ impl Keys {
         self.key("pause")
     }
 
+    /// `<ns>/store_accepted`: an operator accepted this store as the cluster's (after a
+    /// restore or a replacement); carries its cluster id.
+    pub fn store_accepted(&self) -> String {
+        self.key("store_accepted")
+    }
+
     /// `<ns>/reboot_request/`.
     pub fn request_prefix(&self) -> String {
         self.key("reboot_request/")

@@ -105,6 +105,16 @@ pub struct TxnResult {
     pub gets: Vec<Option<KeyValue>>,
 }
 
+/// Which store answered: etcd's cluster id and its current revision. A different cluster id, or
+/// a revision below one seen before, means the store was replaced or restored (SPEC §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreIdentity {
+    /// The etcd cluster id (response header).
+    pub cluster_id: u64,
+    /// The store revision at the read.
+    pub revision: Revision,
+}
+
 /// One change delivered by a watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
@@ -198,6 +208,11 @@ pub trait Kv: Send + Sync + 'static {
         &self,
         id: LeaseId,
     ) -> impl Future<Output = Result<Option<Duration>, KvError>> + Send;
+    /// Who the store is, read with a get of `probe_key` (a key the caller may read).
+    fn identity(
+        &self,
+        probe_key: &str,
+    ) -> impl Future<Output = Result<StoreIdentity, KvError>> + Send;
     /// Watches every change under `prefix` from `start_revision` (inclusive).
     fn watch(
         &self,

@@ -42,8 +42,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::kv::{
-    CmpOp, Compare, KeyValue, Kv, KvError, LeaseId, RangeOpts, RangeResult, Revision, TxnOp,
-    TxnResult, WatchEvent, WatchStream,
+    CmpOp, Compare, KeyValue, Kv, KvError, LeaseId, RangeOpts, RangeResult, Revision,
+    StoreIdentity, TxnOp, TxnResult, WatchEvent, WatchStream,
 };
 
 /// Capacity of the channel handed to a watcher; the store never blocks on it (a per-watch task
@@ -102,6 +102,8 @@ struct State {
     available: bool,
     /// Extra latency added to watch deliveries.
     watch_delay: Duration,
+    /// The cluster id every response carries (a replaced store has another one).
+    cluster_id: u64,
 }
 
 impl Default for State {
@@ -116,6 +118,7 @@ impl Default for State {
             watchers: Vec::new(),
             available: true,
             watch_delay: Duration::ZERO,
+            cluster_id: 0x00c1_5e7e_0001,
         }
     }
 }
@@ -348,6 +351,20 @@ impl MemKv {
         }
     }
 
+    /// Fault injection: the store is replaced by an empty one (disaster recovery from nothing,
+    /// or a new etcd cluster at the same address): every key, lease and the history are gone,
+    /// the revision starts again at 1, open watches end, and the cluster id is `cluster_id`.
+    pub fn replace_with_empty(&self, cluster_id: u64) {
+        let mut state = self.state();
+        state.cancel_watches(&KvError::Unavailable("store replaced (memkv)".into()));
+        state.keys.clear();
+        state.leases.clear();
+        state.history.clear();
+        state.revision = 1;
+        state.compacted = 1;
+        state.cluster_id = cluster_id;
+    }
+
     /// Fault injection: expires lease `id` now, deleting its keys, as if its holder had stopped
     /// keeping it alive long ago. Returns whether the lease existed.
     pub fn expire_lease(&self, id: LeaseId) -> bool {
@@ -534,6 +551,14 @@ impl Kv for MemKv {
         }
         Ok(RangeResult {
             kvs,
+            revision: state.revision,
+        })
+    }
+
+    async fn identity(&self, _probe_key: &str) -> Result<StoreIdentity, KvError> {
+        let state = self.available_state()?;
+        Ok(StoreIdentity {
+            cluster_id: state.cluster_id,
             revision: state.revision,
         })
     }

@@ -109,6 +109,10 @@ pub enum CoordError {
     /// Another daemon owns the coordination state.
     #[error("{0}")]
     Busy(String),
+    /// The etcd store is not the one this node pinned (restored or replaced): nothing new
+    /// starts until an operator accepts it.
+    #[error("{0}")]
+    StoreChanged(String),
     /// The coordination store failed.
     #[error(transparent)]
     Kv(#[from] kv::KvError),
@@ -122,6 +126,7 @@ impl CoordError {
             CoordError::Corrupt { .. } => "corrupt",
             CoordError::Lost(_) => "lost",
             CoordError::Busy(_) => "busy",
+            CoordError::StoreChanged(_) => "store_changed",
             CoordError::Kv(e) => e.kind(),
         }
     }

@@ -506,6 +506,69 @@ async fn memkv_unavailable_fails_closed_and_recovers() {
     acquired(h).await;
 }
 
+/// Issue #20: etcd restored empty while one node is down in its reboot and another waits. The
+/// waiter loses its entry with the old store; it must not take a fresh slot in the new one (two
+/// nodes down with K=1), not even after a restart, until an operator accepts the store.
+#[tokio::test(start_paused = true)]
+async fn memkv_a_replaced_store_fails_closed_until_accepted() {
+    let kv = MemKv::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pinned = |node: &str| EtcdConfig {
+        identity_file: Some(dir.path().join(format!("{node}-identity.json"))),
+        ..config(node, 1, TTL, dir.path())
+    };
+    let n1 = Arc::new(EtcdBackend::new(kv.clone(), pinned("n1")));
+    let n2 = Arc::new(EtcdBackend::new(kv.clone(), pinned("n2")));
+    let (h1, _) = join(&n1);
+    acquired(h1).await;
+    n1.move_to_reboot_lease(Duration::from_secs(600))
+        .await
+        .expect("n1 goes down holding its slot");
+    let (h2, mut u2) = join(&n2);
+    next_update(&mut u2).await;
+    // Disaster recovery from nothing: a new, empty store at the same address.
+    kv.replace_with_empty(0xfeed);
+    let r = tokio::time::timeout(Duration::from_secs(30), h2)
+        .await
+        .expect("the wait ends")
+        .expect("task");
+    assert!(
+        r.is_err(),
+        "the waiter must lose its entry with the old store"
+    );
+    for attempt in 0..2 {
+        let b = if attempt == 0 {
+            n2.clone()
+        } else {
+            // A restarted daemon remembers the pin (state_dir).
+            Arc::new(EtcdBackend::new(kv.clone(), pinned("n2")))
+        };
+        let (h, _) = join(&b);
+        let err = h.await.expect("task").expect_err("must fail closed");
+        assert!(err.contains("not the one this node knows"), "{err}");
+        assert!(err.contains("cluster accept-store"), "{err}");
+        assert!(
+            b.cluster_health().await.is_err(),
+            "the policy fails closed too"
+        );
+    }
+    assert!(
+        kv.dump().iter().all(|e| !e.key.contains("/lock/")),
+        "no entry in the new store"
+    );
+    // The operator accepts the new store: the node pins it and proceeds.
+    let rec = serde_json::json!({"cluster_id": "feed", "by": "ops", "at": "2026-12-06T00:00:00Z"});
+    kv.put(
+        &format!("{NS}/store_accepted"),
+        rec.to_string().into_bytes(),
+        0,
+    )
+    .await
+    .expect("put");
+    let (h, _) = join(&n2);
+    acquired(h).await;
+}
+
 // ------------------------------------------------------------------ on a real etcd
 
 async fn real(e: &etcd::Etcd) -> EtcdKv {
@@ -696,6 +759,9 @@ impl Kv for CountingKv {
         self.ranges
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.get(key).await
+    }
+    async fn identity(&self, probe: &str) -> Result<StoreIdentity, KvError> {
+        self.inner.identity(probe).await
     }
     async fn put(&self, key: &str, value: Vec<u8>, lease: LeaseId) -> Result<Revision, KvError> {
         self.inner.put(key, value, lease).await

@@ -139,6 +139,14 @@ impl Member {
         self.spawn("existing");
     }
 
+    /// Kills the member, deletes its data and starts it as a new, empty one with the same
+    /// configuration (a disaster recovery from nothing): same cluster id, revision back to 1.
+    pub fn wipe_and_restart(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        self.spawn("new");
+    }
+
     /// The member's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
