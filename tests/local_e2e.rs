@@ -234,3 +234,54 @@ fn a_second_daemon_on_the_same_state_dir_is_refused() {
     assert!(err.contains("only one daemon"), "{err}");
     sigterm(&mut daemon);
 }
+
+/// Issue #12: an adapter that never answers, or whose task panics, does not freeze the daemon:
+/// the request's deadline (or the panic) becomes `EffectTimedOut`, the pass ends, and the daemon
+/// keeps checking. Test hook: `CLUSTERREBOOTD_TEST_STALL` / `CLUSTERREBOOTD_TEST_PANIC`.
+#[test]
+fn a_stalled_or_panicking_adapter_times_out_and_the_daemon_goes_on() {
+    for (hook, effect, from, reason) in [
+        (
+            "CLUSTERREBOOTD_TEST_STALL",
+            "RunDetectors",
+            "Detecting",
+            "detectors timed out",
+        ),
+        (
+            "CLUSTERREBOOTD_TEST_PANIC",
+            "RunHealthScript",
+            "HealthPre",
+            "health script (pre-lock) timed out",
+        ),
+    ] {
+        let n = Node::new("");
+        let mut d = n
+            .cmd(&["run"])
+            .env(hook, effect)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(n.path("daemon.log")).expect("log"))
+            .spawn()
+            .expect("spawn daemon");
+        // The file detector's budget is its margin (10 s); a panic answers at once.
+        let timed_out = |n: &Node| {
+            n.read("state/journal.jsonl")
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .any(|v| {
+                    v["event"]["type"] == "effect_timed_out"
+                        && v["from"] == from
+                        && v["to"] == "Idle"
+                        && v["reason"].as_str().is_some_and(|r| r.starts_with(reason))
+                })
+        };
+        n.wait_for("the request to time out", 30, timed_out);
+        assert!(n.read("reboots.log").is_empty(), "no reboot");
+        assert!(
+            n.read("daemon.log").contains("test_hook"),
+            "the hook is logged loudly"
+        );
+        // Still running: the next pass is scheduled and the process is alive.
+        assert!(d.try_wait().expect("wait").is_none(), "daemon exited");
+        sigterm(&mut d);
+    }
+}

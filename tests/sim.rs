@@ -219,3 +219,45 @@ fn a_daemon_that_ignores_the_windows_is_caught() {
         broken.violations
     );
 }
+
+/// Issue #12: a node whose detectors and health script stop answering for 20 minutes is not
+/// frozen: every request times out at its deadline, the node keeps retrying, and once the
+/// adapters answer again it reboots like the others.
+#[test]
+fn stalled_adapters_time_out_and_the_node_reboots_afterwards() {
+    let seed = (0..200u64)
+        .find(|&s| {
+            let spec = random::spec(s);
+            spec.check_liveness && spec.needs_reboot.contains(&0) && spec.arrivals.is_empty()
+        })
+        .expect("a fault-free seed");
+    let mut spec = random::spec(seed);
+    spec.check_liveness = false;
+    spec.faults.push(sim::Fault::at(
+        Duration::ZERO,
+        sim::FaultKind::AdaptersStall {
+            node: 0,
+            span: Duration::from_secs(1200),
+        },
+    ));
+    spec.horizon = Duration::from_secs(6 * 3600);
+    let report = sim::run(&spec);
+    assert!(report.violations.is_empty(), "{}", report.failure_text());
+    let node = &report.nodes[0];
+    let timeouts = node
+        .inputs
+        .iter()
+        .filter(|i| matches!(i.event, clusterrebootd::fsm::Event::EffectTimedOut { .. }))
+        .count();
+    assert!(
+        timeouts >= 2,
+        "requests timed out while stalled: {timeouts}\n{}",
+        report.timeline()
+    );
+    assert_eq!(node.reboots.len(), 1, "{}", report.timeline());
+    assert!(
+        node.reboots[0].issued_ms >= 1_200_000,
+        "it rebooted only after the adapters answered again\n{}",
+        report.timeline()
+    );
+}

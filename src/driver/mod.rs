@@ -15,6 +15,7 @@ pub mod answers;
 pub mod chores;
 pub mod notify;
 pub mod report;
+pub mod spawn;
 pub mod state_file;
 
 use std::collections::VecDeque;
@@ -91,6 +92,8 @@ struct Driver<C: Coordinator> {
     join_task: Option<JoinHandle<()>>,
     /// The pending `AwaitClusterChange` (a newer one replaces it).
     cluster_task: Option<JoinHandle<()>>,
+    /// The test hook's misbehaving adapters (none in production).
+    faults: spawn::AdapterFaults,
     health: Arc<HealthRunner>,
     rc_env: Arc<Vec<(String, String)>>,
     since: Millis,
@@ -159,6 +162,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
         next_tick: None,
         join_task: None,
         cluster_task: None,
+        faults: spawn::AdapterFaults::from_env(),
         health,
         rc_env,
         since: now_ms(),
@@ -225,6 +229,10 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
             let wait = at.saturating_sub(now_ms());
             tokio::time::sleep(Duration::from_millis(wait))
         });
+        let overdue = d.machine.deadline().map(|p| {
+            let wait = p.deadline.saturating_sub(now_ms());
+            (p.id, tokio::time::sleep(Duration::from_millis(wait)))
+        });
         let code = tokio::select! {
             Some(msg) = rx.recv() => match msg {
                 Msg::Event(e) => d.handle(e).await,
@@ -235,6 +243,10 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
                 d.next_tick = None;
                 let gates = d.gates().await;
                 d.handle(Event::Tick { gates }).await
+            }
+            id = async { match overdue { Some((id, s)) => { s.await; id } None => std::future::pending().await } } => {
+                tracing::warn!(event = "request_timed_out", request = id, "an adapter did not answer in time; treating the request as failed");
+                d.handle(Event::EffectTimedOut { id }).await
             }
             notice = notices.recv() => match notice {
                 Ok(crate::coord::Notice::SlotLost(detail)) => d.handle(Event::SlotLost { detail }).await,
@@ -635,6 +647,25 @@ impl<C: Coordinator> Driver<C> {
         env
     }
 
+    /// Spawns the adapter work answering request `id` (see [`spawn`]).
+    fn spawn_answering(
+        &self,
+        effect: &'static str,
+        id: EffectId,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let tx = self.tx.clone();
+        spawn::spawn_answering(
+            &self.faults,
+            effect,
+            id,
+            move |id| {
+                let _ = tx.send(Msg::Event(Event::EffectTimedOut { id }));
+            },
+            work,
+        );
+    }
+
     /// Executes one effect; returns the exit code for `Exit`.
     async fn execute(&mut self, effect: Effect, durable: bool) -> Option<Exit> {
         let tx = self.tx.clone();
@@ -645,7 +676,7 @@ impl<C: Coordinator> Driver<C> {
                 let specs = self.settings.detectors.clone();
                 let presets = self.opts.presets.clone();
                 let metrics = self.metrics.clone();
-                tokio::spawn(async move {
+                self.spawn_answering("RunDetectors", id, async move {
                     let started = std::time::Instant::now();
                     let mut reports = detectors::evaluate(&specs, &presets).await;
                     // An operator's `cluster request-reboot` counts as "reboot required".
@@ -685,7 +716,7 @@ impl<C: Coordinator> Driver<C> {
                 self.send(Event::WindowEvaluated { id, verdict });
             }
             Effect::ReadClusterHealth { id } => {
-                tokio::spawn(async move {
+                self.spawn_answering("ReadClusterHealth", id, async move {
                     let _ = tx.send(Msg::Event(
                         answers::cluster_health(coord.as_ref(), id).await,
                     ));
@@ -695,7 +726,7 @@ impl<C: Coordinator> Driver<C> {
                 let health = self.health.clone();
                 let metrics = self.metrics.clone();
                 let call = self.call(phase);
-                tokio::spawn(async move {
+                self.spawn_answering("RunHealthScript", id, async move {
                     let report = health.run(&call).await;
                     let result = report.result.clone();
                     metrics.health_check(
@@ -771,7 +802,7 @@ impl<C: Coordinator> Driver<C> {
                 self.send(answer);
             }
             Effect::ReattachRebootLease { id } => {
-                tokio::spawn(async move {
+                self.spawn_answering("ReattachRebootLease", id, async move {
                     let _ = tx.send(Msg::Event(answers::reattach(coord.as_ref(), id).await));
                 });
             }
@@ -793,7 +824,7 @@ impl<C: Coordinator> Driver<C> {
                 }));
             }
             Effect::ReadCooldown { id } => {
-                tokio::spawn(async move {
+                self.spawn_answering("ReadCooldown", id, async move {
                     let _ = tx.send(Msg::Event(answers::cooldown(coord.as_ref(), id).await));
                 });
             }
@@ -808,7 +839,7 @@ impl<C: Coordinator> Driver<C> {
                 };
                 let env = self.call_env(Phase::PostLock);
                 let timeout = self.settings.hooks.timeout;
-                tokio::spawn(async move {
+                self.spawn_answering("RunHooks", id, async move {
                     let result = match reboot::run_hooks(&hooks, &env, timeout).await {
                         Ok(()) => StepResult::Ok,
                         Err(detail) => StepResult::Failed { detail },
@@ -837,7 +868,7 @@ impl<C: Coordinator> Driver<C> {
                 } else {
                     tracing::warn!(event = "reboot", argv = ?expanded, "executing the reboot command");
                 }
-                tokio::spawn(async move {
+                self.spawn_answering("ExecuteReboot", id, async move {
                     let result = match reboot::execute_reboot(&expanded, &env, dry_run).await {
                         Ok(()) => StepResult::Ok,
                         Err(detail) => StepResult::Failed { detail },

@@ -42,6 +42,8 @@ pub struct FsmConfig {
     pub skip_lock: bool,
     /// Kill switch path, for reason lines.
     pub kill_switch_file: String,
+    /// How long each kind of request may take (the deadline table, [`super::deadline`]).
+    pub budgets: super::deadline::Budgets,
 }
 
 impl Default for FsmConfig {
@@ -61,6 +63,7 @@ impl Default for FsmConfig {
             skip_health: false,
             skip_lock: false,
             kill_switch_file: "/etc/clusterrebootd/disable".into(),
+            budgets: super::deadline::Budgets::default(),
         }
     }
 }
@@ -97,6 +100,35 @@ impl FsmConfig {
             skip_health: mode.skip_health,
             skip_lock: mode.skip_lock,
             kill_switch_file: s.kill_switch_file.display().to_string(),
+            budgets: budgets(s),
         }
+    }
+}
+
+/// The deadline table from the configuration: each adapter's own timeout plus a margin.
+fn budgets(s: &Settings) -> super::deadline::Budgets {
+    use super::deadline::{Budgets, MARGIN_MS};
+    use crate::config::DetectorKind;
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    // A command detector without a timeout is capped here (the adapter has no timeout to hit).
+    const UNBOUNDED_DETECTOR_MS: u64 = 10 * 60_000;
+    const PRESET_MS: u64 = 60_000;
+    let detectors = s
+        .detectors
+        .iter()
+        .map(|d| match &d.kind {
+            DetectorKind::File { .. } => 0,
+            DetectorKind::Command { timeout, .. } => timeout.map_or(UNBOUNDED_DETECTOR_MS, ms),
+            DetectorKind::Preset { .. } => PRESET_MS,
+        })
+        .fold(0u64, u64::saturating_add);
+    let hooks = s.hooks.pre_reboot.len().max(s.hooks.post_reboot.len()) as u64;
+    Budgets {
+        detectors_ms: detectors.saturating_add(MARGIN_MS),
+        health_ms: ms(s.health_timeout).saturating_add(MARGIN_MS),
+        hooks_ms: hooks
+            .saturating_mul(ms(s.hooks.timeout))
+            .saturating_add(MARGIN_MS),
+        ..Budgets::default()
     }
 }

@@ -12,6 +12,7 @@
 pub mod answer;
 pub mod backoff;
 pub mod config;
+pub mod deadline;
 pub mod effect;
 pub mod event;
 pub mod machine;
@@ -158,6 +159,9 @@ pub struct Snapshot {
 /// The machine behind a small API: inputs in, [`Step`]s out.
 pub struct Machine {
     sm: InitializedStateMachine<Core>,
+    /// The pending request's deadline ([`deadline`]): rebuilt by every step, empty after a
+    /// restore (the next input of a process is always `Started`, which re-issues requests).
+    pending: Option<deadline::Pending>,
 }
 
 impl Default for Machine {
@@ -180,7 +184,7 @@ impl Machine {
         let sm = Core::default()
             .uninitialized_state_machine()
             .init_with_context(&mut Ctx::default());
-        Machine { sm }
+        Machine { sm, pending: None }
     }
 
     /// Continues from a snapshot **without executing anything**: statig re-runs the entry actions
@@ -192,7 +196,42 @@ impl Machine {
         *u.inner_mut() = snapshot.core;
         let mut discarded = Ctx::default();
         let sm = u.init_with_context(&mut discarded);
-        Machine { sm }
+        Machine { sm, pending: None }
+    }
+
+    /// The request the current state waits for and its deadline, if it has one: the driver
+    /// sleeps no longer than this, and past it feeds `EffectTimedOut { id }`.
+    pub fn deadline(&self) -> Option<deadline::Pending> {
+        self.pending
+    }
+
+    /// Keeps the deadline table equal to what the state waits for after `step`.
+    fn track_pending(&mut self, input: &Input, effects: &[Effect]) {
+        let waiting = self.sm.state().pending();
+        self.pending = match waiting {
+            None => None,
+            Some(id) => match effects.iter().find(|e| e.id() == Some(id)) {
+                // A new request: its budget starts now.
+                Some(e) => self
+                    .sm
+                    .inner()
+                    .config
+                    .budgets
+                    .of(e)
+                    .map(|b| deadline::Pending {
+                        id,
+                        deadline: input.now.saturating_add(b),
+                    }),
+                // Answered (and not re-issued): nothing outstanding any more.
+                None if input.event.answers() == Some(id)
+                    && !matches!(input.event, Event::SlotQueued { .. }) =>
+                {
+                    None
+                }
+                // Still the same request (a progress report, an ignored input): same deadline.
+                None => self.pending.filter(|p| p.id == id),
+            },
+        };
     }
 
     /// Handles one input.
@@ -209,6 +248,7 @@ impl Machine {
             Effect::Exit { .. } => 2,
             _ => 0,
         });
+        self.track_pending(input, &effects);
         Step {
             from,
             to,

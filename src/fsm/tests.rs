@@ -957,3 +957,49 @@ fn a_lost_journal_after_the_reboot_resumes_recovery() {
         "the slot is released by the recovery, after its health check"
     );
 }
+
+#[test]
+fn every_pending_request_has_a_deadline_and_a_silent_adapter_times_out() {
+    let config = FsmConfig {
+        budgets: super::deadline::Budgets {
+            detectors_ms: 11_000,
+            ..Default::default()
+        },
+        ..cfg()
+    };
+    let mut r = Run::start(config);
+    r.tick();
+    let id = r.pending();
+    let d =
+        r.m.deadline()
+            .expect("the detectors request has a deadline");
+    assert_eq!((d.id, d.deadline), (id, T0 + 11_000));
+    // The adapter never answers (a stuck or panicked task): the driver feeds the timeout.
+    r.now = d.deadline;
+    let s = r.feed(Event::EffectTimedOut { id: d.id });
+    assert_eq!((s.from, s.to), (StateName::Detecting, StateName::Idle));
+    assert_eq!(s.exit, Some(Exit::DetectorError));
+    assert!(s.reason.starts_with("detectors timed out"), "{}", s.reason);
+    assert!(names(&s).contains(&"ScheduleTick"), "and it keeps running");
+    assert_eq!(r.m.deadline(), None, "nothing outstanding in Idle");
+}
+
+#[test]
+fn an_answer_clears_the_deadline_and_waits_that_may_be_long_have_none() {
+    let mut r = Run::start(cfg());
+    let s = r.tick();
+    // Detectors answered → the window request gets its own (new) deadline.
+    let s = r.happy_until(s, StateName::WindowCheck);
+    let w = r.m.deadline().expect("window deadline");
+    assert_eq!(w.id, r.pending());
+    let s = r.happy_until(s, StateName::Locking);
+    assert_eq!(s.to, StateName::Locking);
+    assert_eq!(
+        r.m.deadline(),
+        None,
+        "waiting for a slot may rightly take long"
+    );
+    // A stale timeout (an older request) changes nothing.
+    let s = r.feed(Event::EffectTimedOut { id: w.id });
+    assert_eq!(s.to, StateName::Locking);
+}

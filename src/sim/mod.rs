@@ -182,6 +182,14 @@ pub enum FaultKind {
         /// Node index.
         node: usize,
     },
+    /// The node's detectors and health script never answer for a while (a stuck adapter):
+    /// the machine's request deadlines must turn that into failures.
+    AdaptersStall {
+        /// Node index.
+        node: usize,
+        /// For how long.
+        span: Duration,
+    },
     /// The node's update lands and its daemon starts (see [`SimSpec::arrivals`]).
     UpdateArrives {
         /// Node index.

@@ -139,7 +139,24 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
     let tick = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(tick);
     let mut armed: Option<tokio::time::Instant> = None;
+    // The machine's deadline for its pending request, on a second timer (same discipline).
+    let overdue = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(overdue);
+    let mut armed_deadline: Option<(EffectId, tokio::time::Instant)> = None;
     loop {
+        let want_deadline = d.lock_machine().deadline().map(|p| {
+            (
+                p.id,
+                tokio::time::Instant::now()
+                    + Duration::from_millis(p.deadline.saturating_sub(d.clock.now_ms())),
+            )
+        });
+        if want_deadline != armed_deadline {
+            if let Some((_, at)) = want_deadline {
+                overdue.as_mut().reset(at);
+            }
+            armed_deadline = want_deadline;
+        }
         let want = d.next_tick.map(|at| {
             tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(d.clock.now_ms()))
         });
@@ -169,6 +186,11 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
                 armed = None;
                 let gates = d.gates().await;
                 d.handle(Event::Tick { gates }).await
+            }
+            () = &mut overdue, if armed_deadline.is_some() => {
+                let id = armed_deadline.map_or(0, |a| a.0);
+                armed_deadline = None;
+                d.handle(Event::EffectTimedOut { id }).await
             }
             _ = heartbeat.tick(), if policies_active => { d.heartbeat(); false }
         };
@@ -257,6 +279,11 @@ impl Daemon {
         let spec_latency = self.sh.spec.health_latency;
         match effect {
             Effect::ScheduleTick { at } => self.next_tick = Some(at),
+            Effect::RunDetectors { .. } | Effect::RunHealthScript { .. }
+                if self.sh.world().nodes[self.i].adapters_stalled =>
+            {
+                // The fault: this adapter never answers; the machine's deadline must.
+            }
             Effect::RunDetectors { id, .. } => {
                 let needs = self.sh.world().nodes[self.i].needs_reboot;
                 let result = if needs {

@@ -116,7 +116,7 @@ pub fn spec(seed: u64) -> SimSpec {
     for _ in 0..count {
         let at = Duration::from_millis(r.u64(0..=40 * 60_000));
         let node = r.usize(0..nodes);
-        let kind = match r.u8(0..13) {
+        let kind = match r.u8(0..14) {
             0 => FaultKind::Crash {
                 node,
                 down: Duration::from_millis(r.u64(100..=60_000)),
@@ -149,6 +149,10 @@ pub fn spec(seed: u64) -> SimSpec {
                 delta_ms: r.i64(-600_000..=600_000),
             },
             11 => FaultKind::NeedsReboot { node },
+            12 => FaultKind::AdaptersStall {
+                node,
+                span: secs(r.u64(30..=1200)),
+            },
             _ => FaultKind::Crash {
                 node,
                 down: Duration::from_millis(r.u64(100..=5_000)),

@@ -62,6 +62,8 @@ pub struct NodeState {
     pub kill_switch_since: Option<u64>,
     /// Health script fails until (ms after the start); `true` = hangs until the timeout.
     pub health_fails_until: Option<(u64, bool)>,
+    /// Its detectors and health script do not answer (fault `AdaptersStall`).
+    pub adapters_stalled: bool,
     /// Between "slot moved onto the reboot lease" and "released after recovery".
     pub in_span: bool,
     /// Reboot commands executed in the current boot.
@@ -365,6 +367,9 @@ impl Shared {
                 self.world().nodes[node].clock.step(delta_ms)
             }
             FaultKind::NeedsReboot { node } => self.world().nodes[node].needs_reboot = true,
+            FaultKind::AdaptersStall { node, .. } => {
+                self.world().nodes[node].adapters_stalled = !end;
+            }
             FaultKind::UpdateArrives { node } => {
                 self.world().nodes[node].needs_reboot = true;
                 self.start_daemon(node);
@@ -436,6 +441,9 @@ fn describe(kind: &FaultKind, end: bool) -> String {
         FaultKind::UpdateArrives { node } => {
             format!("{}: update lands, daemon starts", node_name(*node))
         }
+        FaultKind::AdaptersStall { node, .. } => {
+            format!("{} detectors and health script stall", node_name(*node))
+        }
     };
     if end {
         format!("end of {what}")
@@ -452,6 +460,7 @@ fn end_of(kind: &FaultKind) -> Option<Duration> {
         | FaultKind::DelayWatches { span, .. }
         | FaultKind::HealthFails { span, .. }
         | FaultKind::KillSwitch { span, .. }
+        | FaultKind::AdaptersStall { span, .. }
         | FaultKind::Pause { span } => Some(*span),
         _ => None,
     }
@@ -498,6 +507,7 @@ async fn run_async(spec: SimSpec) -> SimReport {
             ctl: None,
             kill_switch_since: None,
             health_fails_until: None,
+            adapters_stalled: false,
             in_span: false,
             reboots_this_boot: 0,
             last_gate_sample: None,
