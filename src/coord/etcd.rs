@@ -1263,3 +1263,52 @@ pub fn decode_health(prefix: &str, kv: &KeyValue) -> Result<HealthRecord, (Strin
     }
     Ok(r)
 }
+
+#[cfg(test)]
+mod cooldown_tests {
+    use super::*;
+
+    fn rec(started_at: &str, duration_sec: u64) -> CooldownRecord {
+        CooldownRecord {
+            node: "n1".into(),
+            started_at: started_at.into(),
+            duration_sec,
+        }
+    }
+
+    const START: i64 = 1_800_000_000_000; // 2027-01-15T08:00:00Z
+    const START_TEXT: &str = "2027-01-15T08:00:00Z";
+
+    #[test]
+    fn never_shorter_than_configured_even_with_a_whole_second_ttl() {
+        // 19.6 s after the start of a 20 s cooldown etcd reports 0 s left (whole seconds): the
+        // record still says 20 s, and that wins (it ran 19.04 s before).
+        let now = START + 19_600;
+        let until = cooldown_until(&rec(START_TEXT, 20), now, Some(Duration::ZERO)).expect("ok");
+        assert_eq!(until, START + 20_000);
+        // A lease that outlives the record's arithmetic (clock skew) is honoured too.
+        let until = cooldown_until(
+            &rec(START_TEXT, 20),
+            START + 1_000,
+            Some(Duration::from_secs(20)),
+        )
+        .expect("ok");
+        assert_eq!(until, START + 21_000);
+    }
+
+    #[test]
+    fn absurd_values_are_corrupt_not_clear() {
+        let e = cooldown_until(&rec(START_TEXT, 18_446_744_073_709_551), START, None)
+            .expect_err("overflowing duration");
+        assert!(e.contains("duration_sec"), "{e}");
+        let e = cooldown_until(&rec("yesterday", 60), START, None).expect_err("bad time");
+        assert!(e.contains("yesterday"), "{e}");
+    }
+
+    #[test]
+    fn a_start_in_the_future_counts_as_now() {
+        // started_at in 9999: the wait is the duration from now, not until 9999.
+        let until = cooldown_until(&rec("9999-01-01T00:00:00Z", 600), START, None).expect("ok");
+        assert_eq!(until, START + 600_000);
+    }
+}
