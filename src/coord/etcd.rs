@@ -504,6 +504,41 @@ impl<K: Kv + Clone> EtcdBackend<K> {
         })
     }
 
+    /// What a release gives back: the queue entry (the session's, or the one on the reboot
+    /// lease) and the reboot lease, also from `reboot-lease.json` after a restart. Stops keeping
+    /// the reboot lease alive. Nothing is forgotten here: a retry after a failure finds it all.
+    fn slot_to_release(&self) -> (Option<String>, Option<RebootLease>) {
+        let (key, reboot, task) = {
+            let mut i = lock(&self.inner);
+            (i.entry.clone(), i.reboot.clone(), i.reboot_task.take())
+        };
+        if let Some(t) = task {
+            t.abort();
+        }
+        let reboot = reboot.or_else(|| self.cfg.lease_store.load().ok().flatten());
+        let entry = key.or_else(|| reboot.as_ref().map(|r| r.key.clone()));
+        (entry, reboot)
+    }
+
+    /// After the entry was deleted: forget it, revoke the reboot lease, remove its file.
+    async fn released(
+        &self,
+        entry: Option<&str>,
+        reboot: Option<&RebootLease>,
+    ) -> Result<(), CoordError> {
+        if let Some(k) = entry {
+            forget_entry(&self.inner, k);
+        }
+        if let Some(r) = reboot {
+            self.kv.lease_revoke(r.lease).await?;
+            let mut i = lock(&self.inner);
+            if i.reboot.as_ref() == Some(r) {
+                i.reboot = None;
+            }
+        }
+        self.cfg.lease_store.remove()
+    }
+
     /// Current queue (for `cluster status`).
     pub async fn queue(&self) -> Result<Vec<KeyValue>, CoordError> {
         Ok(self
@@ -698,26 +733,11 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         }
         // As in `leave_queue`, nothing is forgotten before it is done: a retry after a failure
         // finds the entry and the reboot lease again.
-        let (key, reboot, task) = {
-            let mut i = lock(&self.inner);
-            (i.entry.clone(), i.reboot.clone(), i.reboot_task.take())
-        };
-        if let Some(t) = task {
-            t.abort();
-        }
-        let reboot = reboot.or_else(|| self.cfg.lease_store.load().ok().flatten());
-        if let Some(key) = key.as_ref().or(reboot.as_ref().map(|r| &r.key)) {
+        let (entry, reboot) = self.slot_to_release();
+        if let Some(key) = &entry {
             self.kv.delete(key).await?;
-            forget_entry(&self.inner, key);
         }
-        if let Some(r) = &reboot {
-            self.kv.lease_revoke(r.lease).await?;
-            let mut i = lock(&self.inner);
-            if i.reboot.as_ref() == Some(r) {
-                i.reboot = None;
-            }
-        }
-        self.cfg.lease_store.remove()
+        self.released(entry.as_deref(), reboot.as_ref()).await
     }
 
     async fn move_to_reboot_lease(&self, ttl: Duration) -> Result<(), CoordError> {
@@ -1105,14 +1125,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         if self.cfg.read_only {
             return Ok(());
         }
-        let (key, reboot, task) = {
-            let mut i = lock(&self.inner);
-            (i.entry.clone(), i.reboot.clone(), i.reboot_task.take())
-        };
-        if let Some(t) = task {
-            t.abort();
-        }
-        let reboot = reboot.or_else(|| self.cfg.lease_store.load().ok().flatten());
+        let (entry, reboot) = self.slot_to_release();
         let now = self.now_rfc3339();
         let record = HealthRecord {
             node: self.cfg.node.clone(),
@@ -1142,22 +1155,11 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
                 lease,
             });
         }
-        let entry = key.as_ref().or(reboot.as_ref().map(|r| &r.key)).cloned();
         if let Some(k) = &entry {
             ops.push(TxnOp::Delete(k.clone()));
         }
         self.kv.txn(vec![], ops, vec![]).await?;
-        if let Some(k) = &entry {
-            forget_entry(&self.inner, k);
-        }
-        if let Some(r) = &reboot {
-            self.kv.lease_revoke(r.lease).await?;
-            let mut i = lock(&self.inner);
-            if i.reboot.as_ref() == Some(r) {
-                i.reboot = None;
-            }
-        }
-        self.cfg.lease_store.remove()
+        self.released(entry.as_deref(), reboot.as_ref()).await
     }
 
     async fn publish_health(&self, record: HealthRecord) -> Result<(), CoordError> {

@@ -61,20 +61,26 @@ pub fn after_step(w: &mut World, i: usize, input: &Input, step: &Step, now: u64)
     }
 }
 
-/// Checks taken at the instant node `i` runs its reboot command; `dump` is etcd's content.
-pub fn at_reboot(w: &mut World, sh: &Shared, i: usize, now: u64, dump: &[KeyValue]) {
-    let name = w.nodes[i].name.clone();
-    let mut problems = Vec::new();
+/// The nodes of the first `k` queue entries in the store's content `dump` (by create revision).
+fn holders(sh: &Shared, dump: &[KeyValue], k: u32) -> Vec<String> {
     let prefix = sh.keys.slot_prefix();
     let mut queue: Vec<&KeyValue> = dump
         .iter()
         .filter(|kv| kv.key.starts_with(&prefix))
         .collect();
     queue.sort_by_key(|kv| kv.create_revision);
-    let holds = queue
+    queue
         .iter()
-        .take(w.max_capacity as usize)
-        .any(|kv| holder_of(kv).node == name);
+        .take(k as usize)
+        .map(|kv| holder_of(kv).node)
+        .collect()
+}
+
+/// Checks taken at the instant node `i` runs its reboot command; `dump` is etcd's content.
+pub fn at_reboot(w: &mut World, sh: &Shared, i: usize, now: u64, dump: &[KeyValue]) {
+    let name = w.nodes[i].name.clone();
+    let mut problems = Vec::new();
+    let holds = holders(sh, dump, w.max_capacity).contains(&name);
     if !holds {
         problems.push("rebooted without holding a slot in etcd".to_string());
     }
@@ -153,17 +159,7 @@ pub fn liveness_bound(spec: &SimSpec) -> Duration {
 pub fn blocked_only_by_holders(sh: &Shared, i: usize, reasons: &[String]) {
     let dump = sh.kv.dump();
     let mut w = sh.world();
-    let prefix = sh.keys.slot_prefix();
-    let mut queue: Vec<&KeyValue> = dump
-        .iter()
-        .filter(|kv| kv.key.starts_with(&prefix))
-        .collect();
-    queue.sort_by_key(|kv| kv.create_revision);
-    let holders: Vec<String> = queue
-        .iter()
-        .take(w.capacity as usize)
-        .map(|kv| holder_of(kv).node)
-        .collect();
+    let holders = holders(sh, &dump, w.capacity);
     let now = w.nodes[i].clock.now();
     let health_prefix = sh.keys.health_prefix();
     let healthy = |name: &str| {
