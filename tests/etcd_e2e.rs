@@ -270,3 +270,50 @@ fn sigterm_while_queued_leaves_the_queue() {
         "{last}"
     );
 }
+
+/// Issue #14: `run --once` never waits forever for a slot held by someone else: after the Go
+/// daemon's 5 lock attempts (here 1 + 2 + 2 + 2 + 2 s of backoff) it exits 4 with
+/// `lock_unavailable`, and leaves the queue.
+#[test]
+fn run_once_gives_up_after_the_go_lock_attempts() {
+    let e = etcd::Etcd::start(1);
+    let a = etcd_node("node-a", &e);
+    let ok = std::process::Command::new("etcdctl")
+        .args([
+            "--endpoints",
+            &e.endpoints()[0],
+            "put",
+            "/e2e/cluster/clusterrebootd/lock/694d77b8e4a3c40b",
+            r#"{"node":"go-node","pid":1,"acquired_at":"2026-11-27T10:00:00Z"}"#,
+        ])
+        .env("ETCDCTL_API", "3")
+        .status()
+        .expect("etcdctl");
+    assert!(ok.success());
+    let started = std::time::Instant::now();
+    let (code, out, _) = a.once(&["run", "--once"]);
+    let took = started.elapsed();
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("outcome: lock_unavailable - failed to acquire lock after 5 attempts"),
+        "{out}"
+    );
+    assert!(
+        took >= Duration::from_secs(8),
+        "gave up too early: {took:?}"
+    );
+    let (_, keys) = e.etcdctl(
+        None,
+        &[
+            "get",
+            "--prefix",
+            "--keys-only",
+            "/e2e/cluster/clusterrebootd/lock/",
+        ],
+    );
+    assert_eq!(
+        keys.lines().filter(|l| !l.trim().is_empty()).count(),
+        1,
+        "only the Go holder's key is left: {keys}"
+    );
+}

@@ -285,3 +285,34 @@ fn a_stalled_or_panicking_adapter_times_out_and_the_daemon_goes_on() {
         sigterm(&mut d);
     }
 }
+
+/// Go's report lines (issue #14): `status --skip-health` shows the skipped health block,
+/// `--skip-lock` the Go message, and a non-dry `run --once` that reaches `ready` the hint line.
+#[test]
+fn skip_flags_and_the_ready_hint_print_the_go_lines() {
+    let n = Node::new("");
+    let (code, out, _) = n.once(&["status", "--skip-health", "--skip-lock"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "pre-lock health: exit=0 duration=0s\n  stdout: health script skipped during pre-lock (--skip-health)\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("outcome: lock_skipped - lock acquisition skipped (--skip-lock)\n"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("ready outcome reached"),
+        "status is not run --once: {out}"
+    );
+    let (code, out, _) = n.once(&["run", "--once"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("outcome: ready - "), "{out}");
+    assert!(
+        out.ends_with("ready outcome reached; run without --once to execute the reboot command\n"),
+        "{out}"
+    );
+    assert!(n.read("reboots.log").is_empty(), "--once never reboots");
+}

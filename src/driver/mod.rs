@@ -1006,6 +1006,8 @@ impl<C: Coordinator> Driver<C> {
                 self.report.planned_command = Some(argv.join(" "));
                 self.report.dry_run = self.machine.core().config.dry_run;
             }
+            self.report.skip_health = self.opts.mode.skip_health;
+            self.report.once_run = self.opts.persist && self.opts.mode.once;
             print!("{}", self.report.render());
         }
         code

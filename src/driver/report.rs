@@ -5,6 +5,17 @@ use crate::adapters::detectors::{DetectorReport, format_reports};
 use crate::adapters::health::{HealthReport, format_report};
 use crate::fsm::{Outcome, Phase};
 
+/// The health block Go prints for a phase under `--skip-health` (exit 0, nothing run).
+fn skipped_health(phase: &str) -> HealthReport {
+    HealthReport {
+        result: crate::fsm::HealthResult::Passed,
+        exit_code: Some(0),
+        stdout: format!("health script skipped during {phase} (--skip-health)"),
+        stderr: String::new(),
+        duration: std::time::Duration::ZERO,
+    }
+}
+
 /// Evidence gathered during one pass.
 #[derive(Debug, Default, Clone)]
 pub struct PassReport {
@@ -28,6 +39,10 @@ pub struct PassReport {
     pub planned_command: Option<String>,
     /// Whether the command would only be logged.
     pub dry_run: bool,
+    /// `--skip-health`: the Go report still shows a (skipped) health block.
+    pub skip_health: bool,
+    /// `run --once` (not `status`): a non-dry `ready` gets Go's hint line.
+    pub once_run: bool,
 }
 
 impl PassReport {
@@ -54,6 +69,11 @@ impl PassReport {
         s.push_str(&format_reports(&self.pre_detectors));
         if let Some(h) = &self.pre_health {
             s.push_str(&format_report("pre-lock health", h));
+        } else if self.skip_health && !self.pre_detectors.is_empty() {
+            s.push_str(&format_report(
+                "pre-lock health",
+                &skipped_health("pre-lock"),
+            ));
         }
         if self.lock_acquired {
             s.push_str("lock acquired\n");
@@ -64,6 +84,11 @@ impl PassReport {
         }
         if let Some(h) = &self.post_health {
             s.push_str(&format_report("post-lock health", h));
+        } else if self.skip_health && !self.post_detectors.is_empty() {
+            s.push_str(&format_report(
+                "post-lock health",
+                &skipped_health("post-lock"),
+            ));
         }
         if !self.blockers.is_empty() {
             s.push_str("cluster health blockers:\n");
@@ -78,6 +103,9 @@ impl PassReport {
             if self.dry_run {
                 s.push_str("dry-run enabled: reboot command not executed\n");
             }
+        }
+        if self.once_run && !self.dry_run && self.outcome == Some(Outcome::Ready) {
+            s.push_str("ready outcome reached; run without --once to execute the reboot command\n");
         }
         s
     }

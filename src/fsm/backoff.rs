@@ -18,8 +18,25 @@ pub fn delay_ms(cfg: &FsmConfig, failures: u32, jitter: u32) -> u64 {
     (half + spread).clamp(min, max)
 }
 
+/// How long `attempts` retries with the (un-jittered) backoff between them take: the upper bound
+/// of the backoff schedule, e.g. 5 + 10 + 20 + 40 + 60 s for 5 attempts with the Go defaults.
+pub fn attempts_ms(cfg: &FsmConfig, attempts: u32) -> u64 {
+    let min = cfg.backoff_min_ms.max(1);
+    let max = cfg.backoff_max_ms.max(min);
+    (0..attempts.min(64))
+        .map(|k| min.saturating_mul(1u64 << k.min(32)).min(max))
+        .fold(0u64, u64::saturating_add)
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn five_go_lock_attempts_take_135_s_with_the_defaults() {
+        assert_eq!(attempts_ms(&FsmConfig::default(), 5), 135_000);
+        assert_eq!(attempts_ms(&cfg(1_000, 2_000), 5), 9_000);
+    }
+
     use super::*;
 
     fn cfg(min: u64, max: u64) -> FsmConfig {

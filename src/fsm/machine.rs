@@ -189,6 +189,9 @@ pub struct Recovery {
     pub failed_reboot: bool,
 }
 
+/// Lock attempts of `run --once` (the Go daemon's number).
+const ONCE_LOCK_ATTEMPTS: u32 = 5;
+
 /// When the next pass starts after a pass ended.
 enum Next {
     /// After `check_interval`; resets the failure count.
@@ -694,10 +697,15 @@ impl Core {
                 self.gates = gates.clone();
                 let now = event.now;
                 if deadline.is_some_and(|d| now >= d) {
-                    let why = format!(
-                        "gave up waiting for a slot after {} (lock_wait_timeout_sec)",
-                        fmt_dur(self.config.lock_wait_timeout_ms.unwrap_or(0))
-                    );
+                    let why = match self.config.lock_wait_timeout_ms {
+                        Some(t) => format!(
+                            "gave up waiting for a slot after {} (lock_wait_timeout_sec)",
+                            fmt_dur(t)
+                        ),
+                        None => {
+                            format!("failed to acquire lock after {ONCE_LOCK_ATTEMPTS} attempts")
+                        }
+                    };
                     return self.stop(
                         context,
                         event,
@@ -1660,13 +1668,20 @@ impl Core {
                 input,
                 Some(Outcome::LockSkipped),
                 None,
-                "lock skipped on request".into(),
+                "lock acquisition skipped (--skip-lock)".into(),
                 Next::Interval,
             );
         }
+        // `--once` never waits forever: like the Go daemon, as long as its 5 lock attempts with
+        // backoff would take, then `lock_unavailable` (exit 4).
         let deadline = self
             .config
             .lock_wait_timeout_ms
+            .or_else(|| {
+                self.config
+                    .once
+                    .then(|| backoff::attempts_ms(&self.config, ONCE_LOCK_ATTEMPTS))
+            })
             .map(|t| input.now.saturating_add(t));
         Transition(State::locking(self.alloc(), deadline))
     }
