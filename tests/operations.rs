@@ -132,6 +132,8 @@ fn metrics_after_a_cycle_and_only_on_slash_metrics() {
         "clusterrebootd_health_checks_total{phase=\"pre-lock\",result=\"pass\"} 1",
         // Before the queue, under the slot, and once more right before the reboot command.
         "clusterrebootd_window_evaluations_total{result=\"allowed\"} 3",
+        // Go's label value for an acquired lock (issue #14).
+        "clusterrebootd_lock_attempts_total{result=\"success\"} 1",
     ] {
         assert!(body.contains(needle), "missing {needle:?} in\n{body}");
     }

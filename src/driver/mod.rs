@@ -508,7 +508,8 @@ impl<C: Coordinator> Driver<C> {
                 },
                 match verdict {
                     PolicyVerdict::Pass => "healthy",
-                    PolicyVerdict::HeldBack { .. } => "held_back",
+                    // Go has no such value; the thresholds failed, so Go's word is "unhealthy".
+                    PolicyVerdict::HeldBack { .. } => "unhealthy",
                     PolicyVerdict::Blocked { .. } => "unhealthy",
                     PolicyVerdict::Error { .. } => "error",
                 },
@@ -517,7 +518,7 @@ impl<C: Coordinator> Driver<C> {
                 if let Some(t) = self.join_started.take() {
                     self.metrics.lock_wait(t.elapsed().as_secs_f64());
                     self.metrics
-                        .lock_attempt("acquired", t.elapsed().as_secs_f64());
+                        .lock_attempt("success", t.elapsed().as_secs_f64());
                 }
             }
             Event::SlotUnavailable { .. } => self.metrics.lock_attempt("error", 0.0),
