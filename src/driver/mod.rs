@@ -446,9 +446,29 @@ impl<C: Coordinator> Driver<C> {
                 .transition(step.from.as_str(), step.to.as_str());
             self.notifier
                 .status(&format!("{}: {}", step.to, step.reason));
-            tracing::info!(event = "transition", from = %step.from, to = %step.to, reason = %step.reason, "{} -> {}: {}", step.from, step.to, step.reason);
+            match log_level(&input.event, step) {
+                tracing::Level::ERROR => {
+                    tracing::error!(event = "transition", from = %step.from, to = %step.to, reason = %step.reason, "{} -> {}: {}", step.from, step.to, step.reason)
+                }
+                tracing::Level::WARN => {
+                    tracing::warn!(event = "transition", from = %step.from, to = %step.to, reason = %step.reason, "{} -> {}: {}", step.from, step.to, step.reason)
+                }
+                _ => {
+                    tracing::info!(event = "transition", from = %step.from, to = %step.to, reason = %step.reason, "{} -> {}: {}", step.from, step.to, step.reason)
+                }
+            }
         } else {
-            tracing::debug!(event = "input", input = input.event.name(), state = %step.to, reason = %step.reason);
+            match log_level(&input.event, step) {
+                tracing::Level::ERROR => {
+                    tracing::error!(event = "input", input = input.event.name(), state = %step.to, reason = %step.reason)
+                }
+                tracing::Level::WARN => {
+                    tracing::warn!(event = "input", input = input.event.name(), state = %step.to, reason = %step.reason)
+                }
+                _ => {
+                    tracing::debug!(event = "input", input = input.event.name(), state = %step.to, reason = %step.reason)
+                }
+            }
         }
         if step.from == StateName::Idle && step.to == StateName::Detecting {
             self.report = PassReport::default();
@@ -975,9 +995,52 @@ impl<C: Coordinator> Driver<C> {
                 self.report.planned_command = Some(argv.join(" "));
                 self.report.dry_run = self.machine.core().config.dry_run;
             }
-            print!("{}", self.report.render());
+            print!("{}", crate::text::for_terminal(&self.report.render()));
         }
         code
+    }
+}
+
+/// How loudly a step is logged (issue #20): a failed or refused reboot is an error an operator
+/// must see, trouble the daemon works around (lost slot, etcd or script errors, a reboot that
+/// was called off) a warning; everything else is the ordinary info/debug trail.
+fn log_level(event: &Event, step: &Step) -> tracing::Level {
+    use tracing::Level;
+    let failed = |r: &StepResult| matches!(r, StepResult::Failed { .. });
+    match event {
+        Event::RebootCommandFinished { result, .. }
+        | Event::HooksRan { result, .. }
+        | Event::RebootLeaseMoved { result, .. }
+            if failed(result) =>
+        {
+            Level::ERROR
+        }
+        Event::RebootLeaseReattached {
+            result: ReattachResult::Failed { .. } | ReattachResult::Expired,
+            ..
+        } => Level::WARN,
+        Event::SlotLost { .. } | Event::SlotUnavailable { .. } | Event::EffectTimedOut { .. } => {
+            Level::WARN
+        }
+        Event::DetectorsEvaluated {
+            result: DetectorResult::Error { .. },
+            ..
+        }
+        | Event::HealthChecked {
+            result: HealthResult::Error { .. },
+            ..
+        }
+        | Event::ClusterHealthEvaluated {
+            verdict: PolicyVerdict::Error { .. },
+            ..
+        }
+        | Event::CooldownRead {
+            status: CooldownStatus::Error { .. },
+            ..
+        } => Level::WARN,
+        // Called off after the decision to reboot (window closed at the last moment, …).
+        _ if step.from == StateName::Rebooting && step.to != StateName::Rebooting => Level::WARN,
+        _ => Level::INFO,
     }
 }
 
