@@ -192,3 +192,176 @@ fn a_reload_that_tightens_the_policies_is_applied() {
     );
     sigterm(&mut d);
 }
+
+/// `etcdctl put` with the value on stdin (a 1 MB argument is over the kernel's per-argument
+/// limit).
+fn put_stdin(e: &etcd::Etcd, key: &str, value: &[u8]) {
+    use std::io::Write;
+    let mut c = std::process::Command::new("etcdctl")
+        .arg(format!("--endpoints={}", e.endpoints().join(",")))
+        .args(["put", &format!("{NS}{key}")])
+        .env("ETCDCTL_API", "3")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("etcdctl");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(value)
+        .expect("write value");
+    assert!(c.wait().expect("etcdctl").success(), "etcdctl put {key}");
+}
+
+/// Issue #20 row 3: a non-JSON entry with no lease under the lock prefix holds the slot
+/// (good), and `status --explain` names the command that removes exactly that entry.
+#[test]
+fn a_foreign_queue_entry_is_removed_by_the_command_explain_names() {
+    let e = etcd::Etcd::start(1);
+    put(
+        &e,
+        "/cluster/clusterrebootd/lock/0bad",
+        "not a daemon's JSON",
+    );
+    let a = etcd_node("node-a", &e, "");
+    let mut d = a.start();
+    a.wait_for("the wait behind the foreign entry", 20, |n| {
+        n.state()["state"] == "Locking"
+    });
+    let (_, out, err) = a.once(&["status", "--explain"]);
+    let cmd = "clusterrebootd cluster forget --key 0bad";
+    assert!(
+        out.contains(cmd),
+        "explain does not name `{cmd}`:\n{out}{err}"
+    );
+    assert_eq!(reboots(&a), 0);
+    let (code, out, err) = a.once(&["cluster", "forget", "--key", "0bad", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("removed queue entry /hostile/cluster/clusterrebootd/lock/0bad"),
+        "{out}"
+    );
+    a.wait_for("the reboot once the entry is gone", 30, |n| reboots(n) == 1);
+    // Nothing outside the lock prefix can be removed this way.
+    let (code, _, err) = a.once(&["cluster", "forget", "--key", "../pause", "--yes"]);
+    assert_eq!(code, 64, "{err}");
+    sigterm(&mut d);
+}
+
+/// Issue #20 row 4: a cooldown record that does not parse blocks every node (fail closed)
+/// and `cluster status` says so instead of "cooldown: none".
+#[test]
+fn a_corrupt_cooldown_is_shown_as_corrupt() {
+    let e = etcd::Etcd::start(1);
+    put(&e, "/reboot_cooldown", "{\"node\": 12");
+    let a = etcd_node("node-a", &e, "");
+    let (code, out, err) = a.once(&["cluster", "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("cooldown: CORRUPT") && out.contains("/hostile/reboot_cooldown"),
+        "{out}"
+    );
+    let (_, out, _) = a.once(&["cluster", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert!(
+        v["cooldown_corrupt"]
+            .as_str()
+            .is_some_and(|s| s.contains("not a cooldown record")),
+        "{v:#}"
+    );
+    // Valid JSON with an impossible start is corrupt too.
+    put(
+        &e,
+        "/reboot_cooldown",
+        r#"{"node":"n2","started_at":"yesterday","duration_sec":60}"#,
+    );
+    let (_, out, _) = a.once(&["cluster", "status"]);
+    assert!(out.contains("cooldown: CORRUPT"), "{out}");
+}
+
+/// Issue #20 row 5: ESC/BEL in a pause reason never reach the terminal raw, neither from
+/// `cluster status` nor from `status --explain`.
+#[test]
+fn control_characters_in_a_pause_reason_are_escaped() {
+    let e = etcd::Etcd::start(1);
+    let a = etcd_node("node-a", &e, "");
+    let evil = "patching\u{1b}]0;owned\u{7}\u{1b}[2J\rdone";
+    let (code, _, err) = a.once(&["cluster", "pause", "--reason", evil]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = a.once(&["cluster", "status"]);
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(
+        out.contains(r"patching\u{1b}]0;owned\u{7}\u{1b}[2J\rdone"),
+        "{out}"
+    );
+    let mut d = a.start();
+    a.wait_for("the paused pass", 20, |n| {
+        n.state()["outcome"] == "kill_switch_active"
+    });
+    let (_, out, _) = a.once(&["status", "--explain"]);
+    assert!(out.contains("patching"), "{out}");
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    sigterm(&mut d);
+}
+
+/// Issue #20 row 11: a 1 MB pause value was copied whole into state.json and every journal
+/// record, and every journal append failed over its record limit. The reason is capped.
+#[test]
+fn a_huge_pause_reason_does_not_break_the_journal() {
+    let e = etcd::Etcd::start(1);
+    let reason = "x".repeat(1_000_000);
+    put_stdin(
+        &e,
+        "/pause",
+        format!(r#"{{"reason":"{reason}","by":"someone","at":"now"}}"#).as_bytes(),
+    );
+    let a = etcd_node("node-a", &e, "");
+    let mut d = a.start();
+    a.wait_for("the paused pass", 20, |n| {
+        n.state()["outcome"] == "kill_switch_active"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let state = a.read("run/state.json");
+    sigterm(&mut d);
+    let log = a.read("daemon.log");
+    assert!(!log.contains("journal_error"), "{}", tail(&log, 20));
+    assert!(
+        state.len() < 64 * 1024,
+        "state.json is {} bytes",
+        state.len()
+    );
+    assert!(
+        state.contains("[truncated: 1000000 bytes in all]"),
+        "{state}"
+    );
+    let journal = a.read("state/journal.jsonl");
+    let longest = journal.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 64 * 1024, "a journal line of {longest} bytes");
+    assert!(journal.contains("truncated"), "the pause was not journaled");
+}
+
+/// Issue #20 row 6: values under cluster_health/ adding up to more than one gRPC response
+/// (4 MiB) fail every read; explain names that cause instead of "restore the connection".
+#[test]
+fn oversized_values_in_etcd_are_named_by_explain() {
+    let e = etcd::Etcd::start(1);
+    let big = vec![b'x'; 1_000_000];
+    for i in 0..5 {
+        put_stdin(&e, &format!("/cluster_health/junk{i}"), &big);
+    }
+    let a = etcd_node("node-a", &e, "");
+    let mut d = a.start();
+    a.wait_for("the failed read", 30, |n| {
+        n.state()["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("message length too large"))
+    });
+    let (_, out, err) = a.once(&["status", "--explain"]);
+    assert!(
+        out.contains("values under the namespace") && out.contains("too large"),
+        "{out}{err}"
+    );
+    assert!(!out.contains("restore the connection"), "{out}");
+    assert_eq!(reboots(&a), 0);
+    sigterm(&mut d);
+}
