@@ -365,3 +365,85 @@ fn oversized_values_in_etcd_are_named_by_explain() {
     assert_eq!(reboots(&a), 0);
     sigterm(&mut d);
 }
+
+fn chmod(p: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Issue #20 row 2: a file dropped by another user into a world-writable `config.d/` set
+/// `health_script`, and the daemon ran it as root. Such paths are refused by name; the
+/// documented opt-out (main file only) turns that into a warning.
+#[test]
+fn files_other_users_can_write_are_refused() {
+    let n = Node::new("");
+    let d = n.path("config.d");
+    std::fs::create_dir(&d).expect("mkdir");
+    chmod(&d, 0o777);
+    node::script(&n.path("evil.sh"), "#!/bin/sh\nexit 0\n");
+    std::fs::write(
+        d.join("zz.yaml"),
+        format!("health_script: {}\n", n.path("evil.sh").display()),
+    )
+    .expect("drop-in");
+    let (code, out, err) = n.once(&["validate-config"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "directory {} is writable by group and others (mode 0777)",
+            d.display()
+        )),
+        "{err}"
+    );
+    let (code, _, err) = n.once(&["run", "--once"]);
+    assert_eq!(code, 2, "run must refuse too: {err}");
+    assert_eq!(reboots(&n), 0);
+
+    // The opt-out in a drop-in does not excuse anything.
+    std::fs::write(d.join("zzz.yaml"), "insecure_allow_writable_files: true\n").expect("w");
+    let (code, _, err) = n.once(&["validate-config"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("only the main configuration file can set it"),
+        "{err}"
+    );
+    std::fs::remove_file(d.join("zzz.yaml")).expect("rm");
+
+    // In the main file it does: a warning, exit 0.
+    let main = n.read("config.yaml");
+    std::fs::write(
+        n.path("config.yaml"),
+        format!("{main}insecure_allow_writable_files: true\n"),
+    )
+    .expect("config");
+    let (code, out, err) = n.once(&["validate-config"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("warning") && err.contains("allowed by insecure_allow_writable_files"),
+        "{err}"
+    );
+    std::fs::write(n.path("config.yaml"), &main).expect("config");
+    std::fs::remove_file(d.join("zz.yaml")).expect("rm");
+    chmod(&d, 0o755);
+
+    // A script others can write, and a world-writable run_dir.
+    chmod(&n.path("health.sh"), 0o757);
+    std::fs::create_dir(n.path("run")).expect("mkdir");
+    chmod(&n.path("run"), 0o1777);
+    let (code, _, err) = n.once(&["validate-config"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "health_script: file {} is writable by others (mode 0757)",
+            n.path("health.sh").display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "run_dir: directory {} is writable",
+            n.path("run").display()
+        )),
+        "{err}"
+    );
+}
