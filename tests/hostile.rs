@@ -447,3 +447,80 @@ fn files_other_users_can_write_are_refused() {
         "{err}"
     );
 }
+
+/// Issue #20 row 1: 1100 idle connections to the metrics port under systemd's 1024-fd limit
+/// made the health script fail to start (EMFILE) and the node publish healthy:false, blocking
+/// every peer. Here: 300 idle connections under a 128-fd limit. The listener holds only a
+/// few of them, the heartbeat keeps publishing healthy, and a scrape works afterwards.
+#[test]
+fn idle_metrics_connections_do_not_make_the_node_unhealthy() {
+    let e = etcd::Etcd::start(1);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut a = etcd_node(
+        "node-a",
+        &e,
+        &format!(
+            "metrics: {{enabled: true, listen: '127.0.0.1:{port}'}}\nhealth_publish_interval_sec: 1\n"
+        ),
+    );
+    a.wrap = vec!["prlimit".into(), "--nofile=128:128".into(), "--".into()];
+    std::fs::remove_file(a.path("reboot-required")).expect("rm marker");
+    let mut d = a.start();
+    let health = |e: &etcd::Etcd| {
+        let (ok, out) = e.etcdctl(
+            None,
+            &[
+                "get",
+                "--print-value-only",
+                &format!("{NS}/cluster_health/node-a"),
+            ],
+        );
+        assert!(ok, "{out}");
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap_or(serde_json::Value::Null)
+    };
+    a.wait_for("the first heartbeat", 20, |_| health(&e)["healthy"] == true);
+    // Connections beyond what the listener serves and the kernel's backlog holds wait in SYN
+    // retries; a short connect timeout skips them.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let idle: Vec<_> = (0..300)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+        })
+        .collect();
+    assert!(
+        idle.len() > 128,
+        "only {} connections: more than the fd limit are needed",
+        idle.len()
+    );
+    // Several heartbeats while the connections are held.
+    let before = health(&e)["reported_at"].clone();
+    a.wait_for("newer heartbeats", 20, |_| {
+        let h = health(&e);
+        h["reported_at"] != before && h["healthy"] == true
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let h = health(&e);
+    assert_eq!(
+        h["healthy"],
+        true,
+        "published {h}\n{}",
+        tail(&a.read("daemon.log"), 20)
+    );
+    let log = a.read("daemon.log");
+    assert!(!log.contains("Too many open files"), "{}", tail(&log, 20));
+    drop(idle);
+    // A scrape is answered (the idle connections are gone or closed by the server).
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut reply = String::new();
+    c.read_to_string(&mut reply).expect("read");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    sigterm(&mut d);
+}

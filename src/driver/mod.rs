@@ -104,6 +104,9 @@ struct Driver<C: Coordinator> {
     chores: Chores,
     notifier: Notifier,
     join_started: Option<std::time::Instant>,
+    /// The last health-script run failed because this daemon ran out of resources
+    /// ([`HealthReport::daemon_fault`]): the machine's unhealthy publish for it is withheld.
+    withhold_unhealthy: bool,
 }
 
 /// Runs the machine until it emits `Exit`. Returns the exit code.
@@ -172,6 +175,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
         metrics,
         notifier: Notifier::from_env(),
         join_started: None,
+        withhold_unhealthy: false,
         opts,
     };
     if d.opts.persist
@@ -229,7 +233,11 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
             Some(msg) = rx.recv() => match msg {
                 Msg::Event(e) => d.handle(e).await,
                 Msg::Detectors(phase, reports) => { d.report.detectors(phase, reports); None }
-                Msg::Health(phase, report) => { d.report.health(phase, report); None }
+                Msg::Health(phase, report) => {
+                    d.withhold_unhealthy = report.daemon_fault;
+                    d.report.health(phase, report);
+                    None
+                }
             },
             () = async { match sleep { Some(s) => s.await, None => std::future::pending().await } } => {
                 d.next_tick = None;
@@ -732,7 +740,11 @@ impl<C: Coordinator> Driver<C> {
                 stage,
                 reason,
             } => {
-                if self.opts.persist {
+                if !healthy && std::mem::take(&mut self.withhold_unhealthy) {
+                    // Our own resource exhaustion is no verdict on the node (issue #20): peers
+                    // keep the last real record (stale after health_stale_after_sec).
+                    tracing::error!(event = "health_publish_withheld", reason = %reason, "the health script could not be started for lack of resources in this daemon; not publishing unhealthy to peers");
+                } else if self.opts.persist {
                     let record = answers::health_record(
                         &self.settings.node_name,
                         healthy,
@@ -896,6 +908,12 @@ impl<C: Coordinator> Driver<C> {
                 health_label(&report.result),
                 report.duration.as_secs_f64(),
             );
+            if report.daemon_fault {
+                // Not a verdict on the node: publish nothing, so peers are not blocked by
+                // this daemon's own resource exhaustion (issue #20).
+                tracing::error!(event = "health_publish_withheld", error = ?report.result, "the heartbeat's health script could not be started for lack of resources in this daemon; not publishing unhealthy to peers");
+                return;
+            }
             let record = answers::heartbeat_record(&node, &report.result, jiff::Timestamp::now());
             let status = if record.healthy {
                 "healthy"
