@@ -41,10 +41,10 @@ pub fn check(main: &Path, files: &[PathBuf], raw: &RawConfig) -> Findings {
         .parent()
         .unwrap_or_else(|| Path::new("."))
         .join("config.d");
-    if config_d.exists() {
-        if let Some(why) = untrusted(&config_d, me, true) {
-            f.excusable.push(Problem::new("", why));
-        }
+    if config_d.exists()
+        && let Some(why) = untrusted(&config_d, me, true)
+    {
+        f.excusable.push(Problem::new("", why));
     }
     for file in files.iter().skip(1) {
         if let Some(why) = untrusted(file, me, false) {
