@@ -445,7 +445,10 @@ async fn execute<K: Kv>(
             if removed.is_empty() {
                 println!("nothing stored for node {node}");
             } else {
-                println!("forgot node {node}: removed {}", removed.join(", "));
+                println!(
+                    "forgot node {node}: removed {}",
+                    crate::text::one_line(&removed.join(", "))
+                );
             }
         }
         ClusterCommand::RequestReboot { node } => {
