@@ -13,8 +13,12 @@ pub const MAX_STATE_FILE_BYTES: u64 = 1024 * 1024;
 /// status readers and monitoring need it) in the same directory, fsync, rename, fsync of the
 /// directory. Creates the directory if missing. On failure the old file stays and the temp file
 /// is removed.
+///
+/// The temp file has a random name and is created with `O_CREAT|O_EXCL|O_NOFOLLOW`: a file or
+/// symlink someone planted in the directory is never opened, followed or chmod-ed (issue #20);
+/// a name that happens to exist is skipped and another one drawn.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let file_name = path.file_name().ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -26,24 +30,39 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         _ => std::path::PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir)?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
+    let mut attempt = 0;
+    let (mut f, tmp) = loop {
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(file_name);
+        tmp_name.push(format!(
+            ".tmp-{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let tmp = dir.join(tmp_name);
+        match std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
             .mode(0o644)
-            .open(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+            .open(&tmp)
+        {
+            Ok(f) => break (f, tmp),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 16 => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let result = (|| {
+        // fchmod on the descriptor we created: never a path that could have been swapped.
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        drop(f);
         std::fs::rename(&tmp, path)?;
         std::fs::File::open(&dir)?.sync_all()
     })();
+    drop(f);
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -108,6 +127,37 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    /// Issue #20: a symlink planted at a temp name (the old name was predictable) is not
+    /// followed, and its target keeps its content and mode.
+    #[test]
+    fn a_planted_symlink_at_the_temp_name_is_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("shadow");
+        std::fs::write(&target, b"secret").expect("target");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let p = dir.path().join("state.json");
+        // The name the previous implementation used, and a few more guesses.
+        let old = dir
+            .path()
+            .join(format!(".state.json.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&target, &old).expect("symlink");
+        write_atomic(&p, b"{}").expect("write");
+        assert_eq!(std::fs::read(&target).expect("read"), b"secret");
+        let mode = std::fs::metadata(&target)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read(&p).expect("read"), b"{}");
+        assert!(
+            std::fs::symlink_metadata(&old)
+                .expect("link")
+                .file_type()
+                .is_symlink()
+        );
     }
 
     #[test]

@@ -33,5 +33,6 @@ pub mod logging;
 pub mod metrics;
 pub mod replay;
 pub mod sim;
+pub mod text;
 pub mod version;
 pub mod windows;

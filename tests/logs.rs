@@ -78,3 +78,31 @@ fn the_etcd_password_is_never_printed() {
         }
     }
 }
+
+/// Issue #20: a failed reboot command was logged at info, where an operator filtering for
+/// warnings never sees it. It is an error now.
+#[test]
+fn a_failed_reboot_command_is_logged_as_an_error() {
+    let n = node::Node::new("");
+    node::script(
+        &n.path("reboot.sh"),
+        "#!/bin/sh\necho 'no shutdown here' >&2\nexit 1\n",
+    );
+    let mut d = n.start();
+    n.wait_for("the failed reboot command", 30, |n| {
+        n.read("daemon.log").contains("reboot command failed")
+    });
+    node::sigterm(&mut d);
+    let log = n.read("daemon.log");
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| {
+            v["event"] == "transition"
+                && v["fields"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("reboot command failed"))
+        })
+        .unwrap_or_else(|| panic!("no transition for the failed command:\n{log}"));
+    assert_eq!(line["level"], "error", "{line}");
+}

@@ -53,6 +53,11 @@ pub struct HealthReport {
     pub stderr: String,
     /// How long the run took (not counting the wait for a concurrent run).
     pub duration: Duration,
+    /// The script could not be started because this daemon ran out of file descriptors,
+    /// processes or memory (issue #20: 1100 idle metrics connections under a 1024-fd limit).
+    /// That says nothing about the node's health: the result is still an error (this node
+    /// does not reboot on it), but the driver does not publish it to peers as unhealthy.
+    pub daemon_fault: bool,
 }
 
 impl HealthRunner {
@@ -82,6 +87,7 @@ fn error_report(detail: String) -> HealthReport {
         stdout: String::new(),
         stderr: String::new(),
         duration: Duration::ZERO,
+        daemon_fault: false,
     }
 }
 
@@ -101,6 +107,14 @@ async fn run_script(config: &HealthConfig, call: &CallEnv) -> HealthReport {
     };
     let out = match process::run(&spec).await {
         Ok(out) => out,
+        Err(e) if e.is_resource_exhaustion() => {
+            return HealthReport {
+                daemon_fault: true,
+                ..error_report(format!(
+                    "health script execution failed: {e} (this daemon is out of file descriptors, processes or memory; not a verdict on the node's health)"
+                ))
+            };
+        }
         Err(e) => return error_report(format!("health script execution failed: {e}")),
     };
     let (result, exit_code) = match out.termination {
@@ -144,6 +158,7 @@ async fn run_script(config: &HealthConfig, call: &CallEnv) -> HealthReport {
         stdout: note(out.stdout_text(), out.stdout_truncated),
         stderr: note(out.stderr_text(), out.stderr_truncated),
         duration: out.duration,
+        daemon_fault: false,
     }
 }
 
@@ -390,6 +405,7 @@ mod tests {
             stdout: "no\nreally not".into(),
             stderr: String::new(),
             duration: Duration::from_millis(1234),
+            daemon_fault: false,
         };
         assert_eq!(
             format_report("pre-lock health", &r),
@@ -403,6 +419,7 @@ mod tests {
             stdout: String::new(),
             stderr: " partial ".into(),
             duration: Duration::from_secs(30),
+            daemon_fault: false,
         };
         assert_eq!(
             format_report("post-lock health", &r),

@@ -126,6 +126,18 @@ pub enum ProcessError {
 }
 
 impl ProcessError {
+    /// Whether the command could not be started because this process ran out of a resource
+    /// (file descriptors, processes, memory): a fault of the daemon, not of the command.
+    pub fn is_resource_exhaustion(&self) -> bool {
+        match self {
+            ProcessError::Spawn { source, .. } | ProcessError::Io { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(nix::libc::EMFILE | nix::libc::ENFILE | nix::libc::EAGAIN | nix::libc::ENOMEM)
+            ),
+            ProcessError::EmptyArgv => false,
+        }
+    }
+
     /// Short stable label for metrics and structured logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -475,6 +487,26 @@ pub(crate) mod tests {
         assert_eq!(out.termination, Termination::Exited(7));
         let out = run(&sh("kill -TERM $$")).await.expect("run");
         assert_eq!(out.termination, Termination::Signaled(15));
+    }
+
+    /// Issue #20: running out of descriptors is this daemon's fault, a missing program is not.
+    #[test]
+    fn resource_exhaustion_is_told_apart() {
+        let spawn = |errno| ProcessError::Spawn {
+            argv0: "/x".into(),
+            source: io::Error::from_raw_os_error(errno),
+        };
+        for errno in [
+            nix::libc::EMFILE,
+            nix::libc::ENFILE,
+            nix::libc::EAGAIN,
+            nix::libc::ENOMEM,
+        ] {
+            assert!(spawn(errno).is_resource_exhaustion(), "{errno}");
+        }
+        assert!(!spawn(nix::libc::ENOENT).is_resource_exhaustion());
+        assert!(!spawn(nix::libc::EACCES).is_resource_exhaustion());
+        assert!(!ProcessError::EmptyArgv.is_resource_exhaustion());
     }
 
     #[tokio::test]

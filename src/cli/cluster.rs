@@ -33,10 +33,16 @@ pub enum ClusterCommand {
     /// Lift the cluster pause.
     Resume,
     /// Remove every trace of NODE (queue entries, in-progress marker, health record, request):
-    /// for a node that will never come back.
+    /// for a node that will never come back. With `--key ENTRY` instead: remove one queue entry
+    /// that belongs to no node (not our JSON), as `status --explain` names it.
     Forget {
         /// The node.
-        node: String,
+        #[arg(required_unless_present = "key", conflicts_with = "key")]
+        node: Option<String>,
+        /// One queue entry under the lock key: its last path segment (as in
+        /// `unknown (0bad)`) or the full key.
+        #[arg(long, value_name = "ENTRY")]
+        key: Option<String>,
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
@@ -84,6 +90,9 @@ pub struct ClusterView {
     pub requests: Vec<String>,
     /// `{"node","remaining_sec"}` of an active cooldown.
     pub cooldown: Option<(String, i64)>,
+    /// Why the cooldown record cannot be read, when it cannot: the daemons then start no
+    /// reboot at all (fail closed).
+    pub cooldown_corrupt: Option<String>,
     /// Pause reason.
     pub pause: Option<String>,
 }
@@ -163,23 +172,44 @@ pub async fn view<K: Kv>(kv: &K, keys: &Keys, s: &Settings) -> Result<ClusterVie
         .iter()
         .map(|e| e.key[rq_prefix.len().min(e.key.len())..].to_string())
         .collect();
-    let cooldown = match kv.get(&keys.cooldown()).await?.0 {
+    // A record the daemons cannot read blocks every reboot (they fail closed), so it is shown
+    // as corrupt, never as "none" (issue #20). Same rules as the daemon's `read_cooldown`.
+    let (cooldown, cooldown_corrupt) = match kv.get(&keys.cooldown()).await?.0 {
         Some(e) => match serde_json::from_slice::<CooldownRecord>(&e.value) {
             Ok(c) => {
-                let remaining = match kv.lease_ttl(e.lease).await? {
-                    Some(t) => t.as_secs() as i64,
-                    None => age_secs(&c.started_at, now).map_or(0, |a| c.duration_sec as i64 - a),
+                let ttl = if e.lease != 0 {
+                    kv.lease_ttl(e.lease).await?
+                } else {
+                    None
                 };
-                (remaining > 0).then_some((c.node, remaining))
+                match crate::coord::etcd::cooldown_until(&c, now.as_millisecond(), ttl) {
+                    Ok(until) => {
+                        let remaining = (until - now.as_millisecond() + 999) / 1000;
+                        ((remaining > 0).then_some((c.node, remaining)), None)
+                    }
+                    Err(why) => (None, Some(format!("{}: {why}", e.key))),
+                }
             }
-            Err(_) => None,
+            Err(err) => (
+                None,
+                Some(format!(
+                    "{}: not a cooldown record ({err}): {}",
+                    e.key,
+                    crate::text::cap_bytes(&e.value, 80)
+                )),
+            ),
         },
-        None => None,
+        None => (None, None),
     };
     let pause = kv.get(&keys.pause()).await?.0.map(|e| {
         match serde_json::from_slice::<PauseRecord>(&e.value) {
-            Ok(p) => format!("{} (by {} at {})", p.reason, p.by, p.at),
-            Err(_) => String::from_utf8_lossy(&e.value).into_owned(),
+            Ok(p) => format!(
+                "{} (by {} at {})",
+                crate::text::cap(p.reason, crate::text::MAX_COPIED_TEXT),
+                crate::text::cap(p.by, 256),
+                crate::text::cap(p.at, 64)
+            ),
+            Err(_) => crate::text::cap_bytes(&e.value, crate::text::MAX_COPIED_TEXT),
         }
     });
     Ok(ClusterView {
@@ -191,6 +221,7 @@ pub async fn view<K: Kv>(kv: &K, keys: &Keys, s: &Settings) -> Result<ClusterVie
         stale,
         requests,
         cooldown,
+        cooldown_corrupt,
         pause,
     })
 }
@@ -229,9 +260,14 @@ pub fn render(v: &ClusterView) -> String {
     out.push_str(&format!("unhealthy: {}\n", list(&v.unhealthy)));
     out.push_str(&format!("stale health records: {}\n", list(&v.stale)));
     out.push_str(&format!("reboot requests: {}\n", list(&v.requests)));
-    out.push_str(&match &v.cooldown {
-        Some((node, secs)) => format!("cooldown: {secs}s remaining (started by {node})\n"),
-        None => "cooldown: none\n".to_string(),
+    out.push_str(&match (&v.cooldown, &v.cooldown_corrupt) {
+        (_, Some(why)) => format!(
+            "cooldown: CORRUPT, no node starts a reboot until it is fixed or deleted: {why}\n"
+        ),
+        (Some((node, secs)), None) => {
+            format!("cooldown: {secs}s remaining (started by {node})\n")
+        }
+        (None, None) => "cooldown: none\n".to_string(),
     });
     out.push_str(&match &v.pause {
         Some(p) => format!("paused: {p}\n"),
@@ -262,16 +298,32 @@ pub fn run(config: &Path, cmd: ClusterCommand) -> Exit {
         );
         return Exit::Config;
     }
-    if let ClusterCommand::Forget { node, yes: false } = &cmd {
+    if let ClusterCommand::Forget {
+        node,
+        key,
+        yes: false,
+    } = &cmd
+    {
+        let (what, question) = match (node, key) {
+            (Some(node), _) => (
+                node.clone(),
+                format!(
+                    "forget node {node}: remove its slot entries, in-progress marker, health record and reboot request?"
+                ),
+            ),
+            (None, Some(key)) => (
+                format!("--key {key}"),
+                format!("remove the queue entry {key}?"),
+            ),
+            (None, None) => (String::new(), String::new()),
+        };
         if !std::io::stdin().is_terminal() {
             eprintln!(
-                "clusterrebootd cluster forget {node}: pass --yes to confirm (no terminal to ask)"
+                "clusterrebootd cluster forget {what}: pass --yes to confirm (no terminal to ask)"
             );
             return Exit::Usage;
         }
-        eprint!(
-            "forget node {node}: remove its slot entries, in-progress marker, health record and reboot request? [y/N] "
-        );
+        eprint!("{question} [y/N] ");
         let mut answer = String::new();
         if std::io::stdin().read_line(&mut answer).is_err()
             || !answer.trim().eq_ignore_ascii_case("y")
@@ -322,7 +374,7 @@ async fn execute<K: Kv>(
             if json {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
-                print!("{}", render(&v));
+                print!("{}", crate::text::for_terminal(&render(&v)));
             }
         }
         ClusterCommand::Pause { reason } => {
@@ -366,7 +418,30 @@ async fn execute<K: Kv>(
                 }
             );
         }
-        ClusterCommand::Forget { node, .. } => {
+        ClusterCommand::Forget { key: Some(key), .. } => {
+            // Only a queue entry: the key is resolved under the slot prefix and never outside.
+            let prefix = keys.slot_prefix();
+            let full = if key.starts_with(&prefix) {
+                key.clone()
+            } else {
+                format!("{prefix}{}", key.trim_start_matches('/'))
+            };
+            if full.len() <= prefix.len() || full[prefix.len()..].contains('/') {
+                eprintln!(
+                    "clusterrebootd cluster forget --key: {key:?} is not a queue entry under {prefix}"
+                );
+                return Ok(Exit::Usage);
+            }
+            if kv.delete(&full).await?.1 {
+                println!("removed queue entry {full}");
+            } else {
+                println!("nothing stored at {full}");
+            }
+        }
+        ClusterCommand::Forget { node: None, .. } => return Ok(Exit::Usage),
+        ClusterCommand::Forget {
+            node: Some(node), ..
+        } => {
             let mut removed = Vec::new();
             let queue = kv.range(&keys.slot_prefix(), RangeOpts::default()).await?;
             for e in queue.kvs {
@@ -392,7 +467,10 @@ async fn execute<K: Kv>(
             if removed.is_empty() {
                 println!("nothing stored for node {node}");
             } else {
-                println!("forgot node {node}: removed {}", removed.join(", "));
+                println!(
+                    "forgot node {node}: removed {}",
+                    crate::text::one_line(&removed.join(", "))
+                );
             }
         }
         ClusterCommand::RequestReboot { node } => {

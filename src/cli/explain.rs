@@ -274,12 +274,27 @@ fn phase_of(from: StateName) -> &'static str {
     }
 }
 
+/// Largest gRPC response the etcd client accepts (tonic's default decoding limit, which
+/// etcd-client keeps): a prefix read whose values add up to more fails with "message length
+/// too large".
+const ETCD_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
 fn etcd_block(what: &str, detail: &str) -> Block {
+    // etcd answered, but with more than one gRPC response may carry (4 MiB): reconnecting does
+    // not help, someone wrote too much under the namespace (issue #20, docs/SECURITY.md).
+    let unblock = if detail.contains("message length too large") {
+        format!(
+            "etcd is reachable, but one read returned more than {} MiB: values under the namespace (cluster_health/, the lock key, reboot_in_progress/, …) are too large. Find them with `etcdctl get --prefix <namespace>/ --keys-only` and delete the oversized ones; records the daemon writes are under 1 KiB (docs/SECURITY.md, size limits)",
+            ETCD_MAX_RESPONSE_BYTES / (1024 * 1024)
+        )
+    } else {
+        "restore the connection to etcd (check etcd_endpoints, TLS/auth and the etcd cluster's health); the daemon retries by itself".into()
+    };
     block(
         Gate::EtcdUnavailable,
         format!("{what}: {detail}"),
         vec![("error", "error", json!(detail))],
-        "restore the connection to etcd (check etcd_endpoints, TLS/auth and the etcd cluster's health); the daemon retries by itself".into(),
+        unblock,
     )
 }
 
@@ -357,6 +372,18 @@ fn pass_block(rec: &Record, records: &[Record], ctx: &Context) -> Option<Block> 
             },
             _,
         ) => Some(cooldown_block(until, by, ctx.now)),
+        (
+            Event::CooldownRead {
+                status: CooldownStatus::Error { detail },
+                ..
+            },
+            _,
+        ) if detail.contains("reboot_cooldown:") => Some(block(
+            Gate::EtcdUnavailable,
+            format!("the cooldown record in etcd is corrupt: {detail}"),
+            vec![("error", "error", json!(detail))],
+            "no node starts a reboot while it is there (fail closed): check who wrote it, then delete it (etcdctl del <namespace>/reboot_cooldown) or let its lease expire".into(),
+        )),
         (
             Event::CooldownRead {
                 status: CooldownStatus::Error { detail },
@@ -509,6 +536,12 @@ fn health_block(result: &HealthResult, from: StateName) -> Option<Block> {
     }
 }
 
+/// The entry name of a queue entry whose value is not a node's JSON: the coordination layer
+/// names its holder `unknown (<last key segment>)`; `cluster forget --key` takes that segment.
+fn foreign_entry(node: &str) -> Option<&str> {
+    node.strip_prefix("unknown (")?.strip_suffix(')')
+}
+
 /// Records since the machine last entered `state` from another state.
 fn since_entry(records: &[Record], state: StateName) -> &[Record] {
     let start = records
@@ -542,10 +575,15 @@ fn locking_block(records: &[Record]) -> Option<Block> {
         )
     };
     let unblock = match holders.first() {
-        Some(h) => format!(
-            "{n} must finish its reboot; if it will never return: clusterrebootd cluster forget {n}",
-            n = h.node
-        ),
+        Some(h) => match foreign_entry(&h.node) {
+            Some(entry) => format!(
+                "the slot is held by a queue entry that is no node's record ({entry} under lock_key); if no daemon owns it, remove it: clusterrebootd cluster forget --key {entry}"
+            ),
+            None => format!(
+                "{n} must finish its reboot; if it will never return: clusterrebootd cluster forget {n}",
+                n = h.node
+            ),
+        },
         None => "wait: the queue moves as soon as a slot is released".into(),
     };
     let holders_json: Vec<Value> = holders
@@ -866,7 +904,7 @@ pub fn run(config: &Path, json: bool) -> Exit {
             if json {
                 println!("{:#}", render_json(&e));
             } else {
-                print!("{}", render_text(&e, now));
+                print!("{}", crate::text::for_terminal(&render_text(&e, now)));
             }
             Exit::Ok
         }
@@ -886,7 +924,10 @@ pub fn run(config: &Path, json: bool) -> Exit {
             Exit::Ok
         }
         Err(why) => {
-            println!("{why}; dry-run evaluation instead:");
+            println!(
+                "{}; dry-run evaluation instead:",
+                crate::text::for_terminal(&why.to_string())
+            );
             super::run::status(config, false, false)
         }
     }

@@ -63,6 +63,7 @@ const NEW_FIELDS: &[&str] = &[
     "hooks",
     "health_stale_after_sec",
     "log",
+    "insecure_allow_writable_files",
 ];
 
 /// Largest number of seconds accepted (about 136 years); keeps duration arithmetic finite.
@@ -562,6 +563,11 @@ impl Dec<'_> {
             self.string_field(&l, "level", &mut r.log.level);
             self.string_field(&l, "format", &mut r.log.format);
         }
+        self.bool_field(
+            &f,
+            "insecure_allow_writable_files",
+            &mut r.insecure_allow_writable_files,
+        );
         r
     }
 }

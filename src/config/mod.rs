@@ -9,6 +9,7 @@ pub mod error;
 pub mod load;
 pub mod raw;
 pub mod settings;
+pub mod trust;
 pub mod validate;
 pub mod yaml;
 
@@ -19,9 +20,44 @@ pub use raw::{DEFAULT_CONFIG_PATH, RawConfig};
 pub use settings::*;
 pub use validate::{ValidateEnv, Validated, validate};
 
-/// Loads `path` plus `config.d/*.yaml` beside it and validates the result.
+/// Loads `path` plus `config.d/*.yaml` beside it and validates the result, refusing files,
+/// scripts and directories other users can write ([`trust`]).
 pub fn load_settings(path: &Path, env: &ValidateEnv) -> Result<Validated, ConfigError> {
-    let loaded = load::load(path)?;
+    let mut loaded = load::load(path)?;
+    // The opt-out counts only in the main file: a drop-in that others could write must not be
+    // able to excuse itself.
+    let allow = if loaded.raw.insecure_allow_writable_files {
+        let main_only = load::from_texts(vec![(path.to_path_buf(), load::read_capped(path)?)])?;
+        if !main_only.raw.insecure_allow_writable_files {
+            loaded.problems.push(Problem::new(
+                "insecure_allow_writable_files",
+                "set in a config.d/ drop-in: only the main configuration file can set it",
+            ));
+        }
+        main_only.raw.insecure_allow_writable_files
+    } else {
+        false
+    };
+    let found = trust::check(path, &loaded.files, &loaded.raw);
+    loaded.problems.extend(found.always);
+    if allow {
+        loaded
+            .warnings
+            .extend(found.excusable.into_iter().map(|p| Problem {
+                message: format!("{} (allowed by insecure_allow_writable_files)", p.message),
+                ..p
+            }));
+    } else {
+        loaded
+            .problems
+            .extend(found.excusable.into_iter().map(|p| Problem {
+                message: format!(
+                    "{} (or set insecure_allow_writable_files: true in the main file to only warn)",
+                    p.message
+                ),
+                ..p
+            }));
+    }
     validate_loaded(loaded, env)
 }
 

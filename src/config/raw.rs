@@ -79,6 +79,10 @@ pub struct RawConfig {
     pub health_stale_after_sec: u64,
     /// New: log level and format.
     pub log: RawLog,
+    /// Only warn (instead of refusing to start) when config.d/, a drop-in, a script or command
+    /// the config runs, or state_dir/run_dir can be written by another user (issue #20).
+    /// Honoured only in the main file.
+    pub insecure_allow_writable_files: bool,
 }
 
 impl Default for RawConfig {
@@ -121,6 +125,7 @@ impl Default for RawConfig {
             hooks: RawHooks::default(),
             health_stale_after_sec: 0,
             log: RawLog::default(),
+            insecure_allow_writable_files: false,
         }
     }
 }

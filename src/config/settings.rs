@@ -12,6 +12,11 @@ use serde::Serialize;
 
 use crate::windows::Windows;
 
+/// Timeout of a command detector whose `timeout_sec` is 0 (the Go daemon: no timeout at all).
+/// Ten minutes: longer than any sane package-manager query, short enough that a hung command
+/// is reported as a detector error the same morning.
+pub const DEFAULT_DETECTOR_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -99,7 +104,9 @@ pub enum DetectorKind {
         argv: Vec<String>,
         /// Exit codes that mean "reboot required".
         success_exit_codes: Vec<i32>,
-        /// Kill after this long (`None` = never).
+        /// Kill after this long. Validation always sets it: `timeout_sec: 0` means
+        /// [`DEFAULT_DETECTOR_TIMEOUT`], so a hanging detector cannot keep the node in
+        /// `Detecting` forever (issue #20). `None` (never) is left to hand-built specs.
         timeout: Option<Duration>,
     },
     /// A distribution preset.

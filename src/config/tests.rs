@@ -2,6 +2,7 @@
 
 use super::load::from_strs;
 use super::*;
+use std::time::Duration;
 
 const BASE: &str = r#"
 node_name: n1
@@ -483,7 +484,7 @@ etcd_namespace: 007
         DetectorKind::Command {
             argv: vec!["/bin/check".into(), "-r".into(), "+5".into(), "10".into()],
             success_exit_codes: vec![],
-            timeout: None,
+            timeout: Some(DEFAULT_DETECTOR_TIMEOUT),
         }
     );
 }
@@ -639,4 +640,46 @@ fn a_field_with_a_type_error_is_not_reported_again_by_validation() {
         ],
         "{got:#?}"
     );
+}
+
+/// Issue #20: `timeout_sec: 0` (the default) used to mean "no timeout", and a hung detector
+/// kept the node in `Detecting` forever. It now means the documented 10-minute cap.
+#[test]
+fn a_command_detector_without_timeout_gets_the_default_cap() {
+    for (yaml, want) in [
+        ("[{type: command, cmd: [/bin/check]}]", 600),
+        ("[{type: command, cmd: [/bin/check], timeout_sec: 0}]", 600),
+        ("[{type: command, cmd: [/bin/check], timeout_sec: 5}]", 5),
+    ] {
+        let s = with(&format!("reboot_required_detectors: {yaml}"))
+            .expect("valid")
+            .settings;
+        match &s.detectors[0].kind {
+            DetectorKind::Command { timeout, .. } => {
+                assert_eq!(*timeout, Some(Duration::from_secs(want)), "{yaml}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Issue #20: `http://user:pw@host:2379` was accepted, the credentials ignored by the client
+/// and exported to every script in RC_ETCD_ENDPOINTS. Now an error that does not repeat them.
+#[test]
+fn credentials_in_an_endpoint_url_are_rejected_without_echoing_them() {
+    for e in [
+        "http://user:s3cret@10.0.0.1:2379",
+        "https://root@etcd:2379",
+        "user:s3cret@etcd:2379",
+    ] {
+        let err = with(&format!("etcd_endpoints: ['{e}']"))
+            .expect_err(e)
+            .to_string();
+        assert!(
+            err.contains("etcd_endpoints[0]: must not contain credentials")
+                && err.contains("etcd_auth.username and etcd_auth.password_file"),
+            "{e}: {err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+    }
 }

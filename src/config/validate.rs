@@ -389,7 +389,11 @@ fn validate_detectors(r: &mut Report, raw: &[RawDetector]) -> Vec<DetectorSpec> 
                     DetectorKind::Command {
                         argv: d.cmd.clone(),
                         success_exit_codes: d.success_exit_codes.clone(),
-                        timeout: (d.timeout_sec > 0).then(|| Duration::from_secs(d.timeout_sec)),
+                        timeout: Some(if d.timeout_sec > 0 {
+                            Duration::from_secs(d.timeout_sec)
+                        } else {
+                            DEFAULT_DETECTOR_TIMEOUT
+                        }),
                     },
                 ))
             }
@@ -457,6 +461,19 @@ fn validate_etcd(r: &mut Report, raw: &RawConfig, backend: LockBackend) -> EtcdS
             .strip_prefix("http://")
             .or_else(|| e.strip_prefix("https://"))
             .unwrap_or(e);
+        // Credentials in the URL would be ignored by the client and exported to every script
+        // in RC_ETCD_ENDPOINTS (issue #20); the message does not repeat them.
+        if rest
+            .split('/')
+            .next()
+            .is_some_and(|authority| authority.contains('@'))
+        {
+            r.err(
+                format!("etcd_endpoints[{i}]"),
+                "must not contain credentials (user:password@host): they would be exported to every script in RC_ETCD_ENDPOINTS; set etcd_auth.username and etcd_auth.password_file instead",
+            );
+            continue;
+        }
         let hostport_ok = rest
             .rsplit_once(':')
             .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());

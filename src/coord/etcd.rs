@@ -643,11 +643,21 @@ async fn watch_pause<K: Kv>(kv: K, key: String, notices: broadcast::Sender<Notic
 }
 
 fn pause_reason(v: &[u8]) -> Option<String> {
-    match serde_json::from_slice::<PauseRecord>(v) {
-        Ok(p) if p.by.is_empty() => Some(p.reason),
-        Ok(p) => Some(format!("{} (by {} at {})", p.reason, p.by, p.at)),
-        Err(_) => Some(String::from_utf8_lossy(v).into_owned()),
-    }
+    // Capped (issue #20): the reason is copied into state.json and every journal record, and a
+    // 1 MB value in etcd must not push those over their limits. Raw bytes are cut before the
+    // lossy conversion so a huge non-JSON value is never copied whole.
+    let cap = crate::text::MAX_COPIED_TEXT;
+    let text = match serde_json::from_slice::<PauseRecord>(v) {
+        Ok(p) if p.by.is_empty() => crate::text::cap(p.reason, cap),
+        Ok(p) => format!(
+            "{} (by {} at {})",
+            crate::text::cap(p.reason, cap),
+            crate::text::cap(p.by, 256),
+            crate::text::cap(p.at, 64)
+        ),
+        Err(_) => crate::text::cap_bytes(v, cap),
+    };
+    Some(text)
 }
 
 impl From<SlotError> for CoordError {

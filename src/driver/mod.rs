@@ -107,6 +107,9 @@ struct Driver<C: Coordinator> {
     chores: Chores,
     notifier: Notifier,
     join_started: Option<std::time::Instant>,
+    /// The last health-script run failed because this daemon ran out of resources
+    /// ([`HealthReport::daemon_fault`]): the machine's unhealthy publish for it is withheld.
+    withhold_unhealthy: bool,
 }
 
 /// Runs the machine until it emits `Exit`. Returns the exit code.
@@ -176,6 +179,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
         metrics,
         notifier: Notifier::from_env(),
         join_started: None,
+        withhold_unhealthy: false,
         opts,
     };
     if d.opts.persist
@@ -237,7 +241,11 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
             Some(msg) = rx.recv() => match msg {
                 Msg::Event(e) => d.handle(e).await,
                 Msg::Detectors(phase, reports) => { d.report.detectors(phase, reports); None }
-                Msg::Health(phase, report) => { d.report.health(phase, report); None }
+                Msg::Health(phase, report) => {
+                    d.withhold_unhealthy = report.daemon_fault;
+                    d.report.health(phase, report);
+                    None
+                }
             },
             () = async { match sleep { Some(s) => s.await, None => std::future::pending().await } } => {
                 d.next_tick = None;
@@ -458,9 +466,29 @@ impl<C: Coordinator> Driver<C> {
                 .transition(step.from.as_str(), step.to.as_str());
             self.notifier
                 .status(&format!("{}: {}", step.to, step.reason));
-            tracing::info!(event = "transition", from = %step.from, to = %step.to, reason = %step.reason, "{} -> {}: {}", step.from, step.to, step.reason);
+            match log_level(&input.event, step) {
+                tracing::Level::ERROR => {
+                    tracing::error!(event = "transition", from = %step.from, to = %step.to, reason = %step.reason, "{} -> {}: {}", step.from, step.to, step.reason)
+                }
+                tracing::Level::WARN => {
+                    tracing::warn!(event = "transition", from = %step.from, to = %step.to, reason = %step.reason, "{} -> {}: {}", step.from, step.to, step.reason)
+                }
+                _ => {
+                    tracing::info!(event = "transition", from = %step.from, to = %step.to, reason = %step.reason, "{} -> {}: {}", step.from, step.to, step.reason)
+                }
+            }
         } else {
-            tracing::debug!(event = "input", input = input.event.name(), state = %step.to, reason = %step.reason);
+            match log_level(&input.event, step) {
+                tracing::Level::ERROR => {
+                    tracing::error!(event = "input", input = input.event.name(), state = %step.to, reason = %step.reason)
+                }
+                tracing::Level::WARN => {
+                    tracing::warn!(event = "input", input = input.event.name(), state = %step.to, reason = %step.reason)
+                }
+                _ => {
+                    tracing::debug!(event = "input", input = input.event.name(), state = %step.to, reason = %step.reason)
+                }
+            }
         }
         if step.from == StateName::Idle && step.to == StateName::Detecting {
             self.report = PassReport::default();
@@ -744,7 +772,11 @@ impl<C: Coordinator> Driver<C> {
                 stage,
                 reason,
             } => {
-                if self.opts.persist {
+                if !healthy && std::mem::take(&mut self.withhold_unhealthy) {
+                    // Our own resource exhaustion is no verdict on the node (issue #20): peers
+                    // keep the last real record (stale after health_stale_after_sec).
+                    tracing::error!(event = "health_publish_withheld", reason = %reason, "the health script could not be started for lack of resources in this daemon; not publishing unhealthy to peers");
+                } else if self.opts.persist {
                     let record = answers::health_record(
                         &self.settings.node_name,
                         healthy,
@@ -908,6 +940,12 @@ impl<C: Coordinator> Driver<C> {
                 health_label(&report.result),
                 report.duration.as_secs_f64(),
             );
+            if report.daemon_fault {
+                // Not a verdict on the node: publish nothing, so peers are not blocked by
+                // this daemon's own resource exhaustion (issue #20).
+                tracing::error!(event = "health_publish_withheld", error = ?report.result, "the heartbeat's health script could not be started for lack of resources in this daemon; not publishing unhealthy to peers");
+                return;
+            }
             let record = answers::heartbeat_record(&node, &report.result, jiff::Timestamp::now());
             let status = if record.healthy {
                 "healthy"
@@ -1009,9 +1047,52 @@ impl<C: Coordinator> Driver<C> {
             }
             self.report.skip_health = self.opts.mode.skip_health;
             self.report.once_run = self.opts.persist && self.opts.mode.once;
-            print!("{}", self.report.render());
+            print!("{}", crate::text::for_terminal(&self.report.render()));
         }
         code
+    }
+}
+
+/// How loudly a step is logged (issue #20): a failed or refused reboot is an error an operator
+/// must see, trouble the daemon works around (lost slot, etcd or script errors, a reboot that
+/// was called off) a warning; everything else is the ordinary info/debug trail.
+fn log_level(event: &Event, step: &Step) -> tracing::Level {
+    use tracing::Level;
+    let failed = |r: &StepResult| matches!(r, StepResult::Failed { .. });
+    match event {
+        Event::RebootCommandFinished { result, .. }
+        | Event::HooksRan { result, .. }
+        | Event::RebootLeaseMoved { result, .. }
+            if failed(result) =>
+        {
+            Level::ERROR
+        }
+        Event::RebootLeaseReattached {
+            result: ReattachResult::Failed { .. } | ReattachResult::Expired,
+            ..
+        } => Level::WARN,
+        Event::SlotLost { .. } | Event::SlotUnavailable { .. } | Event::EffectTimedOut { .. } => {
+            Level::WARN
+        }
+        Event::DetectorsEvaluated {
+            result: DetectorResult::Error { .. },
+            ..
+        }
+        | Event::HealthChecked {
+            result: HealthResult::Error { .. },
+            ..
+        }
+        | Event::ClusterHealthEvaluated {
+            verdict: PolicyVerdict::Error { .. },
+            ..
+        }
+        | Event::CooldownRead {
+            status: CooldownStatus::Error { .. },
+            ..
+        } => Level::WARN,
+        // Called off after the decision to reboot (window closed at the last moment, …).
+        _ if step.from == StateName::Rebooting && step.to != StateName::Rebooting => Level::WARN,
+        _ => Level::INFO,
     }
 }
 

@@ -13,6 +13,7 @@ fn skipped_health(phase: &str) -> HealthReport {
         stdout: format!("health script skipped during {phase} (--skip-health)"),
         stderr: String::new(),
         duration: std::time::Duration::ZERO,
+        daemon_fault: false,
     }
 }
 
