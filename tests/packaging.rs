@@ -177,10 +177,10 @@ fn packages() -> Packages {
             rpm: find_in(&dist, ".x86_64.rpm")?,
         })
     };
-    if fs::read_to_string(&stamp).ok().as_deref() == Some(key.as_str()) {
-        if let Some(p) = found() {
-            return p;
-        }
+    if fs::read_to_string(&stamp).ok().as_deref() == Some(key.as_str())
+        && let Some(p) = found()
+    {
+        return p;
     }
     let _ = fs::remove_dir_all(&dist);
     let t0 = Instant::now();
@@ -1158,15 +1158,15 @@ log:
                     ])
                     .env("ETCDCTL_API", "3")
                     .output();
-                if let Ok(o) = o {
-                    if o.status.success() {
-                        let set: BTreeSet<String> = String::from_utf8_lossy(&o.stdout)
-                            .lines()
-                            .filter(|l| !l.is_empty())
-                            .map(|l| l.trim_start_matches(&prefix).to_string())
-                            .collect();
-                        snaps.lock().expect("snaps").push((now(), set));
-                    }
+                if let Ok(o) = o
+                    && o.status.success()
+                {
+                    let set: BTreeSet<String> = String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .filter(|l| !l.is_empty())
+                        .map(|l| l.trim_start_matches(&prefix).to_string())
+                        .collect();
+                    snaps.lock().expect("snaps").push((now(), set));
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -1250,15 +1250,34 @@ log:
             .expect("released");
         let log =
             fs::read_to_string(nodes[i].root.join("var/lib/test-health.log")).expect("health log");
-        let healthy_at = log
+        // "<boot id> <phase> <epoch seconds>" per health script run.
+        let lines: Vec<(String, String, f64)> = log
             .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.len() == 3 && f[1] == "post-reboot").then(|| (f[0], f[2].parse::<f64>().ok()))
+            .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+                [b, p, t] => Some((b.to_string(), p.to_string(), t.parse().ok()?)),
+                _ => None,
             })
-            .filter_map(|(_, t)| t)
-            .find(|t| *t >= up - 1.0)
+            .collect();
+        let (post_boot, _, healthy_at) = lines
+            .iter()
+            .find(|(_, p, t)| p == "post-reboot" && *t >= up - 1.0)
+            .cloned()
             .unwrap_or_else(|| panic!("{node}: no post-reboot health check after boot:\n{log}"));
+        let (lock_boot, _, _) = lines
+            .iter()
+            .rfind(|(_, p, t)| p == "post-lock" && *t <= down)
+            .cloned()
+            .unwrap_or_else(|| {
+                panic!("{node}: no post-lock health check before the reboot:\n{log}")
+            });
+        assert_ne!(
+            post_boot, lock_boot,
+            "{node}: the boot id changed with the reboot"
+        );
+        assert!(
+            snaps.iter().any(|(_, s)| s.contains(&node)),
+            "{node}: its in-progress marker was never seen"
+        );
         assert!(
             released >= healthy_at,
             "{node}: slot released at {released} before post-reboot health at {healthy_at}"
