@@ -4,8 +4,21 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=CLUSTERREBOOTD_REVISION");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+    // Where HEAD and the branch refs really are: `.git/…` in a clone, elsewhere in a `git
+    // worktree` (there `.git` is a file, and a path that does not exist would make cargo rerun
+    // this script, and rebuild the crate, on every build).
+    for (what, fallback) in [("HEAD", ".git/HEAD"), ("refs/heads", ".git/refs/heads")] {
+        let path = Command::new("git")
+            .args(["rev-parse", "--git-path", what])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| fallback.to_string());
+        println!("cargo:rerun-if-changed={path}");
+    }
     let rev = std::env::var("CLUSTERREBOOTD_REVISION").ok().or_else(|| {
         Command::new("git")
             .args(["rev-parse", "--short=12", "HEAD"])
