@@ -20,6 +20,19 @@ fn etcd_node(name: &str, e: &etcd::Etcd) -> Node {
     )
 }
 
+/// Puts the queue entry a Go daemon holding the mutex would have.
+fn hold_slot_as_go_daemon(e: &etcd::Etcd) {
+    let (ok, out) = e.etcdctl(
+        None,
+        &[
+            "put",
+            "/e2e/cluster/clusterrebootd/lock/694d77b8e4a3c40b",
+            r#"{"node":"go-node","pid":1,"acquired_at":"2026-11-27T10:00:00Z"}"#,
+        ],
+    );
+    assert!(ok, "etcdctl put: {out}");
+}
+
 fn reboot(n: &Node, daemon: &mut std::process::Child, boot: &str) -> std::process::Child {
     sigterm(daemon);
     std::fs::write(n.path("boot_id"), format!("{boot}\n")).expect("boot id");
@@ -94,18 +107,7 @@ fn status_and_once_against_etcd() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("outcome: ready - "), "{out}");
     // A slot held by someone else (here: a Go daemon's mutex key) → lock_unavailable (exit 4).
-    let ok = std::process::Command::new("etcdctl")
-        .args([
-            "--endpoints",
-            &e.endpoints()[0],
-            "put",
-            "/e2e/cluster/clusterrebootd/lock/694d77b8e4a3c40b",
-            r#"{"node":"go-node","pid":1,"acquired_at":"2026-11-27T10:00:00Z"}"#,
-        ])
-        .env("ETCDCTL_API", "3")
-        .status()
-        .expect("etcdctl");
-    assert!(ok.success());
+    hold_slot_as_go_daemon(&e);
     let (code, out, _) = a.once(&["status"]);
     assert_eq!(code, 4, "{out}");
     assert!(out.contains("outcome: lock_unavailable - "), "{out}");
@@ -278,18 +280,7 @@ fn sigterm_while_queued_leaves_the_queue() {
 fn run_once_gives_up_after_the_go_lock_attempts() {
     let e = etcd::Etcd::start(1);
     let a = etcd_node("node-a", &e);
-    let ok = std::process::Command::new("etcdctl")
-        .args([
-            "--endpoints",
-            &e.endpoints()[0],
-            "put",
-            "/e2e/cluster/clusterrebootd/lock/694d77b8e4a3c40b",
-            r#"{"node":"go-node","pid":1,"acquired_at":"2026-11-27T10:00:00Z"}"#,
-        ])
-        .env("ETCDCTL_API", "3")
-        .status()
-        .expect("etcdctl");
-    assert!(ok.success());
+    hold_slot_as_go_daemon(&e);
     let started = std::time::Instant::now();
     let (code, out, _) = a.once(&["run", "--once"]);
     let took = started.elapsed();
