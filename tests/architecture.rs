@@ -86,3 +86,40 @@ fn architecture_doc_embeds_the_current_fsm_diagram() {
         }
     }
 }
+
+/// Issue #12: the daemon and the simulator execute effects through the same code
+/// (`src/driver/executor.rs`). Any file outside the core that names most of the effect
+/// variants is a second executor, or the start of one.
+#[test]
+fn effects_are_executed_in_one_place_only() {
+    let effect_rs = std::fs::read_to_string("src/fsm/effect.rs").expect("effect.rs");
+    let variants: Vec<&str> = effect_rs
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Effect::"))
+        .filter_map(|l| l.split(|c: char| !c.is_alphanumeric()).next())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert!(variants.len() >= 20, "effect variants found: {variants:?}");
+    let mut files = Vec::new();
+    rust_files(Path::new("src"), &mut files);
+    let mut executors = Vec::new();
+    for f in files {
+        if f.starts_with("src/fsm") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).expect("read");
+        let named = variants
+            .iter()
+            .filter(|v| text.contains(&format!("Effect::{v}")))
+            .count();
+        if named * 2 > variants.len() {
+            executors.push((f.display().to_string(), named));
+        }
+    }
+    assert_eq!(
+        executors,
+        vec![("src/driver/executor.rs".to_string(), variants.len())],
+        "exactly one executor, naming every effect"
+    );
+}
