@@ -891,7 +891,7 @@ fn print_table(observed: &[(String, String, String, String, Observed)]) {
             .position(|n| n.as_str() == s)
             .unwrap_or(99)
     };
-    let event_idx = |e: &str| Event::NAMES.iter().position(|n| *n == e).unwrap_or(99);
+    let event_idx = |e: &str| Event::names().iter().position(|n| *n == e).unwrap_or(99);
     let mut names: BTreeMap<(usize, usize), (String, String)> = BTreeMap::new();
     for (state, at, event, guard, obs) in observed {
         let (si, ei) = (state_idx(state), event_idx(event));

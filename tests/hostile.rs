@@ -259,8 +259,9 @@ fn a_foreign_queue_entry_is_removed_by_the_command_explain_names() {
     );
     let a = etcd_node("node-a", &e, "");
     let mut d = a.start();
+    // Queued behind it (not merely in Locking: the queue answer may still be on its way).
     a.wait_for("the wait behind the foreign entry", 20, |n| {
-        n.state()["state"] == "Locking"
+        n.state()["state"] == "Locking" && !n.state()["slot"]["queue_position"].is_null()
     });
     let (_, out, err) = a.once(&["status", "--explain"]);
     let cmd = "clusterrebootd cluster forget --key 0bad";

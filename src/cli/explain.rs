@@ -25,6 +25,7 @@ use crate::fsm::event::{
 };
 use crate::fsm::record::Record;
 use crate::fsm::types::{Millis, Outcome, fmt_dur, fmt_ms};
+use crate::fsm::{BlockKind, BlockReason};
 use crate::journal::JournalOptions;
 use crate::replay::DaemonJournal;
 
@@ -185,28 +186,34 @@ fn current_state(name: &str) -> Option<StateName> {
 /// Builds a block from evidence pairs (label for text, key for JSON, value).
 /// What would unblock the cluster-health policy, one hint per kind of reason
 /// (`coord::policy::evaluate` words them).
-fn policy_unblock(reasons: &[String]) -> String {
+fn policy_unblock(reasons: &[BlockReason]) -> String {
     let mut hints: Vec<&str> = Vec::new();
     for r in reasons {
-        let hint = if r.contains(" is rebooting and holds a slot")
-            || r.contains(" holds a slot ahead of this node")
-            || r.contains(" holds a slot and reports unhealthy")
-        {
-            "nothing to do: that is planned downtime; this node waits in the queue (or under its slot) and goes on as soon as the slot holders named above have recovered"
-        } else if r.starts_with("unreadable health records") {
-            "the cluster_health records named above cannot be read: let the node's daemon rewrite them, or delete them (`etcdctl del KEY`) if the node is gone"
-        } else if r.starts_with("reboot in progress on ") {
-            "the rebooting nodes named above must come back and pass their post-reboot health check; for a node that will never return: clusterrebootd cluster forget NODE"
-        } else if r.starts_with("cluster health blocked by unhealthy nodes") {
-            "the unhealthy nodes named above must report healthy again (see `clusterrebootd cluster status`)"
-        } else if r.starts_with("stale health records") {
-            "the nodes with stale records must publish fresh heartbeats (is their daemon running?)"
-        } else if r.starts_with("healthy nodes ") {
-            "more nodes must report healthy, or lower cluster_policies.min_healthy_absolute / min_healthy_fraction"
-        } else if r == "only fallback nodes would remain healthy" {
-            "a node that is not in cluster_policies.fallback_nodes must report healthy (or change fallback_nodes / forbid_if_only_fallback_left)"
-        } else {
-            "the peers named above must report healthy again (see `clusterrebootd cluster status`)"
+        let hint = match r.kind {
+            BlockKind::PlannedDowntime => {
+                "nothing to do: that is planned downtime; this node waits in the queue (or under its slot) and goes on as soon as the slot holders named above have recovered"
+            }
+            BlockKind::UnreadableRecords => {
+                "the cluster_health records named above cannot be read: let the node's daemon rewrite them, or delete them (`etcdctl del KEY`) if the node is gone"
+            }
+            BlockKind::RebootInProgress => {
+                "the rebooting nodes named above must come back and pass their post-reboot health check; for a node that will never return: clusterrebootd cluster forget NODE"
+            }
+            BlockKind::UnhealthyPeers => {
+                "the unhealthy nodes named above must report healthy again (see `clusterrebootd cluster status`)"
+            }
+            BlockKind::StaleRecords => {
+                "the nodes with stale records must publish fresh heartbeats (is their daemon running?)"
+            }
+            BlockKind::TooFewHealthy => {
+                "more nodes must report healthy, or lower cluster_policies.min_healthy_absolute / min_healthy_fraction"
+            }
+            BlockKind::OnlyFallbackLeft => {
+                "a node that is not in cluster_policies.fallback_nodes must report healthy (or change fallback_nodes / forbid_if_only_fallback_left)"
+            }
+            BlockKind::Other => {
+                "the peers named above must report healthy again (see `clusterrebootd cluster status`)"
+            }
         };
         if !hints.contains(&hint) {
             hints.push(hint);
@@ -232,7 +239,11 @@ fn held_back_block(records: &[Record]) -> Option<Block> {
                 "holding the slot and waiting for the other slot holders: {}",
                 reasons.join("; ")
             ),
-            vec![("policy reasons", "reasons", json!(reasons))],
+            vec![(
+                "policy reasons",
+                "reasons",
+                json!(BlockReason::texts(reasons)),
+            )],
             policy_unblock(reasons),
         )),
         _ => None,
@@ -351,7 +362,7 @@ fn pass_block(rec: &Record, records: &[Record], ctx: &Context) -> Option<Block> 
         ) => Some(block(
             Gate::ClusterPolicy,
             format!("the cluster-health policy blocks: {}", reasons.join("; ")),
-            vec![("policy reasons", "reasons", json!(reasons))],
+            vec![("policy reasons", "reasons", json!(BlockReason::texts(reasons)))],
             policy_unblock(reasons),
         )),
         (
@@ -1251,16 +1262,22 @@ last 3 transitions:
     fn policy_unblock_hint_follows_the_reason() {
         // It used to tell the operator to wait for unhealthy peers whatever the reason, also
         // when the fallback nodes were perfectly healthy.
-        let only_fallback = policy_unblock(&["only fallback nodes would remain healthy".into()]);
+        use BlockKind::*;
+        let only_fallback = policy_unblock(&[BlockReason::new(
+            OnlyFallbackLeft,
+            "only fallback nodes would remain healthy",
+        )]);
         assert_eq!(
             only_fallback,
             "a node that is not in cluster_policies.fallback_nodes must report healthy (or change fallback_nodes / forbid_if_only_fallback_left)"
         );
+        // The hint follows the reason's kind, whatever its words (issue #12: a rewording
+        // used to lose the hint silently).
         let mixed = policy_unblock(&[
-            "reboot in progress on node-2 (since 2026-11-27T02:00:00Z)".into(),
-            "reboot in progress on node-3".into(),
-            "cluster health blocked by unhealthy nodes: node-4 (heartbeat, exit 1)".into(),
-            "healthy nodes 1 below minimum 2 (this node counts as down)".into(),
+            BlockReason::new(RebootInProgress, "node-2 went down (since 02:00)"),
+            BlockReason::new(RebootInProgress, "reboot in progress on node-3"),
+            BlockReason::new(UnhealthyPeers, "node-4 says no (heartbeat, exit 1)"),
+            BlockReason::new(TooFewHealthy, "1 healthy, 2 wanted"),
         ]);
         assert_eq!(
             mixed,
@@ -1275,8 +1292,14 @@ last 3 transitions:
         use StateName::*;
         let mut records = pass_start(T0);
         let reasons = vec![
-            "node-3 is rebooting and holds a slot (since 2026-11-27T02:58:00Z)".to_string(),
-            "healthy nodes 3 below minimum 4 (this node counts as down)".to_string(),
+            BlockReason::new(
+                BlockKind::PlannedDowntime,
+                "node-3 is rebooting and holds a slot (since 2026-11-27T02:58:00Z)",
+            ),
+            BlockReason::new(
+                BlockKind::TooFewHealthy,
+                "healthy nodes 3 below minimum 4 (this node counts as down)",
+            ),
         ];
         records.push(rec(
             T0 + 5000,

@@ -136,7 +136,7 @@ impl<C: Coordinator> Driver<C> {
                     ..
                 },
                 _,
-            ) => self.node.report.blockers = reasons.clone(),
+            ) => self.node.report.blockers = BlockReason::texts(reasons),
             _ => {}
         }
         if step.outcome.is_some() || step.exit.is_some() {

@@ -231,7 +231,11 @@ mod tests {
             .collect();
         assert_eq!(states, code, "states in spec vs code");
         let events: Vec<&str> = spec.events.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(events, super::super::Event::NAMES, "events in spec vs code");
+        assert_eq!(
+            events,
+            super::super::Event::names(),
+            "events in spec vs code"
+        );
         let effects: Vec<&str> = spec.effects.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             effects,

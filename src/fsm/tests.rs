@@ -1003,3 +1003,33 @@ fn an_answer_clears_the_deadline_and_waits_that_may_be_long_have_none() {
     let s = r.feed(Event::EffectTimedOut { id: w.id });
     assert_eq!(s.to, StateName::Locking);
 }
+
+/// Issue #12: policy reasons are typed; journals written before hold plain strings, which
+/// still decode (as unclassified), and typed ones round-trip.
+#[test]
+fn block_reasons_are_typed_and_old_journals_still_decode() {
+    let old: PolicyVerdict =
+        serde_json::from_str(r#"{"verdict":"blocked","reasons":["reboot in progress on n2"]}"#)
+            .expect("legacy verdict");
+    assert_eq!(
+        old,
+        PolicyVerdict::Blocked {
+            reasons: vec![BlockReason::new(
+                BlockKind::Other,
+                "reboot in progress on n2"
+            )]
+        }
+    );
+    let typed = PolicyVerdict::HeldBack {
+        reasons: vec![BlockReason::new(
+            BlockKind::PlannedDowntime,
+            "n2 is rebooting and holds a slot",
+        )],
+    };
+    let json = serde_json::to_string(&typed).expect("encode");
+    assert!(json.contains(r#""kind":"planned_downtime""#), "{json}");
+    assert_eq!(
+        serde_json::from_str::<PolicyVerdict>(&json).expect("decode"),
+        typed
+    );
+}

@@ -156,7 +156,7 @@ pub fn liveness_bound(spec: &SimSpec) -> Duration {
 /// right if some peer is neither a slot holder nor reports healthy and fresh (no record yet,
 /// say). Were every peer a holder or healthy, the seeded policies (`min_healthy_absolute` at
 /// most N − K) pass once the holders are back, so the node had to queue behind them.
-pub fn blocked_only_by_holders(sh: &Shared, i: usize, reasons: &[String]) {
+pub fn blocked_only_by_holders(sh: &Shared, i: usize, reasons: &[crate::fsm::BlockReason]) {
     let dump = sh.kv.dump();
     let mut w = sh.world();
     let holders = holders(sh, &dump, w.capacity);

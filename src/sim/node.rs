@@ -275,7 +275,10 @@ fn review(sh: &Shared, i: usize, event: Event) -> Event {
             .collect();
         if matches!(verdict, PolicyVerdict::HeldBack { .. }) || !marked.is_empty() {
             verdict = PolicyVerdict::Blocked {
-                reasons: vec![format!("reboot in progress on {}", marked.join(", "))],
+                reasons: vec![BlockReason::new(
+                    BlockKind::RebootInProgress,
+                    format!("reboot in progress on {}", marked.join(", ")),
+                )],
             };
         }
     }

@@ -400,7 +400,10 @@ async fn pause_cooldown_and_health<K: Kv + Clone>(kv: K) {
         PolicyVerdict::Blocked { reasons } => {
             assert_eq!(
                 reasons,
-                ["cluster health blocked by unhealthy nodes: n2 (heartbeat, heartbeat exit 2)"]
+                [clusterrebootd::fsm::BlockReason::new(
+                    clusterrebootd::fsm::BlockKind::UnhealthyPeers,
+                    "cluster health blocked by unhealthy nodes: n2 (heartbeat, heartbeat exit 2)"
+                )]
             )
         }
         other => panic!("{other:?}"),
