@@ -10,6 +10,7 @@
 //!   machine restored from a snapshot at any point continues identically.
 //!
 //! Failures shrink to a short list of `Action`s, printed with the step-by-step trace.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use std::collections::HashMap;
 

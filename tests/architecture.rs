@@ -1,4 +1,5 @@
 //! Structural rules of the code base that a reviewer would otherwise have to remember.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use std::path::Path;
 

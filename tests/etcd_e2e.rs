@@ -1,5 +1,6 @@
 //! Real daemons coordinating through a real etcd (issue #5 "done when"): two nodes that both
 //! need a reboot, one slot. The second reboots only after the first is back and healthy.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "support/etcd.rs"]
 mod etcd;

@@ -5,6 +5,7 @@
 //!
 //! `FSM_SPEC_PRINT=1 cargo test --test fsm_spec -- --nocapture` prints the observed table in
 //! spec syntax (for review when the machine changes on purpose).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,6 @@
 //! Lost state and hostile input on a real etcd with real daemons (issue #20): nothing others
 //! write, and nothing we lose, unlocks a reboot.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "support/etcd.rs"]
 mod etcd;

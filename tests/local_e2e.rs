@@ -2,6 +2,7 @@
 //! command and a fake boot id file. The "reboot" is simulated: the fake command records the
 //! request, the test stops the daemon with SIGTERM (as systemd would), writes a new boot id,
 //! removes the reboot-required marker and starts the daemon again.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "support/node.rs"]
 mod node;

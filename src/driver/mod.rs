@@ -129,7 +129,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
                 ))));
             }
             Err(e) => {
-                eprintln!("clusterrebootd: cannot listen on metrics.listen {addr}: {e}");
+                tracing::error!(event = "metrics_listen_failed", address = %addr, error = %e, "cannot listen on metrics.listen {addr}: {e}");
                 return Exit::Runtime;
             }
         }
@@ -180,8 +180,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
     if d.opts.persist
         && let Err(e) = d.open_journal()
     {
-        tracing::error!(event = "journal_error", error = %e, "cannot open the journal");
-        eprintln!("clusterrebootd: {e}");
+        tracing::error!(event = "journal_error", error = %e, "cannot open the journal: {e}");
         return Exit::Runtime;
     }
     let config = FsmConfig::from_settings(&d.node.settings, d.opts.mode);
@@ -211,13 +210,13 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
 
     let daemon = !d.opts.mode.once;
     let mut notices = d.node.coord.notices();
-    let mut sigterm = signal(SignalKind::terminate()).ok();
-    let mut sigint = signal(SignalKind::interrupt()).ok();
+    let mut sigterm = listen(SignalKind::terminate(), "SIGTERM");
+    let mut sigint = listen(SignalKind::interrupt(), "SIGINT");
     let mut watch = tokio::time::interval(Duration::from_secs(1));
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut heartbeat = tokio::time::interval(d.node.settings.health_publish_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sighup = signal(SignalKind::hangup()).ok();
+    let mut sighup = listen(SignalKind::hangup(), "SIGHUP");
     let watchdog_every = d.notifier.watchdog_interval();
     let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
     d.notifier
@@ -285,6 +284,18 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
     }
 }
 
+/// A signal stream, or `None` with an error logged (a daemon that cannot hear SIGTERM must
+/// say so: systemd would have to kill it).
+fn listen(kind: SignalKind, name: &str) -> Option<tokio::signal::unix::Signal> {
+    match signal(kind) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(event = "signal_handler_failed", signal = name, error = %e, "cannot install the {name} handler: {e}");
+            None
+        }
+    }
+}
+
 async fn recv_signal(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     match s {
         Some(s) => s.recv().await,
@@ -340,10 +351,15 @@ impl<C: Coordinator> Driver<C> {
             event,
         };
         let before = self.machine.snapshot();
+        // When the reboot being recovered from was issued (for the reboot_duration metric).
+        let issued_at = match self.machine.state() {
+            State::Recovering { rec, .. } => rec.issued_at,
+            _ => None,
+        };
         let step = self.machine.handle(&input);
         let record = Record::new(&self.opts.boot_id, &input, &step);
         let durable = self.append(before, record);
-        self.observe(&input, &step, now);
+        self.observe(&input, &step, now, issued_at);
         self.node.state = step.to;
         for effect in step.effects.clone() {
             if let Some(code) = self.exec.execute(&mut self.node, effect, durable).await {

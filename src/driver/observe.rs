@@ -10,7 +10,14 @@ use crate::fsm::*;
 
 impl<C: Coordinator> Driver<C> {
     /// Logs, pass report and state file after a step.
-    pub(super) fn observe(&mut self, input: &Input, step: &Step, now: Millis) {
+    /// `issued_at`: when the reboot was issued, if the step leaves `Recovering`.
+    pub(super) fn observe(
+        &mut self,
+        input: &Input,
+        step: &Step,
+        now: Millis,
+        issued_at: Option<Millis>,
+    ) {
         if step.from != step.to {
             self.since = now;
             self.node
@@ -114,13 +121,8 @@ impl<C: Coordinator> Driver<C> {
         if step.from == StateName::Recovering
             && step.to == StateName::Idle
             && let State::Idle {} = self.machine.state()
-            && let Some(Event::HealthChecked { .. }) = Some(&input.event)
-            && let Some(issued) = self.tail.iter().rev().find_map(|(_, r)| {
-                r.effects.iter().find_map(|e| match e {
-                    Effect::ExecuteReboot { dry_run: false, .. } => Some(r.now),
-                    _ => None,
-                })
-            })
+            && let Event::HealthChecked { .. } = &input.event
+            && let Some(issued) = issued_at
         {
             self.node
                 .metrics

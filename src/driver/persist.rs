@@ -27,10 +27,7 @@ impl<C: Coordinator> Driver<C> {
                     line,
                     message = %message,
                     moved_to = %moved.display(),
-                    "journal damaged; kept it aside and starting a new one"
-                );
-                eprintln!(
-                    "clusterrebootd: journal {} line {line}: {message}; moved to {} and starting a new journal",
+                    "journal {} line {line}: {message}; kept it aside as {} and starting a new one",
                     path.display(),
                     moved.display()
                 );

@@ -1,5 +1,6 @@
 //! The etcd coordination protocol against the deterministic in-memory model AND a real etcd,
 //! with the same test bodies (SPEC §7, issue #5).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "../support/etcd.rs"]
 mod etcd;
