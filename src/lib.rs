@@ -27,6 +27,7 @@ pub mod coord;
 pub mod driver;
 pub mod exit;
 pub mod fsm;
+pub mod fsm_spec;
 pub mod fsutil;
 pub mod journal;
 pub mod logging;

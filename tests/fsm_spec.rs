@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use clusterrebootd::fsm::answer;
-use clusterrebootd::fsm::spec::Spec;
 use clusterrebootd::fsm::*;
+use clusterrebootd::fsm_spec::Spec;
 
 const T0: Millis = 1_800_000_000_000;
 const DAY: Millis = 86_400_000;

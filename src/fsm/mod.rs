@@ -17,7 +17,6 @@ pub mod effect;
 pub mod event;
 pub mod machine;
 pub mod record;
-pub mod spec;
 pub mod types;
 
 use serde::{Deserialize, Serialize};
