@@ -26,6 +26,7 @@ pub mod config;
 pub mod coord;
 pub mod driver;
 pub mod exit;
+pub mod explain;
 pub mod fsm;
 pub mod fsm_spec;
 pub mod fsutil;

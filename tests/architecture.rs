@@ -213,6 +213,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("adapters", &["config", "fsm", "fsutil", "windows"]),
     ("coord", &["clock", "config", "fsm", "fsutil", "text"]),
     ("replay", &["config", "fsm", "journal"]),
+    // The explanation reads the daemon's state file (its type is the driver's).
+    (
+        "explain",
+        &["config", "driver", "exit", "fsm", "journal", "replay", "text"],
+    ),
     (
         "driver",
         &[
