@@ -216,7 +216,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     // The explanation reads the daemon's state file (its type is the driver's).
     (
         "explain",
-        &["config", "driver", "exit", "fsm", "journal", "replay", "text"],
+        &[
+            "config", "driver", "exit", "fsm", "journal", "replay", "text",
+        ],
     ),
     (
         "driver",

@@ -274,9 +274,8 @@ impl<C: Coordinator> Adapters for NodeAdapters<C> {
         self.report.dry_run = dry_run;
         self.metrics
             .reboot(if dry_run { "dry_run" } else { "executed" });
-        if dry_run {
-            tracing::info!(event = "dry_run_reboot", argv = ?expanded, "dry run: would reboot now with {}", expanded.join(" "));
-        } else {
+        // A dry run is logged once, by the adapter ("would reboot: …").
+        if !dry_run {
             tracing::warn!(event = "reboot", argv = ?expanded, "executing the reboot command");
         }
         self.spawn_answering(
