@@ -50,7 +50,7 @@ pub trait Adapters {
     fn health_record(
         &mut self,
         healthy: bool,
-        stage: String,
+        stage: Phase,
         reason: String,
     ) -> Option<HealthRecord>;
     /// Whether the kill-switch file is present (fail closed when it cannot be read).

@@ -203,7 +203,7 @@ impl<C: Coordinator> Adapters for NodeAdapters<C> {
     fn health_record(
         &mut self,
         healthy: bool,
-        stage: String,
+        stage: Phase,
         reason: String,
     ) -> Option<HealthRecord> {
         if !healthy && std::mem::take(&mut self.withhold_unhealthy) {
@@ -216,7 +216,7 @@ impl<C: Coordinator> Adapters for NodeAdapters<C> {
             answers::health_record(
                 &self.settings.node_name,
                 healthy,
-                stage,
+                stage.as_str().into(),
                 reason,
                 jiff::Timestamp::now(),
             )

@@ -53,13 +53,7 @@ impl<C: Coordinator> Driver<C> {
             self.node.report = PassReport::default();
             self.node.lock_attempts = 0;
         }
-        let held = matches!(
-            step.to,
-            StateName::HealthPost
-                | StateName::Cooldown
-                | StateName::Rebooting
-                | StateName::Recovering
-        );
+        let held = step.to.holds_slot();
         self.node.metrics.lock_held(held);
         self.node.metrics.lock_queue_position(
             self.machine
@@ -164,13 +158,7 @@ impl<C: Coordinator> Driver<C> {
         }
         if self.opts.persist {
             let slot = SlotInfo {
-                held: matches!(
-                    step.to,
-                    StateName::HealthPost
-                        | StateName::Cooldown
-                        | StateName::Rebooting
-                        | StateName::Recovering
-                ),
+                held: step.to.holds_slot(),
                 queue_position: self.machine.core().queue.as_ref().map(|q| q.position),
                 holders: self
                     .machine

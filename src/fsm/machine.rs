@@ -1769,7 +1769,7 @@ impl Core {
             health_block_reason(result, phase).unwrap_or_else(|| "health script passed".into());
         ctx.push(Effect::PublishHealth {
             healthy: *result == HealthResult::Passed,
-            stage: phase.as_str().into(),
+            stage: phase,
             reason,
         });
     }

@@ -382,14 +382,14 @@ impl Adapters for SimAdapters {
     fn health_record(
         &mut self,
         healthy: bool,
-        stage: String,
+        stage: Phase,
         reason: String,
     ) -> Option<HealthRecord> {
         let name = super::node_name(self.i);
         Some(answers::health_record(
             &name,
             healthy,
-            stage,
+            stage.as_str().into(),
             reason,
             self.clock.now(),
         ))
