@@ -124,6 +124,7 @@ fn failure(effect: &Effect, v: u8) -> Option<Event> {
             gates: Gates {
                 kill_switch: v.is_multiple_of(2),
                 pause: (!v.is_multiple_of(2)).then(|| "ops".into()),
+                unknown: None,
             },
         },
         Effect::JoinQueue { id } => {
@@ -472,6 +473,7 @@ fn run(dry_run: bool, once: bool, actions: &[Action]) -> Result<(Vec<Input>, Vec
                     gates: Gates {
                         kill_switch: *brakes,
                         pause: None,
+                        unknown: None,
                     },
                 })
             }
@@ -480,6 +482,7 @@ fn run(dry_run: bool, once: bool, actions: &[Action]) -> Result<(Vec<Input>, Vec
                 gates: Gates {
                     kill_switch: false,
                     pause: on.then(|| "maintenance".into()),
+                    unknown: None,
                 },
             }),
             Action::Restart { new_boot } => {

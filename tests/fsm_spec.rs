@@ -165,6 +165,7 @@ fn positions() -> Vec<(&'static str, &'static str, At)> {
         gates: Gates {
             kill_switch: false,
             pause: Some("maintenance".into()),
+            unknown: None,
         },
     });
     vec![
@@ -262,6 +263,7 @@ fn samples(p: EffectId, boot: &str) -> Vec<(&'static str, &'static str, Millis, 
     let gates = |kill_switch| Gates {
         kill_switch,
         pause: None,
+        unknown: None,
     };
     let failed = || StepResult::Failed {
         detail: "boom".into(),

@@ -253,7 +253,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
             notice = notices.recv() => match notice {
                 Ok(crate::coord::Notice::SlotLost(detail)) => d.handle(Event::SlotLost { detail }).await,
                 Ok(crate::coord::Notice::PauseChanged(pause)) => {
-                    let gates = Gates { kill_switch: d.node.kill_switch(), pause };
+                    let gates = Gates { kill_switch: d.node.kill_switch(), pause, unknown: None };
                     d.handle(Event::GatesObserved { id: None, gates }).await
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,

@@ -140,13 +140,16 @@ impl<C: Coordinator> Adapters for NodeAdapters<C> {
             Box::pin(async move {
                 let started = std::time::Instant::now();
                 let mut reports = detectors::evaluate(&specs, &presets).await;
-                // An operator's `cluster request-reboot` counts as "reboot required".
+                // An operator's `cluster request-reboot` counts as "reboot required". A request
+                // that cannot be read (etcd down) is not one: no reboot is the safe side, and the
+                // node's own detectors decide as in a Go deployment (issue #14).
                 let outcome = match coord.reboot_requested().await {
                     Ok(true) => Some(detectors::DetectorOutcome::Required),
                     Ok(false) => None,
-                    Err(e) => Some(detectors::DetectorOutcome::Error(format!(
-                        "read reboot request: {e}"
-                    ))),
+                    Err(e) => {
+                        tracing::warn!(event = "reboot_request_unreadable", error = %e, "cannot read this node's reboot request; counting it as not requested");
+                        None
+                    }
                 };
                 if let Some(outcome) = outcome {
                     reports.push(DetectorReport {

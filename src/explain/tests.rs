@@ -570,6 +570,7 @@ fn kill_switch_file_present() {
         Gates {
             kill_switch: true,
             pause: None,
+            unknown: None,
         },
         reason,
     );
@@ -606,6 +607,7 @@ fn cluster_paused_with_reason() {
         Gates {
             kill_switch: false,
             pause: Some("kernel CVE rollout halted by alice".into()),
+            unknown: None,
         },
         reason,
     );

@@ -210,6 +210,16 @@ enum PassEnd {
     Exit(Exit),
 }
 
+/// How a pass ends on gates that block a reboot: an operator's brake is `kill_switch_active`;
+/// a pause that cannot be read is an etcd problem, `lock_unavailable` (issue #14).
+fn gates_end(gates: &Gates) -> PassEnd {
+    if gates.active() {
+        PassEnd::Outcome(Outcome::KillSwitchActive)
+    } else {
+        PassEnd::Outcome(Outcome::LockUnavailable)
+    }
+}
+
 /// Whether `input` answers the pending request with one of the `expected` event kinds (or
 /// reports its timeout). An answer of the wrong kind, or to an older request, is not accepted.
 fn fits(input: &Input, pending: EffectId, expected: &[EventKind]) -> bool {
@@ -856,18 +866,12 @@ impl Core {
         match &event.event {
             Event::GatesObserved { gates, .. } => {
                 self.gates = gates.clone();
-                if gates.active() {
+                if gates.blocks_reboot() {
                     let why = format!(
                         "{} (under the slot)",
                         gates.describe(&self.config.kill_switch_file)
                     );
-                    return self.stop(
-                        context,
-                        event,
-                        PassEnd::Outcome(Outcome::KillSwitchActive),
-                        why,
-                        Next::Interval,
-                    );
+                    return self.stop(context, event, gates_end(gates), why, Next::Interval);
                 }
                 let id = self.alloc();
                 next(
@@ -1207,20 +1211,14 @@ impl Core {
                 Handled
             }
             Event::Tick { gates } | Event::GatesObserved { gates, .. }
-                if before_command && gates.active() =>
+                if before_command && gates.blocks_reboot() =>
             {
                 self.gates = gates.clone();
                 let why = format!(
                     "{}; reboot aborted",
                     gates.describe(&self.config.kill_switch_file)
                 );
-                self.abort_reboot(
-                    context,
-                    event,
-                    marker_written,
-                    PassEnd::Outcome(Outcome::KillSwitchActive),
-                    why,
-                )
+                self.abort_reboot(context, event, marker_written, gates_end(gates), why)
             }
             Event::Tick { .. } if *step == RebootStep::AwaitShutdown => {
                 let due = issued_at.map_or(0, |t| t.saturating_add(self.config.reboot_grace_ms));

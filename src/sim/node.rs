@@ -118,6 +118,7 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
                     gates: Gates {
                         kill_switch: sh.kill_switch(i),
                         pause,
+                        unknown: None,
                     },
                 },
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
