@@ -308,4 +308,13 @@ fn run_once_gives_up_after_the_go_lock_attempts() {
         1,
         "only the Go holder's key is left: {keys}"
     );
+    // Like Go, the pass leaves this node's cluster_health record behind (issue #14).
+    let (_, record) = e.etcdctl(
+        None,
+        &["get", "--print-value-only", "/e2e/cluster_health/node-a"],
+    );
+    assert!(
+        record.contains("\"node\":\"node-a\"") && record.contains("\"healthy\":true"),
+        "no cluster_health record after run --once: {record:?}"
+    );
 }

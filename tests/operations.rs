@@ -135,6 +135,9 @@ fn metrics_after_a_cycle_and_only_on_slash_metrics() {
         "clusterrebootd_window_evaluations_total{result=\"allowed\"} 3",
         // Go's label value for an acquired lock (issue #14).
         "clusterrebootd_lock_attempts_total{result=\"success\"} 1",
+        // The record each health gate publishes, counted as Go does (issue #14).
+        "clusterrebootd_cluster_health_updates_total{phase=\"pre-lock\",result=\"success\",status=\"healthy\"} 1",
+        "clusterrebootd_cluster_health_updates_total{phase=\"post-lock\",result=\"success\",status=\"healthy\"} 1",
     ] {
         assert!(body.contains(needle), "missing {needle:?} in\n{body}");
     }

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::answers;
 use super::chores::{Chore, Chores};
@@ -21,6 +21,7 @@ use crate::adapters::boot::PostRebootMarker;
 use crate::coord::{Coordinator, HealthRecord};
 use crate::exit::Exit;
 use crate::fsm::*;
+use crate::metrics::Metrics;
 
 /// Adapter work that produces the answer to one request.
 pub type Answer = Pin<Box<dyn Future<Output = Event> + Send + 'static>>;
@@ -83,17 +84,23 @@ pub struct Executor<C: Coordinator> {
     cluster_task: Option<JoinHandle<()>>,
     /// When the machine wants its next `Tick` (wall-clock ms).
     pub next_tick: Option<Millis>,
+    /// Health records on their way to the store: awaited (bounded) before the process ends,
+    /// so `run --once` leaves its record as the Go daemon does.
+    publishes: JoinSet<()>,
+    metrics: Arc<Metrics>,
 }
 
 impl<C: Coordinator> Executor<C> {
     /// An executor over `coord` with its bookkeeping queue.
-    pub fn new(coord: Arc<C>, chores: Chores) -> Executor<C> {
+    pub fn new(coord: Arc<C>, chores: Chores, metrics: Arc<Metrics>) -> Executor<C> {
         Executor {
             coord,
             chores,
             join_task: None,
             cluster_task: None,
             next_tick: None,
+            publishes: JoinSet::new(),
+            metrics,
         }
     }
 
@@ -134,10 +141,19 @@ impl<C: Coordinator> Executor<C> {
                 stage,
                 reason,
             } => {
+                while self.publishes.try_join_next().is_some() {}
                 if let Some(record) = a.health_record(healthy, stage, reason) {
-                    tokio::spawn(async move {
-                        if let Err(e) = coord.publish_health(record).await {
-                            tracing::warn!(event = "health_publish_failed", error = %e);
+                    let metrics = self.metrics.clone();
+                    self.publishes.spawn(async move {
+                        let status = if healthy { "healthy" } else { "unhealthy" };
+                        match coord.publish_health(record).await {
+                            Ok(()) => {
+                                metrics.cluster_health_update(stage.as_str(), status, "success")
+                            }
+                            Err(e) => {
+                                metrics.cluster_health_update(stage.as_str(), status, "error");
+                                tracing::warn!(event = "health_publish_failed", error = %e);
+                            }
                         }
                     });
                 }
@@ -238,6 +254,18 @@ impl<C: Coordinator> Executor<C> {
         None
     }
 
+    /// Waits up to `limit` for health records still being published (then drops them).
+    pub async fn settle_publishes(&mut self, limit: Duration) {
+        let all = async { while self.publishes.join_next().await.is_some() {} };
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!(
+                event = "health_publish_abandoned",
+                "exiting with a health record not yet published"
+            );
+            self.publishes.abort_all();
+        }
+    }
+
     fn abort_join(&mut self) {
         if let Some(t) = self.join_task.take() {
             t.abort();
@@ -247,6 +275,7 @@ impl<C: Coordinator> Executor<C> {
     /// Ends the process's coordination: bookkeeping gets `limit` to land, tasks are stopped.
     /// Returns how many chores were left undone.
     pub async fn shutdown(&mut self, limit: Duration) -> usize {
+        self.settle_publishes(limit).await;
         let left = self.chores.drain(limit).await;
         self.abort_join();
         if let Some(t) = self.cluster_task.take() {

@@ -148,7 +148,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
     }));
     let chores = Chores::start(coord.clone(), metrics.clone());
     let mut d = Driver {
-        exec: Executor::new(coord.clone(), chores),
+        exec: Executor::new(coord.clone(), chores, metrics.clone()),
         node: NodeAdapters {
             tx,
             faults: spawn::AdapterFaults::from_env(),
@@ -372,6 +372,7 @@ impl<C: Coordinator> Driver<C> {
     /// Ends the run: lets pending coordination updates finish (bounded), prints the pass report
     /// when asked, syncs, returns the code.
     async fn finish(&mut self, code: Exit) -> Exit {
+        self.exec.settle_publishes(Duration::from_secs(5)).await;
         let left = self.exec.chores.drain(Duration::from_secs(10)).await;
         if left > 0 {
             tracing::warn!(

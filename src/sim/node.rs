@@ -78,7 +78,7 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
     config.reboot_command = vec!["sim-reboot".into()];
     let mut d = Daemon {
         machine,
-        exec: Executor::new(coord, chores),
+        exec: Executor::new(coord, chores, sh.metrics.clone()),
         adapters: SimAdapters {
             sh,
             i,
