@@ -81,7 +81,7 @@ fn the_flat_rules_catch_growth() {
         ("watches", &|k, c| c.kv.watchers += k as usize),
         ("leases", &|k, c| c.kv.leases += usize::from(k > 10)),
         ("history", &|k, c| c.kv.history += 10_000 * k as usize),
-        ("report", &|k, c| c.retained += 100 * k as usize),
+        ("report", &|k, c| c.retained += 1000 * k as usize),
     ];
     for (what, leak) in leaks {
         assert!(

@@ -5,10 +5,11 @@
 //! watches, history) and what the report keeps.
 //!
 //! A real etcd compacts its history (`--auto-compaction-*`); the simulated one keeps it until
-//! told, so the soak compacts it at every checkpoint to the last [`KV_HISTORY_KEPT`] revisions.
-//! The report keeps the last [`RETAINED`] segments, reboots and log lines of each kind (the
-//! planner and the tests keep everything; a soak of 100 000 reboots would not be flat); the
-//! journal of inputs and steps is not recorded (it is what the seeded sweep replays).
+//! told, so every [`HOUSEKEEPING_EVERY`] reboots the soak compacts it to the last
+//! [`KV_HISTORY_KEPT`] revisions, and trims the report to the last [`RETAINED`] segments,
+//! reboots and log lines of each kind (the planner and the tests keep everything; a soak of
+//! 100 000 reboots would not be flat). The journal of inputs and steps is not recorded (it is
+//! what the seeded sweep replays).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +21,10 @@ use crate::coord::memkv::MemKvStats;
 use crate::fsm::FsmConfig;
 use crate::windows::Windows;
 
-/// Revisions of history the simulated etcd keeps after each checkpoint's compaction.
+/// Revisions of history the simulated etcd keeps after each compaction.
 pub const KV_HISTORY_KEPT: i64 = 1000;
+/// Reboots between two compactions and trims, whatever the checkpoint interval.
+pub const HOUSEKEEPING_EVERY: u64 = 100;
 /// Segments and reboots per node, and world log lines, the report keeps in a soak.
 pub const RETAINED: usize = 64;
 
@@ -49,7 +52,7 @@ pub struct Checkpoint {
     pub rss_kib: u64,
     /// Peak resident memory of the process so far (`VmHWM`, KiB; 0 where unknown).
     pub peak_rss_kib: u64,
-    /// The simulated etcd's size after this checkpoint's compaction.
+    /// The simulated etcd's size (compacted at most [`HOUSEKEEPING_EVERY`] reboots ago).
     pub kv: MemKvStats,
     /// Segments, reboot records and log lines the report holds.
     pub retained: usize,
@@ -113,11 +116,12 @@ pub fn spec(nodes: usize, capacity: u32, cycles: u64, checkpoints: u64, seed: u6
     }
 }
 
-/// After a reboot command of node `i` (the world unlocked): counts it, and at a checkpoint
-/// compacts the simulated etcd, trims the report and takes the figures.
+/// After a reboot command of node `i` (the world unlocked): counts it, compacts the simulated
+/// etcd and trims the report every [`HOUSEKEEPING_EVERY`] reboots, and takes the figures at a
+/// checkpoint.
 pub fn after_reboot(sh: &Shared, i: usize) {
     let Some(mode) = sh.spec.soak else { return };
-    let checkpoint = {
+    let (housekeeping, checkpoint) = {
         let mut w = sh.world();
         let p = &mut w.soak;
         p.per_node.resize(sh.spec.nodes, 0);
@@ -126,16 +130,22 @@ pub fn after_reboot(sh: &Shared, i: usize) {
             *n += 1;
         }
         p.done = p.reboots >= mode.cycles;
-        p.reboots % mode.checkpoint_every == 0 || p.done
+        (
+            p.reboots % HOUSEKEEPING_EVERY == 0,
+            p.reboots % mode.checkpoint_every == 0 || p.done,
+        )
     };
+    if housekeeping {
+        sh.kv
+            .compact(sh.kv.revision().saturating_sub(KV_HISTORY_KEPT));
+        trim(&mut sh.world());
+    }
     if !checkpoint {
         return;
     }
-    sh.kv
-        .compact(sh.kv.revision().saturating_sub(KV_HISTORY_KEPT));
     let kv = sh.kv.stats();
     let mut w = sh.world();
-    let retained = trim(&mut w);
+    let retained = retained(&w);
     let (rss_kib, peak_rss_kib) = memory();
     let c = Checkpoint {
         reboots: w.soak.reboots,
@@ -150,22 +160,27 @@ pub fn after_reboot(sh: &Shared, i: usize) {
     w.soak.checkpoints.push(c);
 }
 
-/// Keeps the last [`RETAINED`] entries of every growing list of the report; returns how many
-/// entries remain.
-fn trim(w: &mut World) -> usize {
+/// Keeps the last [`RETAINED`] entries of every growing list of the report.
+fn trim(w: &mut World) {
     fn keep_last<T>(v: &mut Vec<T>) {
         if v.len() > RETAINED {
             v.drain(..v.len() - RETAINED);
         }
     }
     keep_last(&mut w.log);
-    let mut kept = w.log.len();
     for n in &mut w.nodes {
         keep_last(&mut n.report.segments);
         keep_last(&mut n.report.reboots);
-        kept += n.report.segments.len() + n.report.reboots.len();
     }
-    kept
+}
+
+/// Entries the report's growing lists hold.
+fn retained(w: &World) -> usize {
+    w.log.len()
+        + w.nodes
+            .iter()
+            .map(|n| n.report.segments.len() + n.report.reboots.len())
+            .sum::<usize>()
 }
 
 /// `VmRSS` and `VmHWM` of this process in KiB (Linux; zeros elsewhere).
@@ -191,8 +206,9 @@ pub const PEAK_GROWTH_FLOOR_KIB: u64 = 4096;
 /// reached and every node took its share; after warm-up (the first tenth of the checkpoints)
 /// the peak RSS grew by at most [`PEAK_GROWTH_PCT`] % (or [`PEAK_GROWTH_FLOOR_KIB`]); the
 /// simulated etcd's keys, leases and watches stay within a bound per node and do not trend
-/// up, its history stays within one checkpoint interval of [`KV_HISTORY_KEPT`], and the
-/// report stays trimmed.
+/// up, its history stays within what [`HOUSEKEEPING_EVERY`] reboots write beyond
+/// [`KV_HISTORY_KEPT`], and the report stays trimmed (what as many reboots add to
+/// [`RETAINED`] per list).
 pub fn problems(spec: &SimSpec, p: &Progress) -> Vec<String> {
     let mut out = Vec::new();
     let Some(mode) = spec.soak else {
@@ -254,15 +270,18 @@ pub fn problems(spec: &SimSpec, p: &Progress) -> Vec<String> {
             ));
         }
     }
-    // Revisions written between two checkpoints, generously: each reboot writes a few dozen.
-    let history_bound = usize::try_from(KV_HISTORY_KEPT).unwrap_or(0) + 100 * mode.checkpoint_every as usize;
+    // Revisions written between two compactions, generously: each reboot writes a few dozen.
+    let history_bound =
+        usize::try_from(KV_HISTORY_KEPT).unwrap_or(0) + 100 * HOUSEKEEPING_EVERY as usize;
     if let Some(c) = cps.iter().find(|c| c.kv.history > history_bound) {
         out.push(format!(
             "simulated etcd history {} revisions at {} reboots, bound {history_bound}",
             c.kv.history, c.reboots
         ));
     }
-    let retained_bound = RETAINED * (2 * spec.nodes + 1);
+    // Per reboot: one reboot record, a few segments, two log lines, at most.
+    let retained_bound =
+        RETAINED * (2 * spec.nodes + 1) + 20 * HOUSEKEEPING_EVERY as usize;
     if let Some(c) = cps.iter().find(|c| c.retained > retained_bound) {
         out.push(format!(
             "report holds {} entries at {} reboots, bound {retained_bound}",
