@@ -75,8 +75,12 @@ fn the_flat_rules_catch_growth() {
             .collect(),
         done: true,
     };
-    assert_eq!(soak::problems(&spec, &progress(&|_, _| {})), Vec::<String>::new());
-    let leaks: [(&str, &dyn Fn(u64, &mut soak::Checkpoint)); 5] = [
+    assert_eq!(
+        soak::problems(&spec, &progress(&|_, _| {})),
+        Vec::<String>::new()
+    );
+    type Leak<'a> = &'a dyn Fn(u64, &mut soak::Checkpoint);
+    let leaks: [(&str, Leak); 5] = [
         ("peak RSS", &|k, c| c.peak_rss_kib += 500 * k),
         ("watches", &|k, c| c.kv.watchers += k as usize),
         ("leases", &|k, c| c.kv.leases += usize::from(k > 10)),
@@ -91,8 +95,14 @@ fn the_flat_rules_catch_growth() {
     }
     let mut stalled = progress(&|_, _| {});
     stalled.reboots = 400;
-    assert!(!soak::problems(&spec, &stalled).is_empty(), "a stall passed");
+    assert!(
+        !soak::problems(&spec, &stalled).is_empty(),
+        "a stall passed"
+    );
     let mut unfair = progress(&|_, _| {});
     unfair.per_node = vec![700, 100, 100, 100];
-    assert!(!soak::problems(&spec, &unfair).is_empty(), "starvation passed");
+    assert!(
+        !soak::problems(&spec, &unfair).is_empty(),
+        "starvation passed"
+    );
 }

@@ -105,7 +105,8 @@ pub fn spec(nodes: usize, capacity: u32, cycles: u64, checkpoints: u64, seed: u6
         faults: Vec::new(),
         // An hour of virtual time per cycle is far more than a cycle takes: reaching the
         // horizon means the soak stalled.
-        horizon: Duration::from_secs(3600).saturating_mul(u32::try_from(cycles).unwrap_or(u32::MAX)),
+        horizon: Duration::from_secs(3600)
+            .saturating_mul(u32::try_from(cycles).unwrap_or(u32::MAX)),
         record_journal: false,
         check_liveness: true,
         broken: None,
@@ -131,8 +132,8 @@ pub fn after_reboot(sh: &Shared, i: usize) {
         }
         p.done = p.reboots >= mode.cycles;
         (
-            p.reboots % HOUSEKEEPING_EVERY == 0,
-            p.reboots % mode.checkpoint_every == 0 || p.done,
+            p.reboots.is_multiple_of(HOUSEKEEPING_EVERY),
+            p.reboots.is_multiple_of(mode.checkpoint_every) || p.done,
         )
     };
     if housekeeping {
@@ -249,7 +250,8 @@ pub fn problems(spec: &SimSpec, p: &Progress) -> Vec<String> {
     // health record and the cooldown each; a session and a reboot lease; a pause, a queue and
     // a cluster watch) and must not trend up (the second half's peak within the first's).
     let n = spec.nodes;
-    let fields: [(&str, usize, fn(&MemKvStats) -> usize); 3] = [
+    type Field = (&'static str, usize, fn(&MemKvStats) -> usize);
+    let fields: [Field; 3] = [
         ("keys", 4 * n + 2, |k| k.keys),
         ("leases", 2 * n, |k| k.leases),
         ("watches", 3 * n, |k| k.watchers),
@@ -280,8 +282,7 @@ pub fn problems(spec: &SimSpec, p: &Progress) -> Vec<String> {
         ));
     }
     // Per reboot: one reboot record, a few segments, two log lines, at most.
-    let retained_bound =
-        RETAINED * (2 * spec.nodes + 1) + 20 * HOUSEKEEPING_EVERY as usize;
+    let retained_bound = RETAINED * (2 * spec.nodes + 1) + 20 * HOUSEKEEPING_EVERY as usize;
     if let Some(c) = cps.iter().find(|c| c.retained > retained_bound) {
         out.push(format!(
             "report holds {} entries at {} reboots, bound {retained_bound}",

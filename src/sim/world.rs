@@ -408,8 +408,10 @@ impl Shared {
     /// without pending updates and out of its reboot span.
     fn quiet(&self) -> bool {
         let w = self.world();
-        w.soak.done
-            || w.pending_actions == 0
+        if w.soak.done {
+            return true;
+        }
+        w.pending_actions == 0
             && w.nodes.iter().enumerate().all(|(i, n)| {
                 let gone = !n.powered && self.spec.never_return.contains(&i);
                 gone || (n.powered
