@@ -247,7 +247,8 @@ fn slow_hand_offs(w: &World, spec: &SimSpec) -> Vec<String> {
 
 /// End-of-run checks: liveness and nobody left in a reboot span when the run was quiet.
 pub fn at_end(w: &mut World, spec: &SimSpec, finished: Option<u64>) {
-    if !spec.check_liveness {
+    // A soak never finishes a rollout; its liveness is `soak::problems`.
+    if !spec.check_liveness || spec.soak.is_some() {
         return;
     }
     let bound = u64::try_from(liveness_bound(spec).as_millis()).unwrap_or(u64::MAX);
