@@ -110,6 +110,7 @@ struct Driver<C: Coordinator> {
     /// The last health-script run failed because this daemon ran out of resources
     /// ([`HealthReport::daemon_fault`]): the machine's unhealthy publish for it is withheld.
     withhold_unhealthy: bool,
+    fleet: crate::fleet::Fleet,
 }
 
 /// Runs the machine until it emits `Exit`. Returns the exit code.
@@ -155,6 +156,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
         base_env: rc_env.as_ref().clone(),
     }));
     let chores = Chores::start(coord.clone(), metrics.clone());
+    let fleet = crate::fleet::Fleet::start(&settings, coord.clone(), metrics.clone());
     let mut d = Driver {
         settings: settings.clone(),
         coord,
@@ -180,6 +182,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
         notifier: Notifier::from_env(),
         join_started: None,
         withhold_unhealthy: false,
+        fleet,
         opts,
     };
     if d.opts.persist
@@ -651,6 +654,7 @@ impl<C: Coordinator> Driver<C> {
             if let Err(e) = file.write(&self.settings.run_dir) {
                 tracing::warn!(event = "state_file_error", error = %e, "cannot write state.json");
             }
+            (self.fleet).observe(&input.event, step, &file, self.tail.iter().map(|(_, r)| r));
         }
     }
 

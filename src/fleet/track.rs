@@ -1,0 +1,168 @@
+//! Derives this node's [`NodeState`] from what the driver observes after each step, and says
+//! when it changed (only then is it written).
+//!
+//! The blocking gate and its plain-words reason come from the same code as `status --explain`
+//! ([`crate::cli::explain::explain`] over the state file and the journal tail), so the fleet
+//! view and the per-node explanation never disagree.
+
+use std::path::PathBuf;
+
+use super::{LastReboot, NodeState, SCHEMA_VERSION, Waiting};
+use crate::adapters::boot::{POST_REBOOT_MARKER, PostRebootMarker};
+use crate::cli::explain;
+use crate::driver::state_file::StateFile;
+use crate::fsm::record::Record;
+use crate::fsm::{DetectorResult, Event, StateName, Step};
+
+/// Remembers what was published and what the journal tail no longer shows (the last detector
+/// verdict, the last reboot).
+#[derive(Debug)]
+pub struct Tracker {
+    run_dir: PathBuf,
+    kill_switch_file: String,
+    last: Option<NodeState>,
+    required: Option<bool>,
+    required_by: Vec<String>,
+    last_reboot: Option<LastReboot>,
+    reboot_read: bool,
+}
+
+/// States that are not published: the steps of one check pass (see [`NodeState::state`]).
+fn passing(s: StateName) -> bool {
+    matches!(
+        s,
+        StateName::Detecting | StateName::WindowCheck | StateName::HealthPre
+    )
+}
+
+impl Tracker {
+    /// A tracker for a daemon whose files live in `run_dir`.
+    pub fn new(run_dir: PathBuf, kill_switch_file: String) -> Self {
+        Tracker {
+            run_dir,
+            kill_switch_file,
+            last: None,
+            required: None,
+            required_by: Vec::new(),
+            last_reboot: None,
+            reboot_read: false,
+        }
+    }
+
+    /// The last record returned by [`Tracker::observe`].
+    pub fn last(&self) -> Option<&NodeState> {
+        self.last.as_ref()
+    }
+
+    /// After a step: the new record when it differs from the last one, else `None`.
+    /// `records` is the journal tail, oldest first, ending with this step's record.
+    pub fn observe<'a>(
+        &mut self,
+        event: &Event,
+        step: &Step,
+        file: &StateFile,
+        records: impl Iterator<Item = &'a Record>,
+    ) -> Option<NodeState> {
+        match event {
+            Event::DetectorsEvaluated { result, .. } => match result {
+                DetectorResult::Required { by } => {
+                    self.required = Some(true);
+                    self.required_by = by.clone();
+                }
+                DetectorResult::NotRequired => {
+                    self.required = Some(false);
+                    self.required_by.clear();
+                }
+                DetectorResult::Error { .. } => {
+                    self.required = None;
+                    self.required_by.clear();
+                }
+            },
+            _ if step.from == StateName::Recovering && step.to == StateName::Idle => {
+                // Rebooted and healthy: the next check tells whether another reboot is due.
+                self.required = Some(false);
+                self.required_by.clear();
+            }
+            _ => {}
+        }
+        if step.from != step.to || !self.reboot_read {
+            self.last_reboot = read_last_reboot(&self.run_dir);
+            self.reboot_read = true;
+        }
+        if passing(step.to) {
+            return None;
+        }
+        let records: Vec<Record> = records.cloned().collect();
+        let ctx = explain::Context {
+            kill_switch_file: self.kill_switch_file.clone(),
+            now: crate::driver::now_ms(),
+        };
+        let e = explain::explain(file, &records, &ctx);
+        let waiting_for = e.blocked_by.map(|b| {
+            // The script's own words say more than its exit code.
+            let detail = match b.evidence.get("first_line").and_then(|v| v.as_str()) {
+                Some(line) if !line.trim().is_empty() => {
+                    format!("{}: \"{}\"", b.detail, line.trim())
+                }
+                _ => b.detail,
+            };
+            Waiting {
+                gate: serde_json::to_value(b.gate)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_else(|| "unknown".into()),
+                detail: crate::text::cap(detail, super::MAX_TEXT),
+                unblock: crate::text::cap(b.unblock, super::MAX_TEXT),
+            }
+        });
+        let state = file.state.clone();
+        let since = match &self.last {
+            Some(l) if l.state == state => {
+                let same_gate = l.waiting_for.as_ref().map(|w| &w.gate)
+                    == waiting_for.as_ref().map(|w| &w.gate);
+                if same_gate {
+                    l.since.clone()
+                } else {
+                    file.updated_at.clone()
+                }
+            }
+            _ => file.since.clone(),
+        };
+        let idle = step.to == StateName::Idle;
+        let rec = NodeState {
+            version: SCHEMA_VERSION,
+            node: file.node.clone(),
+            state,
+            since,
+            reason: (!idle).then(|| crate::text::cap(file.reason.clone(), super::MAX_TEXT)),
+            reboot_required: self.required,
+            required_by: self.required_by.clone(),
+            next_check_at: waiting_for.as_ref().and_then(|_| file.next_tick_at.clone()),
+            waiting_for,
+            queue_position: (step.to == StateName::Locking)
+                .then_some(file.slot.queue_position)
+                .flatten(),
+            last_reboot: self.last_reboot.clone(),
+            daemon_version: crate::version::VERSION.to_string(),
+            dry_run: file.dry_run,
+        };
+        if self.last.as_ref() == Some(&rec) {
+            return None;
+        }
+        self.last = Some(rec.clone());
+        Some(rec)
+    }
+}
+
+/// The last reboot from `<run_dir>/last-reboot.json`; `None` when absent or unreadable (a
+/// broken marker is the operator's evidence file, not a reason to stop publishing).
+fn read_last_reboot(run_dir: &std::path::Path) -> Option<LastReboot> {
+    let m: PostRebootMarker = crate::fsutil::read_json(&run_dir.join(POST_REBOOT_MARKER))
+        .ok()
+        .flatten()?;
+    Some(LastReboot {
+        at: m.issued_at.unwrap_or(m.returned_at),
+        down_seconds: m.down_seconds,
+        recovered_at: m.recovered_at,
+    })
+}
