@@ -21,6 +21,7 @@ fn fleet_node(name: &str, e: &etcd::Etcd) -> Node {
             e.endpoints().join(", ")
         ),
     );
+    ETCD_ENDPOINT.with(|ep| *ep.borrow_mut() = e.endpoints().first().cloned());
     let cfg = n
         .read("config.yaml")
         .replace("lock_ttl_sec: 30", "lock_ttl_sec: 11");
@@ -52,7 +53,27 @@ fn wait(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("timed out waiting for {what}");
+    panic!("timed out waiting for {what}\n{}", dump(e_for_dump()));
+}
+
+thread_local! {
+    static ETCD_ENDPOINT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The etcd whose node_state records a timeout prints (set by [`fleet_node`]).
+fn e_for_dump() -> Option<String> {
+    ETCD_ENDPOINT.with(|e| e.borrow().clone())
+}
+
+fn dump(endpoint: Option<String>) -> String {
+    let Some(ep) = endpoint else {
+        return String::new();
+    };
+    std::process::Command::new("etcdctl")
+        .args(["--endpoints", &ep, "get", "--prefix", "/fleet/"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 /// Check passes the node has finished (journal records that end a pass).
@@ -180,4 +201,129 @@ fn a_reboot_cycle_writes_node_state_a_handful_of_times() {
     );
     assert!(total <= 20, "{total} writes for one reboot cycle");
     sigterm(&mut d);
+}
+
+/// `cluster status` as an operator reads it: one line per node with its state and what it
+/// waits for, the same in `--json`; `cluster pause` refuses an empty reason and says when it
+/// replaces a pause; `cluster request-reboot` warns about a node nobody has heard of.
+#[test]
+fn cluster_status_shows_every_node_and_what_it_waits_for() {
+    let e = etcd::Etcd::start(1);
+    let a = fleet_node("node-a", &e);
+    std::fs::remove_file(a.path("reboot-required")).expect("marker");
+    let b = fleet_node("node-b", &e);
+    std::fs::write(b.path("block"), "").expect("block");
+    // node-c's kill switch (a health block there too would make node-b and node-c block each
+    // other through the cluster policy: each is an unhealthy peer of the other).
+    let c = fleet_node("node-c", &e);
+    std::fs::write(c.path("disable"), "").expect("kill switch");
+    let mut daemons = vec![a.start(), b.start(), c.start()];
+    let gate =
+        |n: &str, g: &str| node_state(&e, n).is_some_and(|(v, _)| v["waiting_for"]["gate"] == g);
+    wait("all three records", 30, || {
+        node_state(&e, "node-a").is_some_and(|(v, _)| v["reboot_required"] == false)
+            && gate("node-b", "health_script")
+            && gate("node-c", "kill_switch")
+    });
+    let (code, out, err) = a.once(&["cluster", "status"]);
+    assert_eq!(code, 0, "{err}");
+    println!("--- cluster status\n{out}");
+    let line = |node: &str| {
+        out.lines()
+            .find(|l| l.starts_with(node))
+            .unwrap_or_else(|| panic!("no line for {node}:\n{out}"))
+            .to_string()
+    };
+    assert!(out.starts_with("NODE "), "{out}");
+    assert!(
+        out.lines()
+            .next()
+            .is_some_and(|h| h.contains("WAITING FOR")),
+        "{out}"
+    );
+    let la = line("node-a");
+    assert!(
+        la.contains("Idle") && la.contains("nothing (no reboot needed)"),
+        "{out}"
+    );
+    let lb = line("node-b");
+    assert!(
+        lb.contains("Idle")
+            && lb.contains("yes (file:")
+            && lb.contains(
+                "health_script: the health script (pre-lock) exited 3: \"quorum would break\""
+            ),
+        "{out}"
+    );
+    assert!(
+        line("node-c").contains("kill_switch: the kill switch file"),
+        "{out}"
+    );
+    assert!(out.contains("slots: 0 of 1 held"), "{out}");
+    assert!(out.contains("paused: no"), "{out}");
+
+    let (_, out, _) = a.once(&["cluster", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["schema_version"], 1, "{v:#}");
+    let nodes: Vec<&str> = v["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| n["node"].as_str())
+        .collect();
+    assert_eq!(nodes, ["node-a", "node-b", "node-c"], "{v:#}");
+    assert_eq!(
+        v["nodes"][1]["record"]["waiting_for"]["gate"],
+        "health_script"
+    );
+    assert_eq!(v["nodes"][0]["healthy"], true, "{v:#}");
+    assert_eq!(v["pause"], serde_json::Value::Null);
+
+    // node-b unblocked: it goes on, and `cluster status` follows it.
+    std::fs::remove_file(b.path("block")).expect("unblock");
+    wait("node-b's reboot", 30, || !b.read("reboots.log").is_empty());
+    let (_, out, _) = a.once(&["cluster", "status"]);
+    println!("--- cluster status during node-b's reboot\n{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("node-b") && l.contains("Rebooting")),
+        "{out}"
+    );
+    assert!(out.contains("held: node-b"), "{out}");
+
+    // Pause: an empty reason is refused; a second pause says it replaced the first.
+    let (code, _, err) = a.once(&["cluster", "pause", "--reason", "  "]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--reason must say why"), "{err}");
+    let (code, out, _) = a.once(&["cluster", "pause", "--reason", "kernel rollout on hold"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("already paused"), "{out}");
+    let (code, out, _) = a.once(&["cluster", "pause", "--reason", "until 14:00"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(
+            "the cluster was already paused: replaced the pause \"kernel rollout on hold (by "
+        ),
+        "{out}"
+    );
+    let (_, out, _) = a.once(&["cluster", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["pause"]["reason"], "until 14:00", "{v:#}");
+    // The paused nodes say so (node-a's next pass).
+    wait("node-a to report the pause", 30, || gate("node-a", "pause"));
+    assert_eq!(a.once(&["cluster", "resume"]).0, 0);
+
+    // A request for a node nobody has heard of is stored, with a warning.
+    let (code, _, err) = a.once(&["cluster", "request-reboot", "node-x"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: no node named \"node-x\" has published"),
+        "{err}"
+    );
+    let (code, _, err) = a.once(&["cluster", "request-reboot", "node-c"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    for d in &mut daemons {
+        sigterm(d);
+    }
 }

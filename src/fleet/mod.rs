@@ -11,6 +11,7 @@
 //! values read back are untrusted, capped and decoded with errors shown, never a panic.
 
 pub mod publish;
+pub mod table;
 pub mod track;
 pub mod view;
 
