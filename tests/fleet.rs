@@ -2,6 +2,8 @@
 //! decision state under `<ns>/node_state/<node>` on transitions only, a dead daemon's entry
 //! disappears with its lease, and `cluster status` shows the fleet table.
 
+#[path = "support/browser.rs"]
+mod browser;
 #[path = "support/etcd.rs"]
 mod etcd;
 #[path = "support/node.rs"]
@@ -323,6 +325,115 @@ fn cluster_status_shows_every_node_and_what_it_waits_for() {
     let (code, _, err) = a.once(&["cluster", "request-reboot", "node-c"]);
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("warning"), "{err}");
+    for d in &mut daemons {
+        sigterm(d);
+    }
+}
+
+/// The read-only page on the metrics listener, in a real headless chromium, against three
+/// daemons on a real etcd: the table (also without JavaScript), the diagram's highlighted
+/// states, a state change showing up without a reload, hostile text shown as text. Set
+/// `CLUSTERREBOOTD_SCREENSHOT=docs/fleet-page.png` to save the screenshot for the docs.
+#[test]
+fn the_page_shows_the_fleet_and_follows_a_change_in_a_real_browser() {
+    let e = etcd::Etcd::start(1);
+    let port = etcd::free_port();
+    let metrics = |p: u16| format!("metrics: {{enabled: true, listen: \"127.0.0.1:{p}\"}}\n");
+    let a = fleet_node("node-a", &e);
+    std::fs::remove_file(a.path("reboot-required")).expect("marker");
+    let cfg = a.read("config.yaml") + &metrics(port);
+    std::fs::write(a.path("config.yaml"), cfg).expect("config");
+    let b = fleet_node("node-b", &e);
+    std::fs::write(b.path("block"), "").expect("block");
+    let c = fleet_node("node-c", &e);
+    std::fs::write(c.path("disable"), "").expect("kill switch");
+    let mut daemons = vec![a.start(), b.start(), c.start()];
+    let gate =
+        |n: &str, g: &str| node_state(&e, n).is_some_and(|(v, _)| v["waiting_for"]["gate"] == g);
+    wait("all three records", 30, || {
+        node_state(&e, "node-a").is_some_and(|(v, _)| v["reboot_required"] == false)
+            && gate("node-b", "health_script")
+            && gate("node-c", "kill_switch")
+    });
+    let url = format!("http://127.0.0.1:{port}/");
+
+    // Without JavaScript: the server-rendered table and diagram.
+    let dom = browser::Browser::dom_without_js(&url);
+    for want in [
+        "<td>node-a</td>",
+        "<td>node-b</td>",
+        "<td>node-c</td>",
+        "health_script: the health script (pre-lock) exited 3: \"quorum would break\"",
+        "kill_switch: the kill switch file",
+        r#"<g id="st-Idle" class="state on">"#,
+        r#"<g id="st-Rebooting" class="state">"#,
+        "<dd data-fact=\"Slots\">0 of 1 held</dd>",
+    ] {
+        assert!(
+            dom.contains(want),
+            "no {want:?} in the page without JS:\n{dom}"
+        );
+    }
+
+    // With JavaScript: the same table, then the page follows the cluster by itself.
+    let mut page = browser::Browser::open(&url, 1280, 1000);
+    page.wait_text("the three nodes", "#rows", 20, |t| {
+        ["node-a", "node-b", "node-c"].iter().all(|n| t.contains(n))
+    });
+    assert_eq!(
+        page.eval("document.querySelector('#st-Idle').classList.contains('on')"),
+        true
+    );
+    assert_eq!(page.text("#cnt-Idle"), "3: node-a, node-b, node…");
+    std::fs::remove_file(b.path("block")).expect("unblock");
+    wait("node-b's Rebooting record", 30, || {
+        node_state(&e, "node-b").is_some_and(|(v, _)| v["state"] == "Rebooting")
+    });
+    let changed = Instant::now();
+    page.wait_text("node-b Rebooting in the table", "#rows", 20, |t| {
+        t.lines()
+            .any(|l| l.starts_with("node-b") && l.contains("Rebooting"))
+    });
+    println!(
+        "the page showed node-b's Rebooting record {} ms after it was in etcd",
+        changed.elapsed().as_millis()
+    );
+    page.wait_text("the holder", "#facts", 10, |t| t.contains("node-b"));
+    assert_eq!(
+        page.eval("document.querySelector('#st-Rebooting').classList.contains('on')"),
+        true
+    );
+    assert_eq!(page.text("#cnt-Rebooting"), "1: node-b");
+
+    // Hostile text from etcd is shown as text, never run.
+    let evil = "<img src=x onerror=\"window.__pwned=1\">kernel rollout";
+    assert_eq!(a.once(&["cluster", "pause", "--reason", evil]).0, 0);
+    page.wait_text("the pause", "#facts", 10, |t| {
+        t.contains("PAUSED: <img src=x")
+    });
+    assert_eq!(page.eval("typeof window.__pwned"), "undefined");
+    assert_eq!(page.eval("document.querySelectorAll('img').length"), 0);
+    assert_eq!(a.once(&["cluster", "resume"]).0, 0);
+    assert_eq!(
+        a.once(&[
+            "cluster",
+            "pause",
+            "--reason",
+            "kernel 6.1.119 rollout: waiting for the db team"
+        ])
+        .0,
+        0
+    );
+    page.wait_text("the readable pause", "#facts", 10, |t| {
+        t.contains("db team")
+    });
+
+    let png = page.screenshot();
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    if let Ok(path) = std::env::var("CLUSTERREBOOTD_SCREENSHOT") {
+        std::fs::write(&path, &png).expect("write screenshot");
+        println!("screenshot written to {path}");
+    }
     for d in &mut daemons {
         sigterm(d);
     }

@@ -10,7 +10,9 @@
 //! [`view`] reads the whole fleet back (for `cluster status` and the web page, [`page`]):
 //! values read back are untrusted, capped and decoded with errors shown, never a panic.
 
+pub mod page;
 pub mod publish;
+pub mod svg;
 pub mod table;
 pub mod track;
 pub mod view;
