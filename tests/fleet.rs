@@ -438,3 +438,205 @@ fn the_page_shows_the_fleet_and_follows_a_change_in_a_real_browser() {
         sigterm(d);
     }
 }
+
+/// A webhook receiver on loopback: answers 200 and keeps every JSON body, or (`hang`) accepts
+/// connections and never answers.
+struct Receiver {
+    port: u16,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Receiver {
+    fn start(hang: bool) -> Receiver {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = bodies.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in l.incoming() {
+                let Ok(mut c) = conn else { continue };
+                if hang {
+                    held.push(c);
+                    continue;
+                }
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                let body = loop {
+                    let Ok(n) = c.read(&mut buf) else { break None };
+                    if n == 0 {
+                        break None;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&req).to_string();
+                    if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if rest.len() >= len {
+                            break Some(rest[..len].to_string());
+                        }
+                    }
+                };
+                let _ = c.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                if let Some(b) = body.and_then(|b| serde_json::from_str(&b).ok()) {
+                    kept.lock().expect("lock").push(b);
+                }
+            }
+        });
+        Receiver { port, bodies }
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.bodies
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|b| b["event"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    fn find(&self, event: &str) -> Option<serde_json::Value> {
+        self.bodies
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|b| b["event"] == event)
+            .cloned()
+    }
+}
+
+/// Webhooks against local receivers: reboot started, rollout stuck (a Recovering node whose
+/// post-reboot health keeps failing), node back, pause and resume; a receiver that hangs
+/// delays nothing (the reboot and the recovery go on) and is counted as failed.
+#[test]
+fn webhooks_report_the_reboot_a_stuck_recovery_and_the_pause_even_past_a_hanging_receiver() {
+    let e = etcd::Etcd::start(1);
+    let ok = Receiver::start(false);
+    let hang = Receiver::start(true);
+    let mport = etcd::free_port();
+    let n = fleet_node("node-w", &e);
+    let cfg = n.read("config.yaml")
+        + &format!(
+            "webhooks: {{urls: [\"http://127.0.0.1:{}/hook\"], slack_urls: [\"http://127.0.0.1:{}/slack\"], timeout_sec: 1, retries: 1, stuck_after_sec: 2}}\nmetrics: {{enabled: true, listen: \"127.0.0.1:{mport}\"}}\n",
+            ok.port, hang.port
+        );
+    std::fs::write(n.path("config.yaml"), cfg).expect("config");
+    let (code, out, err) = n.once(&["validate-config"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut d = n.start();
+    wait("reboot_started", 30, || ok.find("reboot_started").is_some());
+    let started = ok.find("reboot_started").expect("body");
+    assert_eq!(started["node"], "node-w", "{started}");
+    assert_eq!(started["state"], "Rebooting", "{started}");
+    assert_eq!(started["version"], 1, "{started}");
+    assert!(
+        started["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("node-w is rebooting")),
+        "{started}"
+    );
+    // The hanging receiver did not hold the reboot back.
+    wait("the reboot command", 30, || {
+        !n.read("reboots.log").is_empty()
+    });
+
+    // The "reboot"; the node comes back with a post-reboot health check that fails.
+    sigterm(&mut d);
+    std::fs::write(n.path("boot_id"), "boot-b\n").expect("boot id");
+    std::fs::remove_file(n.path("reboot-required")).expect("marker");
+    std::fs::write(n.path("fail-post-reboot"), "").expect("fail");
+    let mut d = n.start();
+    wait("rollout_stuck", 30, || ok.find("rollout_stuck").is_some());
+    let stuck = ok.find("rollout_stuck").expect("body");
+    assert_eq!(stuck["state"], "Recovering", "{stuck}");
+    assert_eq!(stuck["detail"]["cause"], "too_long_in_state", "{stuck}");
+    std::fs::remove_file(n.path("fail-post-reboot")).expect("heal");
+    wait("node_back", 30, || ok.find("node_back").is_some());
+    let back = ok.find("node_back").expect("body");
+    assert!(
+        back["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("is back and healthy")),
+        "{back}"
+    );
+    assert!(back["detail"]["last_reboot"].is_object(), "{back}");
+
+    // The hanging Slack receiver: each notification failed after its retry, counted and logged.
+    wait("the failed deliveries to be counted", 30, || {
+        metrics_text(mport).contains("clusterrebootd_webhooks_total{result=\"failed\"}")
+    });
+    assert!(
+        n.read("daemon.log").contains("webhook_failed"),
+        "no webhook_failed log line"
+    );
+    assert!(metrics_text(mport).contains("clusterrebootd_webhooks_total{result=\"sent\"} "));
+
+    // Pause and resume come from the command that made them; the hanging receiver makes it
+    // warn, after its timeouts, not fail.
+    let (code, _, err) = n.once(&["cluster", "pause", "--reason", "db maintenance"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "webhook http://127.0.0.1:{}/slack not notified",
+            hang.port
+        )),
+        "{err}"
+    );
+    let pause = ok.find("pause").expect("pause notification");
+    assert_eq!(pause["detail"]["reason"], "db maintenance", "{pause}");
+    assert_eq!(n.once(&["cluster", "resume"]).0, 0);
+    assert!(ok.find("resume").is_some(), "{:?}", ok.events());
+    assert_eq!(
+        ok.events()
+            .iter()
+            .filter(|e| *e == "reboot_started")
+            .count(),
+        1,
+        "{:?}",
+        ok.events()
+    );
+    sigterm(&mut d);
+}
+
+fn metrics_text(port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut s = String::new();
+    let _ = c.read_to_string(&mut s);
+    s
+}
+
+/// Bad webhook settings are configuration errors that name the field and say why.
+#[test]
+fn bad_webhook_settings_are_named() {
+    let n = Node::new(
+        "webhooks: {urls: [\"ftp://x/\"], slack_urls: [\"https://hooks.slack.com/services/T/B/X\"], timeout_sec: 0, retries: 1000, stuck_after_sec: 0, hmm: 1}\n",
+    );
+    let (code, out, err) = n.once(&["validate-config"]);
+    assert_eq!(code, 2, "{out}{err}");
+    for want in [
+        "webhooks.urls[0]",
+        "must start with http://",
+        "webhooks.slack_urls[0]",
+        "https is not supported",
+        "webhooks.timeout_sec",
+        "webhooks.retries",
+        "webhooks.stuck_after_sec",
+        "webhooks.hmm",
+    ] {
+        assert!(err.contains(want), "no {want:?} in:\n{err}");
+    }
+}

@@ -144,6 +144,30 @@ pub fn run(config: &Path, cmd: ClusterCommand) -> Exit {
     })
 }
 
+/// Sends a pause/resume notification to the configured webhooks (if any) and says on stderr
+/// which ones failed; the pause itself is already in place either way.
+async fn notify(
+    s: &Settings,
+    event: crate::fleet::webhook::Kind,
+    summary: String,
+    detail: serde_json::Value,
+) {
+    if s.webhooks.targets.is_empty() {
+        return;
+    }
+    let n = crate::fleet::webhook::Notification::new(event, &s.node_name, None, summary, detail);
+    for (url, r) in crate::fleet::webhook::deliver_all(&s.webhooks, &n).await {
+        if let Err(e) = r {
+            eprintln!(
+                "{}",
+                crate::text::for_terminal(&format!(
+                    "clusterrebootd cluster: warning: webhook {url} not notified: {e}"
+                ))
+            );
+        }
+    }
+}
+
 async fn execute<K: Kv>(
     kv: &K,
     keys: &Keys,
@@ -204,6 +228,13 @@ async fn execute<K: Kv>(
             println!(
                 "cluster paused: no node starts a reboot until `clusterrebootd cluster resume`"
             );
+            notify(
+                s,
+                crate::fleet::webhook::Kind::Pause,
+                format!("cluster paused by {}: {}", p.by, p.reason),
+                serde_json::json!({"reason": p.reason, "by": p.by, "at": p.at}),
+            )
+            .await;
         }
         ClusterCommand::AcceptStore => {
             let id = kv.identity(&keys.pause()).await?;
@@ -233,6 +264,16 @@ async fn execute<K: Kv>(
                     "cluster was not paused"
                 }
             );
+            if existed {
+                let by = who();
+                notify(
+                    s,
+                    crate::fleet::webhook::Kind::Resume,
+                    format!("cluster resumed by {by}"),
+                    serde_json::json!({"by": by, "at": now}),
+                )
+                .await;
+            }
         }
         ClusterCommand::Forget { key: Some(key), .. } => {
             // Only a queue entry: the key is resolved under the slot prefix and never outside.

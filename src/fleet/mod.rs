@@ -16,6 +16,7 @@ pub mod svg;
 pub mod table;
 pub mod track;
 pub mod view;
+pub mod webhook;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,7 @@ pub use track::Tracker;
 pub struct Fleet {
     tracker: Tracker,
     publisher: Publisher,
+    webhooks: Option<webhook::Observer>,
 }
 
 impl Fleet {
@@ -41,11 +43,17 @@ impl Fleet {
                 settings.run_dir.clone(),
                 settings.kill_switch_file.display().to_string(),
             ),
+            webhooks: webhook::Observer::start(
+                &settings.node_name,
+                &settings.webhooks,
+                metrics.clone(),
+            ),
             publisher: Publisher::start(coord, metrics),
         }
     }
 
-    /// After a step (see [`Tracker::observe`]): hands a changed record to the publisher.
+    /// After a step (see [`Tracker::observe`]): hands a changed record to the publisher and
+    /// the step to the webhook observer.
     pub fn observe<'a>(
         &mut self,
         event: &crate::fsm::Event,
@@ -53,7 +61,11 @@ impl Fleet {
         file: &crate::driver::state_file::StateFile,
         records: impl Iterator<Item = &'a crate::fsm::record::Record>,
     ) {
-        if let Some(rec) = self.tracker.observe(event, step, file, records) {
+        let rec = self.tracker.observe(event, step, file, records);
+        if let Some(w) = &mut self.webhooks {
+            w.observe(step, rec.as_ref());
+        }
+        if let Some(rec) = rec {
             self.publisher.publish(rec);
         }
     }
