@@ -1,6 +1,8 @@
 //! The fleet view (issue #17) on a real etcd with real daemons: every node publishes its
 //! decision state under `<ns>/node_state/<node>` on transitions only, a dead daemon's entry
-//! disappears with its lease, and `cluster status` shows the fleet table.
+//! disappears with its lease, `cluster status` shows the fleet table, the web page works in a
+//! real headless chromium (`scripts/install-deps` installs it), and webhooks reach local
+//! receivers (one of which hangs).
 
 #[path = "support/browser.rs"]
 mod browser;
@@ -639,4 +641,44 @@ fn bad_webhook_settings_are_named() {
     ] {
         assert!(err.contains(want), "no {want:?} in:\n{err}");
     }
+}
+
+/// `rollout_stuck` for a peer's in-progress marker without a slot (a node that rebooted and
+/// never came back): sent once, not once per blocked pass.
+#[test]
+fn a_marker_without_a_slot_is_reported_stuck_once() {
+    let e = etcd::Etcd::start(1);
+    let ok = Receiver::start(false);
+    let (put_ok, out) = e.etcdctl(
+        None,
+        &[
+            "put",
+            "/fleet/reboot_in_progress/ghost",
+            r#"{"node":"ghost","since":"2026-12-01T03:00:00Z","boot_id":"old"}"#,
+        ],
+    );
+    assert!(put_ok, "{out}");
+    let n = fleet_node("node-m", &e);
+    let cfg = n.read("config.yaml")
+        + &format!(
+            "webhooks: {{urls: [\"http://127.0.0.1:{}/hook\"], timeout_sec: 1, retries: 0}}\n",
+            ok.port
+        );
+    std::fs::write(n.path("config.yaml"), cfg).expect("config");
+    let mut d = n.start();
+    wait("rollout_stuck", 30, || ok.find("rollout_stuck").is_some());
+    let stuck = ok.find("rollout_stuck").expect("body");
+    assert_eq!(stuck["detail"]["cause"], "marker_without_slot", "{stuck}");
+    assert!(
+        stuck["detail"]["reason"].as_str().is_some_and(|r| r
+            .contains("reboot in progress on ghost")
+            && r.contains("without a slot")),
+        "{stuck}"
+    );
+    let before = passes(&n);
+    n.wait_for("three more blocked passes", 30, |n| passes(n) >= before + 3);
+    let count = ok.events().iter().filter(|e| *e == "rollout_stuck").count();
+    assert_eq!(count, 1, "{:?}", ok.events());
+    assert_eq!(n.read("reboots.log"), "", "a node rebooted past the marker");
+    sigterm(&mut d);
 }
