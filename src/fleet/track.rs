@@ -166,3 +166,120 @@ fn read_last_reboot(run_dir: &std::path::Path) -> Option<LastReboot> {
         recovered_at: m.recovered_at,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::state_file::SlotInfo;
+    use crate::fsm::{Gates, Input, Outcome};
+
+    fn step(from: StateName, to: StateName, reason: &str, outcome: Option<Outcome>) -> Step {
+        Step {
+            from,
+            to,
+            effects: Vec::new(),
+            reason: reason.into(),
+            outcome,
+            exit: None,
+        }
+    }
+
+    fn file(step: &Step, since: u64, now: u64, next: Option<u64>) -> StateFile {
+        StateFile::after(
+            "n1",
+            "boot",
+            step,
+            since,
+            now,
+            step.outcome.map(|o| o.as_str().to_string()),
+            next,
+            SlotInfo::default(),
+            false,
+        )
+    }
+
+    fn record(event: &Event, step: &Step, now: u64) -> Record {
+        let input = Input {
+            now,
+            jitter: 0,
+            event: event.clone(),
+        };
+        Record::new("boot", &input, step)
+    }
+
+    /// Idle passes that find nothing to do give no new record; the check states are never
+    /// published; a pass blocked by the kill switch is, with the same `since` on repeats.
+    #[test]
+    fn only_changes_are_published_and_since_survives_repeated_blocks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut t = Tracker::new(dir.path().to_path_buf(), "/etc/disable".into());
+        let mut records = Vec::new();
+        let mut observe = |t: &mut Tracker, event: Event, s: Step, now: u64, next| {
+            records.push(record(&event, &s, now));
+            let f = file(&s, now, now, next);
+            t.observe(&event, &s, &f, records.iter())
+        };
+        let tick = Event::Tick {
+            gates: Gates::default(),
+        };
+        let detecting = step(StateName::Idle, StateName::Detecting, "check started", None);
+        assert_eq!(
+            observe(&mut t, tick.clone(), detecting.clone(), 1_000, None),
+            None
+        );
+        let clear = Event::DetectorsEvaluated {
+            id: 1,
+            result: DetectorResult::NotRequired,
+        };
+        let idle = step(
+            StateName::Detecting,
+            StateName::Idle,
+            "no reboot required",
+            Some(Outcome::NoAction),
+        );
+        let first = observe(&mut t, clear.clone(), idle.clone(), 1_100, Some(61_000))
+            .expect("the first record");
+        assert_eq!(first.reboot_required, Some(false));
+        assert_eq!(first.waiting_for, None);
+        assert_eq!(
+            first.next_check_at, None,
+            "no next check while nothing is awaited"
+        );
+        // The next idle pass: nothing changed, nothing to write.
+        assert_eq!(
+            observe(&mut t, tick.clone(), detecting.clone(), 61_000, None),
+            None
+        );
+        assert_eq!(observe(&mut t, clear, idle, 61_100, Some(121_000)), None);
+
+        // Blocked by the kill switch: a new record naming the gate; repeated blocks keep the
+        // first block's `since` (only the next check moves).
+        let killed = Event::Tick {
+            gates: Gates {
+                kill_switch: true,
+                pause: None,
+            },
+        };
+        let blocked = step(
+            StateName::Idle,
+            StateName::Idle,
+            "kill switch present",
+            Some(Outcome::KillSwitchActive),
+        );
+        let b1 = observe(
+            &mut t,
+            killed.clone(),
+            blocked.clone(),
+            200_000,
+            Some(205_000),
+        )
+        .expect("blocked record");
+        let w = b1.waiting_for.clone().expect("waiting_for");
+        assert_eq!(w.gate, "kill_switch");
+        assert!(w.detail.contains("/etc/disable"), "{w:?}");
+        let b2 =
+            observe(&mut t, killed, blocked, 300_000, Some(305_000)).expect("next check moved");
+        assert_eq!(b2.since, b1.since);
+        assert_ne!(b2.next_check_at, b1.next_check_at);
+    }
+}
