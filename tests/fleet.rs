@@ -10,6 +10,8 @@ mod browser;
 mod etcd;
 #[path = "support/node.rs"]
 mod node;
+#[path = "support/tls.rs"]
+mod tls;
 
 use std::time::{Duration, Instant};
 
@@ -625,15 +627,16 @@ fn metrics_text(port: u16) -> String {
 #[test]
 fn bad_webhook_settings_are_named() {
     let n = Node::new(
-        "webhooks: {urls: [\"ftp://x/\"], slack_urls: [\"https://hooks.slack.com/services/T/B/X\"], timeout_sec: 0, retries: 1000, stuck_after_sec: 0, hmm: 1}\n",
+        "webhooks: {urls: [\"ftp://x/\"], slack_urls: [\"https://u:p@hooks.example/x\"], timeout_sec: 0, retries: 1000, stuck_after_sec: 0, ca_file: certs.pem, hmm: 1}\n",
     );
     let (code, out, err) = n.once(&["validate-config"]);
     assert_eq!(code, 2, "{out}{err}");
     for want in [
         "webhooks.urls[0]",
-        "must start with http://",
+        "must start with http:// or https://",
         "webhooks.slack_urls[0]",
-        "https is not supported",
+        "user:password@",
+        "webhooks.ca_file",
         "webhooks.timeout_sec",
         "webhooks.retries",
         "webhooks.stuck_after_sec",
@@ -681,4 +684,114 @@ fn a_marker_without_a_slot_is_reported_stuck_once() {
     assert_eq!(count, 1, "{:?}", ok.events());
     assert_eq!(n.read("reboots.log"), "", "a node rebooted past the marker");
     sigterm(&mut d);
+}
+
+/// An HTTPS webhook receiver (rustls, the test CA's server certificate for 127.0.0.1) that
+/// answers 200 and keeps the JSON bodies.
+fn tls_receiver(
+    certs: &tls::Certs,
+) -> (
+    u16,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&certs.server_cert)
+        .expect("cert file")
+        .collect::<Result<_, _>>()
+        .expect("certs");
+    let key = PrivateKeyDer::from_pem_file(&certs.server_key).expect("key");
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.set_nonblocking(true).expect("nonblocking");
+    let port = l.local_addr().expect("addr").port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).expect("listener");
+            loop {
+                let Ok((tcp, _)) = l.accept().await else {
+                    continue;
+                };
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                let body = loop {
+                    let Ok(n) = s.read(&mut buf).await else {
+                        break None;
+                    };
+                    if n == 0 {
+                        break None;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&req).to_string();
+                    if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if rest.len() >= len {
+                            break Some(rest[..len].to_string());
+                        }
+                    }
+                };
+                let _ = s
+                    .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                    .await;
+                let _ = s.shutdown().await;
+                if let Some(b) = body.and_then(|b| serde_json::from_str(&b).ok()) {
+                    kept.lock().expect("lock").push(b);
+                }
+            }
+        });
+    });
+    (port, bodies)
+}
+
+/// `https://` webhooks: delivered to a receiver whose certificate verifies against
+/// `webhooks.ca_file`, refused (and reported) when the name does not match the certificate.
+#[test]
+fn https_webhooks_verify_the_receiver() {
+    let e = etcd::Etcd::start(1);
+    let certs = tls::Certs::generate();
+    let (port, bodies) = tls_receiver(&certs);
+    let n = fleet_node("node-t", &e);
+    let cfg = n.read("config.yaml")
+        + &format!(
+            "webhooks: {{urls: [\"https://127.0.0.1:{port}/hook\"], slack_urls: [\"https://localhost:{port}/wrong-name\"], ca_file: {}, timeout_sec: 2, retries: 0}}\n",
+            certs.ca.display()
+        );
+    std::fs::write(n.path("config.yaml"), cfg).expect("config");
+    let (code, _, err) = n.once(&["cluster", "pause", "--reason", "tls check"]);
+    assert_eq!(code, 0, "{err}");
+    let got = bodies.lock().expect("lock").clone();
+    assert_eq!(got.len(), 1, "{got:?}\n{err}");
+    assert_eq!(got[0]["event"], "pause");
+    assert_eq!(got[0]["detail"]["reason"], "tls check");
+    assert!(
+        err.contains(&format!(
+            "webhook https://localhost:{port}/wrong-name not notified"
+        )) && err.contains("TLS"),
+        "{err}"
+    );
 }

@@ -567,6 +567,7 @@ impl Dec<'_> {
                     "timeout_sec",
                     "retries",
                     "stuck_after_sec",
+                    "ca_file",
                 ],
             )
         {
@@ -579,6 +580,7 @@ impl Dec<'_> {
                 r.webhooks.retries = v;
             }
             self.secs(&w, "stuck_after_sec", &mut r.webhooks.stuck_after_sec);
+            self.string_field(&w, "ca_file", &mut r.webhooks.ca_file);
         }
         self.secs(&f, "health_stale_after_sec", &mut r.health_stale_after_sec);
         if let Some((n, p)) = f.get("log")

@@ -251,9 +251,9 @@ impl Default for RawHooks {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RawWebhooks {
-    /// `http://` URLs that get the plain JSON body.
+    /// `http://` or `https://` URLs that get the plain JSON body.
     pub urls: Vec<String>,
-    /// `http://` URLs that get a Slack-compatible body (`{"text": …}`).
+    /// `http://` or `https://` URLs that get a Slack-compatible body (`{"text": …}`).
     pub slack_urls: Vec<String>,
     /// Seconds one delivery attempt may take.
     pub timeout_sec: u64,
@@ -261,6 +261,8 @@ pub struct RawWebhooks {
     pub retries: u64,
     /// A node in `Locking` or `Recovering` longer than this sends `rollout_stuck`.
     pub stuck_after_sec: u64,
+    /// PEM CA certificates for `https://` receivers (empty: the system bundle).
+    pub ca_file: String,
 }
 
 impl Default for RawWebhooks {
@@ -271,6 +273,7 @@ impl Default for RawWebhooks {
             timeout_sec: 5,
             retries: 3,
             stuck_after_sec: 3600,
+            ca_file: String::new(),
         }
     }
 }

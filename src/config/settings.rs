@@ -244,6 +244,8 @@ pub struct Webhooks {
     pub retries: u32,
     /// `Locking`/`Recovering` longer than this is reported as stuck.
     pub stuck_after: Duration,
+    /// CA certificates for `https://` receivers (`None`: the system bundle).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Hooks around the reboot.

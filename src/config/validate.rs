@@ -358,11 +358,13 @@ fn validate_webhooks(r: &mut Report, raw: &RawWebhooks) -> super::settings::Webh
     }
     let timeout = r.positive("webhooks.timeout_sec", raw.timeout_sec);
     let stuck_after = r.positive("webhooks.stuck_after_sec", raw.stuck_after_sec);
+    let ca_file = (!raw.ca_file.is_empty()).then(|| r.absolute("webhooks.ca_file", &raw.ca_file));
     super::settings::Webhooks {
         targets,
         timeout,
         retries: u32::try_from(raw.retries).unwrap_or(100),
         stuck_after,
+        ca_file,
     }
 }
 

@@ -7,8 +7,9 @@
 //! Bodies are plain JSON or Slack-compatible (`{"text": …}`). Each delivery runs in a task of
 //! its own with a timeout per attempt and retries with backoff, so a receiver that hangs never
 //! delays a decision or another notification; a failed delivery is a log line and
-//! `webhooks_total{result="failed"}`. Only `http://` is supported: point it at a relay for
-//! HTTPS services. The client is a minimal HTTP/1.1 POST (`Connection: close`, the status
+//! `webhooks_total{result="failed"}`. `http://` and `https://` (rustls with ring, the TLS
+//! stack etcd-client already uses; server certificates verified against the system bundle or
+//! `webhooks.ca_file`). The client is a minimal HTTP/1.1 POST (`Connection: close`, the status
 //! line read, at most 1 KiB of the answer), which is all a webhook needs.
 
 use std::sync::Arc;
@@ -31,12 +32,19 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// behind a receiver that hangs.
 const MAX_IN_FLIGHT: usize = 64;
 
-/// An `http://host[:port]/path` URL.
+/// Where the CA certificates for `https://` webhooks come from without `webhooks.ca_file`.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// Largest CA file read.
+const MAX_CA_BYTES: u64 = 4 * 1024 * 1024;
+
+/// An `http[s]://host[:port]/path` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
+    /// `https://`.
+    pub tls: bool,
     /// Host name or address (IPv6 without brackets).
     pub host: String,
-    /// Port (80 when not given).
+    /// Port (80, or 443 for https, when not given).
     pub port: u16,
     /// Path and query, starting with `/`.
     pub path: String,
@@ -47,7 +55,7 @@ pub struct HttpUrl {
 /// Body format of a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// The plain JSON body (see docs/OPERATIONS.md).
+    /// The plain JSON body (see docs/OPERATIONS.md "Webhooks").
     Json,
     /// `{"text": …}`, which Slack, Mattermost and Rocket.Chat incoming webhooks take.
     Slack,
@@ -64,14 +72,10 @@ pub struct Target {
 
 /// Parses a webhook URL; the error says what is wrong in plain words.
 pub fn parse_url(text: &str) -> Result<HttpUrl, String> {
-    let rest = match text.split_once("://") {
-        Some(("http", rest)) => rest,
-        Some(("https", _)) => {
-            return Err(format!(
-                "{text:?}: https is not supported by the built-in client; send to an HTTP relay (e.g. on localhost) that forwards to the HTTPS service"
-            ));
-        }
-        _ => return Err(format!("{text:?}: must start with http://")),
+    let (tls, rest) = match text.split_once("://") {
+        Some(("http", rest)) => (false, rest),
+        Some(("https", rest)) => (true, rest),
+        _ => return Err(format!("{text:?}: must start with http:// or https://")),
     };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -107,6 +111,7 @@ pub fn parse_url(text: &str) -> Result<HttpUrl, String> {
         return Err(format!("{text:?}: no host"));
     }
     let port = match port {
+        None if tls => 443,
         None => 80,
         Some(p) => p
             .parse::<u16>()
@@ -115,6 +120,7 @@ pub fn parse_url(text: &str) -> Result<HttpUrl, String> {
             .ok_or_else(|| format!("{text:?}: the port must be a number from 1 to 65535"))?,
     };
     Ok(HttpUrl {
+        tls,
         host,
         port,
         path,
@@ -196,50 +202,111 @@ pub fn body(format: Format, n: &Notification) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
+/// The TLS client for `https://` webhooks: roots from `ca_file` (PEM), or the system bundle.
+pub fn tls_connector(
+    ca_file: Option<&std::path::Path>,
+) -> Result<tokio_rustls::TlsConnector, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    use std::io::Read;
+    let path = ca_file.unwrap_or(std::path::Path::new(SYSTEM_CA_BUNDLE));
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CA_BYTES).read_to_end(&mut pem))
+        .map_err(|e| {
+            format!(
+                "CA certificates {}: {e} (set webhooks.ca_file)",
+                path.display()
+            )
+        })?;
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("CA certificates {}: {e}", path.display()))?;
+        // A bundle may hold certificates this verifier cannot use; skip those.
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "CA certificates {}: no usable certificate",
+            path.display()
+        ));
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// Writes the request on `s` and reads the status code of the answer.
+async fn exchange<S>(s: &mut S, url: &HttpUrl, body: &[u8]) -> Result<u16, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let host = if url.host.contains(':') {
+        format!("[{}]:{}", url.host, url.port)
+    } else {
+        format!("{}:{}", url.host, url.port)
+    };
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: clusterrebootd/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        url.path,
+        crate::version::VERSION,
+        body.len()
+    );
+    s.write_all(head.as_bytes())
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    s.write_all(body).await.map_err(|e| format!("send: {e}"))?;
+    s.flush().await.map_err(|e| format!("send: {e}"))?;
+    let mut answer = Vec::with_capacity(256);
+    let mut buf = [0u8; 256];
+    while !answer.contains(&b'\n') && answer.len() < 1024 {
+        let n = s.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&answer);
+    line.lines()
+        .next()
+        .and_then(|l| l.strip_prefix("HTTP/1."))
+        .and_then(|l| l.get(2..5))
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| {
+            format!(
+                "not an HTTP answer: {:?}",
+                crate::text::cap(line.lines().next().unwrap_or("").to_string(), 80)
+            )
+        })
+}
+
 /// One POST; `Ok(status)` for any HTTP answer, `Err` for no answer. Bounded by `timeout`.
-pub async fn post(url: &HttpUrl, body: &[u8], timeout: Duration) -> Result<u16, String> {
+/// `tls` is needed for `https://` URLs (see [`tls_connector`]).
+pub async fn post(
+    url: &HttpUrl,
+    body: &[u8],
+    timeout: Duration,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> Result<u16, String> {
     let attempt = async {
-        let mut s = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
+        let mut tcp = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        let host = if url.host.contains(':') {
-            format!("[{}]:{}", url.host, url.port)
-        } else {
-            format!("{}:{}", url.host, url.port)
-        };
-        let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: clusterrebootd/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            url.path,
-            crate::version::VERSION,
-            body.len()
-        );
-        s.write_all(head.as_bytes())
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        s.write_all(body).await.map_err(|e| format!("send: {e}"))?;
-        let mut answer = Vec::with_capacity(256);
-        let mut buf = [0u8; 256];
-        while !answer.contains(&b'\n') && answer.len() < 1024 {
-            let n = s.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            answer.extend_from_slice(&buf[..n]);
+        if !url.tls {
+            return exchange(&mut tcp, url, body).await;
         }
-        let line = String::from_utf8_lossy(&answer);
-        let status = line
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("HTTP/1."))
-            .and_then(|l| l.get(2..5))
-            .and_then(|c| c.parse::<u16>().ok())
-            .ok_or_else(|| {
-                format!(
-                    "not an HTTP answer: {:?}",
-                    crate::text::cap(line.lines().next().unwrap_or("").to_string(), 80)
-                )
-            })?;
-        Ok(status)
+        let tls = tls.ok_or_else(|| "no TLS configuration for an https:// URL".to_string())?;
+        let name = rustls_pki_types::ServerName::try_from(url.host.clone())
+            .map_err(|e| format!("server name {:?}: {e}", url.host))?;
+        let mut s = tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        exchange(&mut s, url, body).await
     };
     tokio::time::timeout(timeout, attempt)
         .await
@@ -248,13 +315,14 @@ pub async fn post(url: &HttpUrl, body: &[u8], timeout: Duration) -> Result<u16, 
 
 /// Sends `n` to `target`, retrying (1 s, 2 s, 4 s … at most 30 s apart) until a 2xx answer or
 /// `retries` further attempts failed. Returns the last error.
-pub async fn deliver(
-    target: &Target,
-    n: &Notification,
-    timeout: Duration,
-    retries: u32,
-) -> Result<(), String> {
+pub async fn deliver(target: &Target, n: &Notification, cfg: &Webhooks) -> Result<(), String> {
+    let (timeout, retries) = (cfg.timeout, cfg.retries);
     let body = body(target.format, n);
+    let tls = if target.url.tls {
+        Some(tls_connector(cfg.ca_file.as_deref()).map_err(|e| format!("not sent: {e}"))?)
+    } else {
+        None
+    };
     let mut delay = Duration::from_secs(1);
     let mut last = String::new();
     for attempt in 0..=retries {
@@ -262,7 +330,7 @@ pub async fn deliver(
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(RETRY_MAX);
         }
-        match post(&target.url, &body, timeout).await {
+        match post(&target.url, &body, timeout, tls.as_ref()).await {
             Ok(s) if (200..300).contains(&s) => return Ok(()),
             Ok(s) => last = format!("HTTP {s}"),
             Err(e) => last = e,
@@ -288,10 +356,10 @@ pub fn send_all(
             continue;
         }
         in_flight.fetch_add(1, Ordering::Relaxed);
-        let (n, metrics, timeout, retries) = (n.clone(), metrics.clone(), cfg.timeout, cfg.retries);
+        let (n, metrics, cfg) = (n.clone(), metrics.clone(), cfg.clone());
         let in_flight = in_flight.clone();
         tokio::spawn(async move {
-            let result = deliver(&target, &n, timeout, retries).await;
+            let result = deliver(&target, &n, &cfg).await;
             in_flight.fetch_sub(1, Ordering::Relaxed);
             match result {
                 Ok(()) => {
@@ -316,9 +384,9 @@ pub fn send_all(
 pub async fn deliver_all(cfg: &Webhooks, n: &Notification) -> Vec<(String, Result<(), String>)> {
     let mut set = tokio::task::JoinSet::new();
     for target in cfg.targets.clone() {
-        let (n, timeout, retries) = (n.clone(), cfg.timeout, cfg.retries);
+        let (n, cfg) = (n.clone(), cfg.clone());
         set.spawn(async move {
-            let r = deliver(&target, &n, timeout, retries).await;
+            let r = deliver(&target, &n, &cfg).await;
             (target.url.text, r)
         });
     }
@@ -469,6 +537,9 @@ mod tests {
             (u.host.as_str(), u.port, u.path.as_str()),
             ("hooks.example", 8080, "/services/T0/B0?x=1")
         );
+        let u = parse_url("https://hooks.slack.com/services/T/B/X").expect("https");
+        assert!(u.tls);
+        assert_eq!((u.host.as_str(), u.port), ("hooks.slack.com", 443));
         let u = parse_url("http://[::1]/hook").expect("v6");
         assert_eq!(
             (u.host.as_str(), u.port, u.path.as_str()),
@@ -476,8 +547,7 @@ mod tests {
         );
         assert_eq!(parse_url("http://h").expect("bare").path, "/");
         for (bad, why) in [
-            ("https://hooks.slack.com/x", "https is not supported"),
-            ("ftp://x/", "must start with http://"),
+            ("ftp://x/", "must start with http:// or https://"),
             ("http://u:p@h/", "user:password@"),
             ("http://h:0/", "port must be"),
             ("http://h:99999/", "port must be"),
