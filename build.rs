@@ -7,7 +7,12 @@ fn main() {
     // Where HEAD and the branch refs really are: `.git/…` in a clone, elsewhere in a `git
     // worktree` (there `.git` is a file, and a path that does not exist would make cargo rerun
     // this script, and rebuild the crate, on every build).
-    for (what, fallback) in [("HEAD", ".git/HEAD"), ("refs/heads", ".git/refs/heads")] {
+    // `packed-refs` too: `git gc` / `git pack-refs` moves the branch refs there.
+    for (what, fallback) in [
+        ("HEAD", ".git/HEAD"),
+        ("refs/heads", ".git/refs/heads"),
+        ("packed-refs", ".git/packed-refs"),
+    ] {
         let path = Command::new("git")
             .args(["rev-parse", "--git-path", what])
             .output()
@@ -17,7 +22,9 @@ fn main() {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| fallback.to_string());
-        println!("cargo:rerun-if-changed={path}");
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
     }
     let rev = std::env::var("CLUSTERREBOOTD_REVISION").ok().or_else(|| {
         Command::new("git")

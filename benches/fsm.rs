@@ -1,5 +1,6 @@
 //! Machine throughput: transitions per second, and journal replay (handle + compare) per second.
 //! Run: `cargo bench --bench fsm`; results are recorded in docs/PERFORMANCE.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use std::hint::black_box;
 

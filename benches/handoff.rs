@@ -2,6 +2,7 @@
 //! to the next waiter's "slot acquired". Run: `cargo bench --bench handoff`; the figures go to
 //! docs/PERFORMANCE.md. Also measures how many reads a waiter does while it waits (must not
 //! poll). Outside `cargo bench` (test mode, nextest listing) it does nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "../tests/support/etcd.rs"]
 mod etcd;

@@ -4,6 +4,7 @@
 //! machine and slot protocol over the in-memory etcd model and the invariants checked at every
 //! step, and counts one element per node reboot. A 50-node rollout with 5 slots is measured too.
 //! Run: `cargo bench --bench sim`; results are recorded in docs/PERFORMANCE.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,7 @@ fn rollout(nodes: usize, capacity: u32) -> SimSpec {
         record_journal: false,
         check_liveness: true,
         broken: None,
+        soak: None,
     }
 }
 

@@ -10,6 +10,7 @@
 //!   machine restored from a snapshot at any point continues identically.
 //!
 //! Failures shrink to a short list of `Action`s, printed with the step-by-step trace.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use std::collections::HashMap;
 
@@ -123,6 +124,7 @@ fn failure(effect: &Effect, v: u8) -> Option<Event> {
             gates: Gates {
                 kill_switch: v.is_multiple_of(2),
                 pause: (!v.is_multiple_of(2)).then(|| "ops".into()),
+                unknown: None,
             },
         },
         Effect::JoinQueue { id } => {
@@ -471,6 +473,7 @@ fn run(dry_run: bool, once: bool, actions: &[Action]) -> Result<(Vec<Input>, Vec
                     gates: Gates {
                         kill_switch: *brakes,
                         pause: None,
+                        unknown: None,
                     },
                 })
             }
@@ -479,6 +482,7 @@ fn run(dry_run: bool, once: bool, actions: &[Action]) -> Result<(Vec<Input>, Vec
                 gates: Gates {
                     kill_switch: false,
                     pause: on.then(|| "maintenance".into()),
+                    unknown: None,
                 },
             }),
             Action::Restart { new_boot } => {

@@ -1,5 +1,6 @@
 //! Bad storage never makes the daemon reboot, crash or lose the journal (SPEC §12.5): a full
 //! state directory, and a journal damaged in the middle.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "support/node.rs"]
 mod node;

@@ -8,6 +8,7 @@
 //!
 //! `cargo test --test chaos -- --nocapture scenario_01` prints the hand-off figures quoted in
 //! docs/PERFORMANCE.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "support/cluster.rs"]
 mod cluster;

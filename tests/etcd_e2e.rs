@@ -1,5 +1,6 @@
 //! Real daemons coordinating through a real etcd (issue #5 "done when"): two nodes that both
 //! need a reboot, one slot. The second reboots only after the first is back and healthy.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "support/etcd.rs"]
 mod etcd;
@@ -307,4 +308,92 @@ fn run_once_gives_up_after_the_go_lock_attempts() {
         1,
         "only the Go holder's key is left: {keys}"
     );
+    // Like Go, the pass leaves this node's cluster_health record behind (issue #14).
+    let (_, record) = e.etcdctl(
+        None,
+        &["get", "--print-value-only", "/e2e/cluster_health/node-a"],
+    );
+    assert!(
+        record.contains("\"node\":\"node-a\"") && record.contains("\"healthy\":true"),
+        "no cluster_health record after run --once: {record:?}"
+    );
+}
+
+/// Starts `etcdctl lock NAME` (the concurrency mutex recipe the Go daemon uses on the lock
+/// key); returns the child and a receiver of its stdout lines (the first one is printed when
+/// the mutex is acquired).
+fn etcdctl_lock(
+    e: &etcd::Etcd,
+    name: &str,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("etcdctl")
+        .arg(format!("--endpoints={}", e.endpoints().join(",")))
+        .args(["lock", name])
+        .env("ETCDCTL_API", "3")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("etcdctl lock");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Issue #14, mixed fleet: a Go-style mutex holder (`etcdctl lock` on the lock key) and this
+/// daemon exclude each other in both directions.
+#[test]
+fn an_etcdctl_lock_and_this_daemon_exclude_each_other() {
+    let e = etcd::Etcd::start(1);
+    let key = "/e2e/cluster/clusterrebootd/lock";
+    // 1. The mutex is held elsewhere: the daemon queues and does not reboot.
+    let (mut go, acquired) = etcdctl_lock(&e, key);
+    acquired
+        .recv_timeout(Duration::from_secs(20))
+        .expect("etcdctl lock acquires the free mutex");
+    let a = etcd_node("node-a", &e);
+    let mut da = a.start();
+    a.wait_for("node-a queued behind the mutex holder", 30, |n| {
+        n.state()["state"] == "Locking" && !n.state()["slot"]["queue_position"].is_null()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        a.read("reboots.log").is_empty(),
+        "rebooted while the mutex was held elsewhere"
+    );
+    // Released (etcdctl unlocks on SIGTERM): the daemon takes it and reboots.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(go.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal etcdctl");
+    let _ = go.wait();
+    a.wait_for("the reboot after the mutex was released", 30, |n| {
+        !n.read("reboots.log").is_empty()
+    });
+    a.wait_for("state Rebooting", 10, |n| n.state()["state"] == "Rebooting");
+
+    // 2. The daemon holds the slot through its reboot: the Go-style locker must wait.
+    let (mut go, acquired) = etcdctl_lock(&e, key);
+    assert!(
+        acquired.recv_timeout(Duration::from_secs(3)).is_err(),
+        "etcdctl lock acquired the mutex while the daemon held the slot"
+    );
+    let mut da = reboot(&a, &mut da, "boot-b");
+    a.wait_for("recovery to finish", 30, |n| n.state()["state"] == "Idle");
+    acquired
+        .recv_timeout(Duration::from_secs(30))
+        .expect("etcdctl lock acquires once the daemon released the slot");
+    let _ = go.kill();
+    let _ = go.wait();
+    assert_eq!(a.read("reboots.log").lines().count(), 1);
+    sigterm(&mut da);
 }

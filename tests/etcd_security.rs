@@ -2,6 +2,7 @@
 //! RBAC role scoped to the namespace prefix, and a real daemon doing a full reboot cycle under
 //! auth without ever writing its password anywhere. Every etcd call is bounded by a timeout, so
 //! a failure is an error, never a hang.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "support/etcd.rs"]
 mod etcd;

@@ -1,6 +1,7 @@
 //! `status --explain [--json]` against a real local-backend daemon: the blocking gate and its
 //! evidence come from the daemon's state file and journal; once the daemon is gone the command
 //! says so and falls back to the dry-run evaluation.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "support/node.rs"]
 mod node;

@@ -3,6 +3,7 @@
 //! disappears with its lease, `cluster status` shows the fleet table, the web page works in a
 //! real headless chromium (`scripts/install-deps` installs it), and webhooks reach local
 //! receivers (one of which hangs).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "support/browser.rs"]
 mod browser;

@@ -5,12 +5,13 @@
 //!
 //! `FSM_SPEC_PRINT=1 cargo test --test fsm_spec -- --nocapture` prints the observed table in
 //! spec syntax (for review when the machine changes on purpose).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use std::collections::BTreeMap;
 
 use clusterrebootd::fsm::answer;
-use clusterrebootd::fsm::spec::Spec;
 use clusterrebootd::fsm::*;
+use clusterrebootd::fsm_spec::Spec;
 
 const T0: Millis = 1_800_000_000_000;
 const DAY: Millis = 86_400_000;
@@ -164,6 +165,7 @@ fn positions() -> Vec<(&'static str, &'static str, At)> {
         gates: Gates {
             kill_switch: false,
             pause: Some("maintenance".into()),
+            unknown: None,
         },
     });
     vec![
@@ -261,6 +263,7 @@ fn samples(p: EffectId, boot: &str) -> Vec<(&'static str, &'static str, Millis, 
     let gates = |kill_switch| Gates {
         kill_switch,
         pause: None,
+        unknown: None,
     };
     let failed = || StepResult::Failed {
         detail: "boom".into(),
@@ -891,7 +894,7 @@ fn print_table(observed: &[(String, String, String, String, Observed)]) {
             .position(|n| n.as_str() == s)
             .unwrap_or(99)
     };
-    let event_idx = |e: &str| Event::NAMES.iter().position(|n| *n == e).unwrap_or(99);
+    let event_idx = |e: &str| Event::names().iter().position(|n| *n == e).unwrap_or(99);
     let mut names: BTreeMap<(usize, usize), (String, String)> = BTreeMap::new();
     for (state, at, event, guard, obs) in observed {
         let (si, ei) = (state_idx(state), event_idx(event));

@@ -1,5 +1,6 @@
 //! Lost state and hostile input on a real etcd with real daemons (issue #20): nothing others
 //! write, and nothing we lose, unlocks a reboot.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "support/etcd.rs"]
 mod etcd;
@@ -259,8 +260,9 @@ fn a_foreign_queue_entry_is_removed_by_the_command_explain_names() {
     );
     let a = etcd_node("node-a", &e, "");
     let mut d = a.start();
+    // Queued behind it (not merely in Locking: the queue answer may still be on its way).
     a.wait_for("the wait behind the foreign entry", 20, |n| {
-        n.state()["state"] == "Locking"
+        n.state()["state"] == "Locking" && !n.state()["slot"]["queue_position"].is_null()
     });
     let (_, out, err) = a.once(&["status", "--explain"]);
     let cmd = "clusterrebootd cluster forget --key 0bad";

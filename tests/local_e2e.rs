@@ -2,6 +2,7 @@
 //! command and a fake boot id file. The "reboot" is simulated: the fake command records the
 //! request, the test stops the daemon with SIGTERM (as systemd would), writes a new boot id,
 //! removes the reboot-required marker and starts the daemon again.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "support/node.rs"]
 mod node;
@@ -205,7 +206,10 @@ fn dry_run_daemon_keeps_running_and_logs_what_it_would_do() {
     let n = Node::new("dry_run: true\nhealth_publish_interval_sec: 1\nhealth_stale_after_sec: 5\n");
     let mut daemon = n.start();
     n.wait_for("two dry-run passes", 30, |n| {
-        n.read("daemon.log").matches("would reboot").count() >= 2
+        n.read("daemon.log")
+            .matches(r#""event":"dry_run_reboot""#)
+            .count()
+            >= 2
     });
     // The heartbeat runs the health script on its own schedule and publishes the result.
     n.wait_for("two heartbeats", 10, |n| {
@@ -221,6 +225,19 @@ fn dry_run_daemon_keeps_running_and_logs_what_it_would_do() {
     );
     assert!(n.read("reboots.log").is_empty());
     assert_eq!(sigterm(&mut daemon), 0);
+    // Logged once per dry-run reboot, never twice (it was, by the driver and the adapter).
+    let logged = n
+        .read("daemon.log")
+        .matches(r#""event":"dry_run_reboot""#)
+        .count();
+    let decided = n
+        .read("state/journal.jsonl")
+        .matches(r#""type":"execute_reboot""#)
+        .count();
+    assert!(
+        logged >= 2 && logged <= decided,
+        "{logged} logs, {decided} decisions"
+    );
 }
 
 #[test]

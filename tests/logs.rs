@@ -1,4 +1,5 @@
 //! Log output of the real binary: Go-format JSON lines on stderr, and no secrets anywhere.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "support/node.rs"]
 mod node;

@@ -1,5 +1,6 @@
 //! What an operator touches (issue #6): SIGHUP reload (valid and invalid), systemd notify
 //! messages, and the /metrics endpoint of a running daemon.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "support/node.rs"]
 mod node;
@@ -134,6 +135,9 @@ fn metrics_after_a_cycle_and_only_on_slash_metrics() {
         "clusterrebootd_window_evaluations_total{result=\"allowed\"} 3",
         // Go's label value for an acquired lock (issue #14).
         "clusterrebootd_lock_attempts_total{result=\"success\"} 1",
+        // The record each health gate publishes, counted as Go does (issue #14).
+        "clusterrebootd_cluster_health_updates_total{phase=\"pre-lock\",result=\"success\",status=\"healthy\"} 1",
+        "clusterrebootd_cluster_health_updates_total{phase=\"post-lock\",result=\"success\",status=\"healthy\"} 1",
     ] {
         assert!(body.contains(needle), "missing {needle:?} in\n{body}");
     }
@@ -147,6 +151,21 @@ fn metrics_after_a_cycle_and_only_on_slash_metrics() {
     assert!(body.contains("<td>node-1</td>"), "{body}");
     let (head, _) = scrape(port, "/elsewhere");
     assert!(head.contains(" 404"), "{head}");
+    sigterm(&mut daemon);
+
+    // The "reboot": a new process on a new boot recovers and measures the reboot from the
+    // journaled issue time (issue #12: it used to read a 20-record tail, lost after a restart).
+    std::fs::write(n.path("boot_id"), "boot-b\n").expect("boot id");
+    std::fs::remove_file(n.path("reboot-required")).expect("marker");
+    let mut daemon = n.start();
+    n.wait_for("Idle after recovery", 30, |n| {
+        n.state()["state"] == "Idle" && !n.path("state/slot.json").exists()
+    });
+    let (_, body) = scrape(port, "/metrics");
+    assert!(
+        body.contains("clusterrebootd_reboot_duration_seconds_count{unit=\"seconds\"} 1"),
+        "{body}"
+    );
     sigterm(&mut daemon);
 }
 

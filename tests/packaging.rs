@@ -9,6 +9,7 @@
 //!
 //! Needs root, systemd-nspawn, debootstrap, dpkg-deb, rpm and the cargo packagers
 //! (`scripts/install-deps` installs them); without them every test prints why and skips.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "support/etcd.rs"]
 mod etcd;

@@ -4,6 +4,7 @@
 //!
 //! `CLUSTERREBOOTD_SIM_SEED=S` re-runs one seed alone and prints its event log;
 //! `CLUSTERREBOOTD_SIM_SEEDS=N` changes how many seeds the sweep runs (default 10 000).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use std::time::{Duration, Instant};
 

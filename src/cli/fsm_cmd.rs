@@ -1,7 +1,7 @@
 //! `fsm --format mermaid|dot|json`: the machine as drawn from `fsm-spec/machine.yaml`.
 
 use crate::exit::Exit;
-use crate::fsm::spec::Spec;
+use crate::fsm_spec::Spec;
 
 /// Output formats of `fsm`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

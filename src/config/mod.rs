@@ -6,6 +6,7 @@
 
 pub mod decode;
 pub mod error;
+pub mod fsm;
 pub mod load;
 pub mod raw;
 pub mod settings;

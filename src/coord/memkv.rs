@@ -67,6 +67,19 @@ struct Lease {
     keys: BTreeSet<String>,
 }
 
+/// Sizes of the store's collections ([`MemKv::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemKvStats {
+    /// Live keys.
+    pub keys: usize,
+    /// Live leases.
+    pub leases: usize,
+    /// Open watches (the store's side; a dropped stream is noticed at its next event).
+    pub watchers: usize,
+    /// Revisions of history kept for watches.
+    pub history: usize,
+}
+
 /// One batch queued for a watcher: when to deliver it, and the events.
 type Batch = (Instant, Vec<WatchEvent>);
 
@@ -181,7 +194,13 @@ impl State {
         }
         self.revision = rev;
         let deliver_at = now + self.watch_delay;
+        // A watch whose stream was dropped (its forwarding task ended) goes at the next write,
+        // whatever its prefix: pruning only those that failed a send kept every dead watch on
+        // a key that never changes (the soak found one per daemon incarnation, issue #20).
         self.watchers.retain(|w| {
+            if w.queue.is_closed() {
+                return false;
+            }
             let batch = matching(&events, &w.prefix);
             batch.is_empty() || w.queue.send((deliver_at, batch)).is_ok()
         });
@@ -403,6 +422,17 @@ impl MemKv {
     /// The current store revision, for invariant checks and determinism comparisons.
     pub fn revision(&self) -> Revision {
         self.state().revision
+    }
+
+    /// How much the store holds, so a long simulation (the soak) can show it stays bounded.
+    pub fn stats(&self) -> MemKvStats {
+        let state = self.state();
+        MemKvStats {
+            keys: state.keys.len(),
+            leases: state.leases.len(),
+            watchers: state.watchers.len(),
+            history: state.history.len(),
+        }
     }
 
     /// Grants a lease (synchronous part of [`Kv::lease_grant`]); the caller spawns its timer.
@@ -968,6 +998,20 @@ mod tests {
         assert!(!r.succeeded);
         assert_eq!(keys(&kv.dump()), ["b"], "the failed txn wrote nothing");
         assert_eq!(kv.revision(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_watch_leaves_the_store_at_the_next_write() {
+        let kv = MemKv::new();
+        let quiet = kv.watch("never-written/", 0).await.unwrap();
+        let busy = kv.watch("p/", 0).await.unwrap();
+        assert_eq!(kv.stats().watchers, 2);
+        drop(quiet);
+        drop(busy);
+        // Let the forwarding tasks notice their receivers are gone.
+        tokio::task::yield_now().await;
+        kv.put("other", vec![], 0).await.unwrap();
+        assert_eq!(kv.stats().watchers, 0, "dead watches kept");
     }
 
     #[tokio::test]

@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use crate::config::Policies;
 use crate::coord::HealthRecord;
-use crate::fsm::PolicyVerdict;
+use crate::fsm::BlockKind::*;
+use crate::fsm::{BlockReason, PolicyVerdict};
 
 /// A peer's reboot-in-progress marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +67,8 @@ pub fn evaluate(
     let holds = |n: &str| facts.holders.iter().any(|h| h == n);
     let mut unplanned = Vec::new();
     let mut planned = Vec::new();
+    // Nodes a planned-downtime reason already names.
+    let mut named_planned: BTreeSet<&str> = BTreeSet::new();
     // Nodes counted down because of planned downtime (slot holders).
     let mut down_planned: BTreeSet<&str> = BTreeSet::new();
     for h in facts.ahead.iter().filter(|h| h.as_str() != me) {
@@ -82,12 +85,16 @@ pub fn evaluate(
             .unwrap_or_default();
         if holds(&p.node) {
             down_planned.insert(p.node.as_str());
-            planned.push(format!("{} is rebooting and holds a slot{since}", p.node));
+            named_planned.insert(p.node.as_str());
+            planned.push(BlockReason::new(
+                PlannedDowntime,
+                format!("{} is rebooting and holds a slot{since}", p.node),
+            ));
         } else {
-            unplanned.push(format!(
+            unplanned.push(BlockReason::new(RebootInProgress, format!(
                 "reboot in progress on {}{since} without a slot: it rebooted and has not come back healthy (run `clusterrebootd cluster forget {}` if it never will)",
                 p.node, p.node
-            ));
+            )));
         }
     }
 
@@ -113,7 +120,11 @@ pub fn evaluate(
             if holds(node) {
                 // A holder going down or coming back: planned downtime.
                 if down_planned.insert(node) {
-                    planned.push(format!("{node} holds a slot and reports unhealthy"));
+                    named_planned.insert(node);
+                    planned.push(BlockReason::new(
+                        PlannedDowntime,
+                        format!("{node} holds a slot and reports unhealthy"),
+                    ));
                 }
                 continue;
             }
@@ -153,40 +164,52 @@ pub fn evaluate(
     let total = 1 + members.len() as u64;
 
     if !unhealthy.is_empty() {
-        unplanned.push(format!(
-            "cluster health blocked by unhealthy nodes: {}",
-            unhealthy.join(", ")
+        unplanned.push(BlockReason::new(
+            UnhealthyPeers,
+            format!(
+                "cluster health blocked by unhealthy nodes: {}",
+                unhealthy.join(", ")
+            ),
         ));
     }
     let thresholds = policies.min_healthy_absolute > 0 || policies.min_healthy_fraction > 0.0;
     let mut counted = Vec::new();
     if thresholds && !stale.is_empty() {
-        counted.push(format!(
-            "stale health records not counted healthy: {}",
-            stale.join(", ")
+        counted.push(BlockReason::new(
+            StaleRecords,
+            format!(
+                "stale health records not counted healthy: {}",
+                stale.join(", ")
+            ),
         ));
     }
     if thresholds && !unreadable.is_empty() {
-        counted.push(format!(
-            "unreadable health records not counted healthy: {}",
-            unreadable.join(", ")
+        counted.push(BlockReason::new(
+            UnreadableRecords,
+            format!(
+                "unreadable health records not counted healthy: {}",
+                unreadable.join(", ")
+            ),
         ));
     }
     let shortfall = |healthy: u64, healthy_non_fallback: u64| {
         let mut r = Vec::new();
         if healthy < policies.min_healthy_absolute {
-            r.push(format!(
-                "healthy nodes {healthy} below minimum {} (this node counts as down)",
-                policies.min_healthy_absolute
+            r.push(BlockReason::new(
+                TooFewHealthy,
+                format!(
+                    "healthy nodes {healthy} below minimum {} (this node counts as down)",
+                    policies.min_healthy_absolute
+                ),
             ));
         }
         if policies.min_healthy_fraction > 0.0 {
             let required = (policies.min_healthy_fraction * total as f64).ceil() as u64;
             if healthy < required {
-                r.push(format!(
+                r.push(BlockReason::new(TooFewHealthy, format!(
                     "healthy nodes {healthy} below {:.2} requirement ({required} of {total}; this node counts as down)",
                     policies.min_healthy_fraction
-                ));
+                )));
             }
         }
         if policies.forbid_if_only_fallback_left
@@ -194,7 +217,10 @@ pub fn evaluate(
             && healthy > 0
             && healthy_non_fallback == 0
         {
-            r.push("only fallback nodes would remain healthy".to_string());
+            r.push(BlockReason::new(
+                OnlyFallbackLeft,
+                "only fallback nodes would remain healthy",
+            ));
         }
         r
     };
@@ -214,9 +240,10 @@ pub fn evaluate(
     let back_non_fallback = down_planned.iter().filter(|n| !is_fallback(n)).count() as u64;
     let mut reasons = planned;
     for n in &down_planned {
-        if !reasons.iter().any(|r| r.starts_with(&format!("{n} "))) {
-            reasons.push(format!(
-                "{n} holds a slot ahead of this node (counted as down)"
+        if !named_planned.contains(n) {
+            reasons.push(BlockReason::new(
+                PlannedDowntime,
+                format!("{n} holds a slot ahead of this node (counted as down)"),
             ));
         }
     }
@@ -291,19 +318,54 @@ mod tests {
 
     fn reasons(v: PolicyVerdict) -> Vec<String> {
         match v {
-            PolicyVerdict::Blocked { reasons } => reasons,
+            PolicyVerdict::Blocked { reasons } => BlockReason::texts(&reasons),
             other => panic!("expected blocked, got {other:?}"),
         }
     }
 
     fn held_back(v: PolicyVerdict) -> Vec<String> {
         match v {
-            PolicyVerdict::HeldBack { reasons } => reasons,
+            PolicyVerdict::HeldBack { reasons } => BlockReason::texts(&reasons),
             other => panic!("expected held back, got {other:?}"),
         }
     }
 
     const STALE: Duration = Duration::from_secs(60);
+
+    /// Every reason carries the kind `status --explain` acts on (issue #12).
+    #[test]
+    fn every_reason_is_classified() {
+        let kinds = |v: PolicyVerdict| -> Vec<crate::fsm::BlockKind> {
+            match v {
+                PolicyVerdict::Blocked { reasons } | PolicyVerdict::HeldBack { reasons } => {
+                    reasons.iter().map(|r| r.kind).collect()
+                }
+                other => panic!("expected a block, got {other:?}"),
+            }
+        };
+        let mut f = facts(&[rec("a", false, 5), rec("b", true, 500), rec("c", true, 5)]);
+        f.in_progress = vec![marker("d")];
+        f.unreadable = vec![("e".into(), "not JSON".into())];
+        assert_eq!(
+            kinds(eval(&f, &pol(3, 0.0, &[]))),
+            [
+                RebootInProgress,
+                UnhealthyPeers,
+                StaleRecords,
+                UnreadableRecords,
+                TooFewHealthy
+            ]
+        );
+        let mut f = facts(&[rec("a", true, 5), rec("b", true, 5)]);
+        f.in_progress = vec![marker("b")];
+        f.holders = names(&["b"]);
+        assert_eq!(
+            kinds(eval(&f, &pol(2, 0.0, &[]))),
+            [PlannedDowntime, TooFewHealthy]
+        );
+        let f = facts(&[rec("a", true, 5)]);
+        assert_eq!(kinds(eval(&f, &pol(0, 0.0, &["a"]))), [OnlyFallbackLeft]);
+    }
 
     #[test]
     fn all_healthy_passes() {

@@ -69,13 +69,18 @@ pub async fn move_lease<C: Coordinator>(
 }
 
 /// The brakes now: the kill switch as sampled by the caller, the pause from coordination (an
-/// unreadable pause counts as paused).
+/// unreadable pause is `unknown`: no reboot starts under it, but it is reported as the etcd
+/// problem it is, not as an operator's pause).
 pub async fn gates<C: Coordinator>(coord: &C, kill_switch: bool) -> Gates {
-    let pause = match coord.pause().await {
-        Ok(p) => p,
-        Err(e) => Some(format!("pause state unknown: {e}")),
+    let (pause, unknown) = match coord.pause().await {
+        Ok(p) => (p, None),
+        Err(e) => (None, Some(format!("cannot read the pause key: {e}"))),
     };
-    Gates { kill_switch, pause }
+    Gates {
+        kill_switch,
+        pause,
+        unknown,
+    }
 }
 
 /// `JoinQueue`: waits for a slot, passing every queue change to `send` as `SlotQueued`, then

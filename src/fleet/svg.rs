@@ -49,7 +49,7 @@ fn clip(from: (f64, f64), to: (f64, f64)) -> (f64, f64) {
 /// The distinct (from, to) pairs of the shipped transition table between two different
 /// states; empty when the spec cannot be loaded (the boxes are still drawn).
 pub fn edges() -> Vec<(StateName, StateName)> {
-    let Ok(spec) = crate::fsm::spec::Spec::load() else {
+    let Ok(spec) = crate::fsm_spec::Spec::load() else {
         return Vec::new();
     };
     let name = |n: &str| StateName::ALL.into_iter().find(|s| s.as_str() == n);

@@ -2,15 +2,15 @@
 //! when it changed (only then is it written).
 //!
 //! The blocking gate and its plain-words reason come from the same code as `status --explain`
-//! ([`crate::cli::explain::explain`] over the state file and the journal tail), so the fleet
+//! ([`crate::explain::explain`] over the state file and the journal tail), so the fleet
 //! view and the per-node explanation never disagree.
 
 use std::path::PathBuf;
 
 use super::{LastReboot, NodeState, SCHEMA_VERSION, Waiting};
 use crate::adapters::boot::{POST_REBOOT_MARKER, PostRebootMarker};
-use crate::cli::explain;
 use crate::driver::state_file::StateFile;
+use crate::explain;
 use crate::fsm::record::Record;
 use crate::fsm::{DetectorResult, Event, StateName, Step};
 
@@ -257,7 +257,7 @@ mod tests {
         let killed = Event::Tick {
             gates: Gates {
                 kill_switch: true,
-                pause: None,
+                ..Gates::default()
             },
         };
         let blocked = step(

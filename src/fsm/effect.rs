@@ -45,8 +45,8 @@ pub enum Effect {
     PublishHealth {
         /// Healthy or not.
         healthy: bool,
-        /// Stage label (`pre-lock`, `post-lock`, `post-reboot`).
-        stage: String,
+        /// The gate it was checked at (`pre-lock`, `post-lock`, `post-reboot` in the record).
+        stage: Phase,
         /// Why.
         reason: String,
     },

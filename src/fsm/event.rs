@@ -174,58 +174,94 @@ pub enum Event {
     },
 }
 
+/// Declares [`EventKind`] with one variant per [`Event`] variant, its names and `ALL`.
+macro_rules! event_kinds {
+    ($($kind:ident),* $(,)?) => {
+        /// The kind of an [`Event`] without its data: what a pending request waits for, typed,
+        /// so that answers are paired with requests by the compiler rather than by strings.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventKind {
+            $(
+                #[doc = concat!("[`Event::", stringify!($kind), "`].")]
+                $kind,
+            )*
+        }
+
+        impl EventKind {
+            /// Every kind, in declaration order (the spec must list exactly these).
+            pub const ALL: &'static [EventKind] = &[$(EventKind::$kind),*];
+
+            /// The kind's name (spec tables, logs, metrics labels).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EventKind::$kind => stringify!($kind),)*
+                }
+            }
+        }
+    };
+}
+
+event_kinds!(
+    Started,
+    ConfigReloaded,
+    Tick,
+    GatesObserved,
+    DetectorsEvaluated,
+    WindowEvaluated,
+    ClusterHealthEvaluated,
+    HealthChecked,
+    SlotQueued,
+    SlotAcquired,
+    SlotUnavailable,
+    SlotLost,
+    CooldownRead,
+    RebootLeaseMoved,
+    HooksRan,
+    RebootCommandFinished,
+    RebootLeaseReattached,
+    EffectTimedOut,
+    ShutdownRequested,
+    ClusterChanged,
+    UnfinishedRebootFound,
+);
+
 impl Event {
-    /// Short name of the variant (spec tables, logs, metrics labels).
-    pub fn name(&self) -> &'static str {
+    /// The variant's kind.
+    pub fn kind(&self) -> EventKind {
         match self {
-            Event::Started { .. } => "Started",
-            Event::ConfigReloaded { .. } => "ConfigReloaded",
-            Event::Tick { .. } => "Tick",
-            Event::GatesObserved { .. } => "GatesObserved",
-            Event::DetectorsEvaluated { .. } => "DetectorsEvaluated",
-            Event::WindowEvaluated { .. } => "WindowEvaluated",
-            Event::ClusterHealthEvaluated { .. } => "ClusterHealthEvaluated",
-            Event::HealthChecked { .. } => "HealthChecked",
-            Event::SlotQueued { .. } => "SlotQueued",
-            Event::SlotAcquired { .. } => "SlotAcquired",
-            Event::SlotUnavailable { .. } => "SlotUnavailable",
-            Event::SlotLost { .. } => "SlotLost",
-            Event::CooldownRead { .. } => "CooldownRead",
-            Event::RebootLeaseMoved { .. } => "RebootLeaseMoved",
-            Event::HooksRan { .. } => "HooksRan",
-            Event::RebootCommandFinished { .. } => "RebootCommandFinished",
-            Event::RebootLeaseReattached { .. } => "RebootLeaseReattached",
-            Event::EffectTimedOut { .. } => "EffectTimedOut",
-            Event::ShutdownRequested => "ShutdownRequested",
-            Event::ClusterChanged { .. } => "ClusterChanged",
-            Event::UnfinishedRebootFound { .. } => "UnfinishedRebootFound",
+            Event::Started { .. } => EventKind::Started,
+            Event::ConfigReloaded { .. } => EventKind::ConfigReloaded,
+            Event::Tick { .. } => EventKind::Tick,
+            Event::GatesObserved { .. } => EventKind::GatesObserved,
+            Event::DetectorsEvaluated { .. } => EventKind::DetectorsEvaluated,
+            Event::WindowEvaluated { .. } => EventKind::WindowEvaluated,
+            Event::ClusterHealthEvaluated { .. } => EventKind::ClusterHealthEvaluated,
+            Event::HealthChecked { .. } => EventKind::HealthChecked,
+            Event::SlotQueued { .. } => EventKind::SlotQueued,
+            Event::SlotAcquired { .. } => EventKind::SlotAcquired,
+            Event::SlotUnavailable { .. } => EventKind::SlotUnavailable,
+            Event::SlotLost { .. } => EventKind::SlotLost,
+            Event::CooldownRead { .. } => EventKind::CooldownRead,
+            Event::RebootLeaseMoved { .. } => EventKind::RebootLeaseMoved,
+            Event::HooksRan { .. } => EventKind::HooksRan,
+            Event::RebootCommandFinished { .. } => EventKind::RebootCommandFinished,
+            Event::RebootLeaseReattached { .. } => EventKind::RebootLeaseReattached,
+            Event::EffectTimedOut { .. } => EventKind::EffectTimedOut,
+            Event::ShutdownRequested => EventKind::ShutdownRequested,
+            Event::ClusterChanged { .. } => EventKind::ClusterChanged,
+            Event::UnfinishedRebootFound { .. } => EventKind::UnfinishedRebootFound,
         }
     }
 
+    /// Short name of the variant (spec tables, logs, metrics labels).
+    pub fn name(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
     /// Every variant name, in declaration order (the spec must list exactly these).
-    pub const NAMES: [&'static str; 21] = [
-        "Started",
-        "ConfigReloaded",
-        "Tick",
-        "GatesObserved",
-        "DetectorsEvaluated",
-        "WindowEvaluated",
-        "ClusterHealthEvaluated",
-        "HealthChecked",
-        "SlotQueued",
-        "SlotAcquired",
-        "SlotUnavailable",
-        "SlotLost",
-        "CooldownRead",
-        "RebootLeaseMoved",
-        "HooksRan",
-        "RebootCommandFinished",
-        "RebootLeaseReattached",
-        "EffectTimedOut",
-        "ShutdownRequested",
-        "ClusterChanged",
-        "UnfinishedRebootFound",
-    ];
+    pub fn names() -> Vec<&'static str> {
+        EventKind::ALL.iter().map(|k| k.as_str()).collect()
+    }
 
     /// The request this event answers, if it answers one.
     pub fn answers(&self) -> Option<EffectId> {
@@ -298,6 +334,93 @@ pub enum WindowVerdict {
     },
 }
 
+/// What kind of fact a policy reason is about: what `status --explain`, the fleet view and
+/// notifications act on (what would unblock it), so that no module decides on English text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockKind {
+    /// A slot holder's reboot or recovery: planned downtime the node queues behind.
+    PlannedDowntime,
+    /// A peer's reboot marker without a slot: it rebooted and has not come back healthy.
+    RebootInProgress,
+    /// Peers report unhealthy.
+    UnhealthyPeers,
+    /// Peers' records are too old to count as healthy.
+    StaleRecords,
+    /// Peers' records cannot be decoded.
+    UnreadableRecords,
+    /// Fewer healthy nodes than `min_healthy_absolute` / `min_healthy_fraction` allow.
+    TooFewHealthy,
+    /// Only `fallback_nodes` would remain healthy.
+    OnlyFallbackLeft,
+    /// Not classified (records written before reasons were typed).
+    Other,
+}
+
+/// One reason a cluster policy blocks: its kind and the operator's words for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "BlockReasonRepr")]
+pub struct BlockReason {
+    /// What it is about.
+    pub kind: BlockKind,
+    /// Plain words, with the nodes and numbers involved.
+    pub text: String,
+}
+
+impl BlockReason {
+    /// A reason of `kind`.
+    pub fn new(kind: BlockKind, text: impl Into<String>) -> BlockReason {
+        BlockReason {
+            kind,
+            text: text.into(),
+        }
+    }
+
+    /// The texts of `reasons` (Go's report and JSON evidence carry the words only).
+    pub fn texts(reasons: &[BlockReason]) -> Vec<String> {
+        reasons.iter().map(|r| r.text.clone()).collect()
+    }
+}
+
+/// Journals written before reasons were typed hold plain strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BlockReasonRepr {
+    Typed { kind: BlockKind, text: String },
+    Text(String),
+}
+
+impl From<BlockReasonRepr> for BlockReason {
+    fn from(r: BlockReasonRepr) -> BlockReason {
+        match r {
+            BlockReasonRepr::Typed { kind, text } => BlockReason { kind, text },
+            BlockReasonRepr::Text(text) => BlockReason {
+                kind: BlockKind::Other,
+                text,
+            },
+        }
+    }
+}
+
+/// Tests and old call sites build unclassified reasons from text.
+impl From<&str> for BlockReason {
+    fn from(text: &str) -> BlockReason {
+        BlockReason::new(BlockKind::Other, text)
+    }
+}
+
+impl std::borrow::Borrow<str> for BlockReason {
+    fn borrow(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Display for BlockReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// Cluster-health policy verdict (SPEC §6.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
@@ -306,14 +429,14 @@ pub enum PolicyVerdict {
     Pass,
     /// At least one policy blocks; every reason named.
     Blocked {
-        /// Human-readable reasons.
-        reasons: Vec<String>,
+        /// Every reason, typed.
+        reasons: Vec<BlockReason>,
     },
     /// The thresholds fail only because of slot holders' planned downtime (SPEC §6.3): the
     /// node queues behind them (or, under the slot, keeps its entry) and waits for a release.
     HeldBack {
-        /// Human-readable reasons (the holders and the thresholds they break).
-        reasons: Vec<String>,
+        /// The holders and the thresholds they break.
+        reasons: Vec<BlockReason>,
     },
     /// The registry could not be read (fails closed).
     Error {

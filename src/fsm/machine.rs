@@ -202,12 +202,30 @@ enum Next {
     At(Millis),
 }
 
+/// How a pass ends: with an outcome (which implies its exit code), or with an exit code and no
+/// outcome (errors that are not a decision: a detector failed, a timeout outside the gates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PassEnd {
+    Outcome(Outcome),
+    Exit(Exit),
+}
+
+/// How a pass ends on gates that block a reboot: an operator's brake is `kill_switch_active`;
+/// a pause that cannot be read is an etcd problem, `lock_unavailable` (issue #14).
+fn gates_end(gates: &Gates) -> PassEnd {
+    if gates.active() {
+        PassEnd::Outcome(Outcome::KillSwitchActive)
+    } else {
+        PassEnd::Outcome(Outcome::LockUnavailable)
+    }
+}
+
 /// Whether `input` answers the pending request with one of the `expected` event kinds (or
 /// reports its timeout). An answer of the wrong kind, or to an older request, is not accepted.
-fn fits(input: &Input, pending: EffectId, expected: &[&str]) -> bool {
+fn fits(input: &Input, pending: EffectId, expected: &[EventKind]) -> bool {
     input.event.answers() == Some(pending)
         && (matches!(input.event, Event::EffectTimedOut { .. })
-            || expected.contains(&input.event.name()))
+            || expected.contains(&input.event.kind()))
 }
 
 #[state_machine(
@@ -299,8 +317,7 @@ impl Core {
                     self.end_pass(
                         context,
                         event,
-                        Some(Outcome::KillSwitchActive),
-                        None,
+                        PassEnd::Outcome(Outcome::KillSwitchActive),
                         why,
                         Next::Interval,
                     );
@@ -344,7 +361,7 @@ impl Core {
         context: &mut Ctx,
         event: &Input,
     ) -> Flow<State> {
-        if !fits(event, *pending, &["DetectorsEvaluated"]) {
+        if !fits(event, *pending, &[EventKind::DetectorsEvaluated]) {
             return Super;
         }
         match &event.event {
@@ -359,8 +376,7 @@ impl Core {
                     self.stop(
                         context,
                         event,
-                        None,
-                        Some(Exit::Runtime),
+                        PassEnd::Exit(Exit::Runtime),
                         why,
                         Next::Interval,
                     )
@@ -372,16 +388,14 @@ impl Core {
                 DetectorResult::NotRequired => self.stop(
                     context,
                     event,
-                    Some(Outcome::NoAction),
-                    None,
+                    PassEnd::Outcome(Outcome::NoAction),
                     "no reboot required".into(),
                     Next::Interval,
                 ),
                 DetectorResult::Error { detail } => self.stop(
                     context,
                     event,
-                    None,
-                    Some(Exit::DetectorError),
+                    PassEnd::Exit(Exit::DetectorError),
                     format!("detector error: {detail}"),
                     Next::Backoff,
                 ),
@@ -389,8 +403,7 @@ impl Core {
             Event::EffectTimedOut { .. } => self.stop(
                 context,
                 event,
-                None,
-                Some(Exit::DetectorError),
+                PassEnd::Exit(Exit::DetectorError),
                 "detectors timed out".into(),
                 Next::Backoff,
             ),
@@ -416,7 +429,7 @@ impl Core {
         context: &mut Ctx,
         event: &Input,
     ) -> Flow<State> {
-        if !fits(event, *pending, &["WindowEvaluated"]) {
+        if !fits(event, *pending, &[EventKind::WindowEvaluated]) {
             return Super;
         }
         match &event.event {
@@ -445,14 +458,19 @@ impl Core {
                         Some(t) => format!("{reason}; next opening {}", fmt_ms(*t)),
                         None => format!("{reason}; no opening within 8 days"),
                     };
-                    self.stop(context, event, Some(*outcome), None, why, Next::At(at))
+                    self.stop(
+                        context,
+                        event,
+                        PassEnd::Outcome(*outcome),
+                        why,
+                        Next::At(at),
+                    )
                 }
             },
             Event::EffectTimedOut { .. } => self.stop(
                 context,
                 event,
-                None,
-                Some(Exit::Runtime),
+                PassEnd::Exit(Exit::Runtime),
                 "window evaluation timed out".into(),
                 Next::Backoff,
             ),
@@ -476,7 +494,7 @@ impl Core {
         context: &mut Ctx,
         event: &Input,
     ) -> Flow<State> {
-        if !fits(event, *pending, &[pre_expects(*step)]) {
+        if !fits(event, *pending, pre_expects(*step)) {
             return Super;
         }
         match &event.event {
@@ -510,8 +528,7 @@ impl Core {
                     self.stop(
                         context,
                         event,
-                        Some(Outcome::HealthBlocked),
-                        None,
+                        PassEnd::Outcome(Outcome::HealthBlocked),
                         why,
                         Next::Backoff,
                     )
@@ -521,8 +538,7 @@ impl Core {
                     self.stop(
                         context,
                         event,
-                        Some(Outcome::HealthBlocked),
-                        None,
+                        PassEnd::Outcome(Outcome::HealthBlocked),
                         why,
                         Next::Backoff,
                     )
@@ -540,8 +556,7 @@ impl Core {
                     Some(why) => self.stop(
                         context,
                         event,
-                        Some(Outcome::HealthBlocked),
-                        None,
+                        PassEnd::Outcome(Outcome::HealthBlocked),
                         why,
                         Next::Backoff,
                     ),
@@ -557,8 +572,7 @@ impl Core {
                     self.stop(
                         context,
                         event,
-                        Some(Outcome::CooldownActive),
-                        None,
+                        PassEnd::Outcome(Outcome::CooldownActive),
                         why,
                         Next::At(*until),
                     )
@@ -586,8 +600,7 @@ impl Core {
                 self.stop(
                     context,
                     event,
-                    Some(Outcome::HealthBlocked),
-                    None,
+                    PassEnd::Outcome(Outcome::HealthBlocked),
                     why.into(),
                     Next::Backoff,
                 )
@@ -636,8 +649,7 @@ impl Core {
                 self.stop(
                     context,
                     event,
-                    Some(Outcome::LockUnavailable),
-                    None,
+                    PassEnd::Outcome(Outcome::LockUnavailable),
                     why,
                     Next::Backoff,
                 )
@@ -658,8 +670,7 @@ impl Core {
                 self.stop(
                     context,
                     event,
-                    Some(Outcome::KillSwitchActive),
-                    None,
+                    PassEnd::Outcome(Outcome::KillSwitchActive),
                     why,
                     Next::Interval,
                 )
@@ -709,8 +720,7 @@ impl Core {
                     return self.stop(
                         context,
                         event,
-                        Some(Outcome::LockUnavailable),
-                        None,
+                        PassEnd::Outcome(Outcome::LockUnavailable),
                         why,
                         Next::Interval,
                     );
@@ -719,7 +729,13 @@ impl Core {
                     && now >= at
                 {
                     let why = "maintenance window closed while waiting for a slot".to_string();
-                    return self.stop(context, event, Some(outcome), None, why, Next::Interval);
+                    return self.stop(
+                        context,
+                        event,
+                        PassEnd::Outcome(outcome),
+                        why,
+                        Next::Interval,
+                    );
                 }
                 if let Some(at) = self.locking_wakeup(*deadline) {
                     context.push(Effect::ScheduleTick { at });
@@ -730,7 +746,11 @@ impl Core {
             _ if !fits(
                 event,
                 *pending,
-                &["SlotQueued", "SlotAcquired", "SlotUnavailable"],
+                &[
+                    EventKind::SlotQueued,
+                    EventKind::SlotAcquired,
+                    EventKind::SlotUnavailable,
+                ],
             ) =>
             {
                 Super
@@ -767,8 +787,7 @@ impl Core {
                 self.stop(
                     context,
                     event,
-                    Some(Outcome::LockUnavailable),
-                    None,
+                    PassEnd::Outcome(Outcome::LockUnavailable),
                     why,
                     Next::Backoff,
                 )
@@ -776,8 +795,7 @@ impl Core {
             Event::EffectTimedOut { .. } => self.stop(
                 context,
                 event,
-                Some(Outcome::LockUnavailable),
-                None,
+                PassEnd::Outcome(Outcome::LockUnavailable),
                 "slot queue request timed out".into(),
                 Next::Backoff,
             ),
@@ -820,7 +838,13 @@ impl Core {
                 let why =
                     "maintenance window closed while waiting under the slot for other holders"
                         .to_string();
-                return self.stop(context, event, Some(outcome), None, why, Next::Interval);
+                return self.stop(
+                    context,
+                    event,
+                    PassEnd::Outcome(outcome),
+                    why,
+                    Next::Interval,
+                );
             }
             *pending = self.alloc();
             *step = PostStep::Policy;
@@ -828,7 +852,7 @@ impl Core {
             context.reason("still waiting under the slot for other holders: checking cluster health again (timer)");
             return Handled;
         }
-        if !fits(event, *pending, &[post_expects(*step)]) {
+        if !fits(event, *pending, post_expects(*step)) {
             return Super;
         }
         // Moves to the next check under the slot: the new request becomes the pending one.
@@ -842,19 +866,12 @@ impl Core {
         match &event.event {
             Event::GatesObserved { gates, .. } => {
                 self.gates = gates.clone();
-                if gates.active() {
+                if gates.blocks_reboot() {
                     let why = format!(
                         "{} (under the slot)",
                         gates.describe(&self.config.kill_switch_file)
                     );
-                    return self.stop(
-                        context,
-                        event,
-                        Some(Outcome::KillSwitchActive),
-                        None,
-                        why,
-                        Next::Interval,
-                    );
+                    return self.stop(context, event, gates_end(gates), why, Next::Interval);
                 }
                 let id = self.alloc();
                 next(
@@ -884,7 +901,13 @@ impl Core {
                 } => {
                     let at = self.after_closed_window(*next_open, event.now);
                     let why = format!("{reason} (under the slot)");
-                    self.stop(context, event, Some(*outcome), None, why, Next::At(at))
+                    self.stop(
+                        context,
+                        event,
+                        PassEnd::Outcome(*outcome),
+                        why,
+                        Next::At(at),
+                    )
                 }
             },
             Event::DetectorsEvaluated { result, .. } => match result {
@@ -906,8 +929,7 @@ impl Core {
                     self.stop(
                         context,
                         event,
-                        Some(Outcome::RecheckCleared),
-                        None,
+                        PassEnd::Outcome(Outcome::RecheckCleared),
                         why,
                         Next::Interval,
                     )
@@ -917,8 +939,7 @@ impl Core {
                     self.stop(
                         context,
                         event,
-                        None,
-                        Some(Exit::DetectorError),
+                        PassEnd::Exit(Exit::DetectorError),
                         why,
                         Next::Backoff,
                     )
@@ -959,8 +980,7 @@ impl Core {
                     self.stop(
                         context,
                         event,
-                        Some(Outcome::HealthBlocked),
-                        None,
+                        PassEnd::Outcome(Outcome::HealthBlocked),
                         why,
                         Next::Backoff,
                     )
@@ -970,8 +990,7 @@ impl Core {
                     self.stop(
                         context,
                         event,
-                        Some(Outcome::HealthBlocked),
-                        None,
+                        PassEnd::Outcome(Outcome::HealthBlocked),
                         why,
                         Next::Backoff,
                     )
@@ -987,8 +1006,7 @@ impl Core {
                     Some(why) => self.stop(
                         context,
                         event,
-                        Some(Outcome::HealthBlocked),
-                        None,
+                        PassEnd::Outcome(Outcome::HealthBlocked),
                         why,
                         Next::Backoff,
                     ),
@@ -1002,15 +1020,15 @@ impl Core {
                 Handled
             }
             Event::EffectTimedOut { .. } => {
-                let (outcome, exit) = match step {
-                    PostStep::Detectors => (None, Some(Exit::DetectorError)),
+                let end = match step {
+                    PostStep::Detectors => PassEnd::Exit(Exit::DetectorError),
                     PostStep::Policy | PostStep::Script | PostStep::WaitHolders => {
-                        (Some(Outcome::HealthBlocked), None)
+                        PassEnd::Outcome(Outcome::HealthBlocked)
                     }
-                    PostStep::Gates | PostStep::Window => (None, Some(Exit::Runtime)),
+                    PostStep::Gates | PostStep::Window => PassEnd::Exit(Exit::Runtime),
                 };
                 let why = format!("check under the slot timed out ({step:?})");
-                self.stop(context, event, outcome, exit, why, Next::Backoff)
+                self.stop(context, event, end, why, Next::Backoff)
             }
             _ => Super,
         }
@@ -1045,7 +1063,7 @@ impl Core {
         context: &mut Ctx,
         event: &Input,
     ) -> Flow<State> {
-        if !fits(event, *pending, &["CooldownRead"]) {
+        if !fits(event, *pending, &[EventKind::CooldownRead]) {
             return Super;
         }
         match &event.event {
@@ -1055,8 +1073,7 @@ impl Core {
                     self.stop(
                         context,
                         event,
-                        Some(Outcome::Ready),
-                        None,
+                        PassEnd::Outcome(Outcome::Ready),
                         why,
                         Next::Interval,
                     )
@@ -1089,8 +1106,7 @@ impl Core {
                     self.stop(
                         context,
                         event,
-                        Some(Outcome::CooldownActive),
-                        None,
+                        PassEnd::Outcome(Outcome::CooldownActive),
                         why,
                         Next::At(*until),
                     )
@@ -1100,8 +1116,7 @@ impl Core {
                     self.stop(
                         context,
                         event,
-                        Some(Outcome::LockUnavailable),
-                        None,
+                        PassEnd::Outcome(Outcome::LockUnavailable),
                         why,
                         Next::Backoff,
                     )
@@ -1110,8 +1125,7 @@ impl Core {
             Event::EffectTimedOut { .. } => self.stop(
                 context,
                 event,
-                Some(Outcome::LockUnavailable),
-                None,
+                PassEnd::Outcome(Outcome::LockUnavailable),
                 "cooldown read timed out".into(),
                 Next::Backoff,
             ),
@@ -1164,8 +1178,7 @@ impl Core {
                         context,
                         event,
                         marker_written,
-                        None,
-                        Some(Exit::Runtime),
+                        PassEnd::Exit(Exit::Runtime),
                         "daemon restarted before the reboot command ran; no reboot happened".into(),
                     );
                 }
@@ -1198,21 +1211,14 @@ impl Core {
                 Handled
             }
             Event::Tick { gates } | Event::GatesObserved { gates, .. }
-                if before_command && gates.active() =>
+                if before_command && gates.blocks_reboot() =>
             {
                 self.gates = gates.clone();
                 let why = format!(
                     "{}; reboot aborted",
                     gates.describe(&self.config.kill_switch_file)
                 );
-                self.abort_reboot(
-                    context,
-                    event,
-                    marker_written,
-                    Some(Outcome::KillSwitchActive),
-                    None,
-                    why,
-                )
+                self.abort_reboot(context, event, marker_written, gates_end(gates), why)
             }
             Event::Tick { .. } if *step == RebootStep::AwaitShutdown => {
                 let due = issued_at.map_or(0, |t| t.saturating_add(self.config.reboot_grace_ms));
@@ -1234,12 +1240,11 @@ impl Core {
                     context,
                     event,
                     marker_written,
-                    Some(Outcome::LockUnavailable),
-                    None,
+                    PassEnd::Outcome(Outcome::LockUnavailable),
                     why,
                 )
             }
-            _ if !fits(event, *pending, &[reboot_expects(*step)]) => Super,
+            _ if !fits(event, *pending, reboot_expects(*step)) => Super,
             Event::RebootLeaseMoved { result, .. } => match result {
                 StepResult::Ok => {
                     *pending = self.alloc();
@@ -1262,8 +1267,7 @@ impl Core {
                         context,
                         event,
                         marker_written,
-                        Some(Outcome::LockUnavailable),
-                        None,
+                        PassEnd::Outcome(Outcome::LockUnavailable),
                         why,
                     )
                 }
@@ -1272,7 +1276,7 @@ impl Core {
                 StepResult::Ok if self.config.dry_run => {
                     let why = "dry_run was enabled by a reload: the reboot command is not executed"
                         .to_string();
-                    self.abort_reboot(context, event, marker_written, None, Some(Exit::Ok), why)
+                    self.abort_reboot(context, event, marker_written, PassEnd::Exit(Exit::Ok), why)
                 }
                 StepResult::Ok => {
                     // The window was last checked before the health script and the hooks:
@@ -1291,8 +1295,7 @@ impl Core {
                         context,
                         event,
                         marker_written,
-                        None,
-                        Some(Exit::Runtime),
+                        PassEnd::Exit(Exit::Runtime),
                         why,
                     )
                 }
@@ -1301,7 +1304,7 @@ impl Core {
                 WindowVerdict::Open { .. } if self.config.dry_run => {
                     let why = "dry_run was enabled by a reload: the reboot command is not executed"
                         .to_string();
-                    self.abort_reboot(context, event, marker_written, None, Some(Exit::Ok), why)
+                    self.abort_reboot(context, event, marker_written, PassEnd::Exit(Exit::Ok), why)
                 }
                 WindowVerdict::Open { .. } => {
                     *pending = self.alloc();
@@ -1332,7 +1335,13 @@ impl Core {
                     // Like any abort after the marker was written, but the next check waits
                     // for the window to open (as in HealthPost) instead of backing off.
                     give_back_reboot_slot(context, marker_written);
-                    self.stop(context, event, Some(*outcome), None, why, Next::At(at))
+                    self.stop(
+                        context,
+                        event,
+                        PassEnd::Outcome(*outcome),
+                        why,
+                        Next::At(at),
+                    )
                 }
             },
             Event::RebootCommandFinished { result, .. } => match (result, *dry_run) {
@@ -1345,8 +1354,7 @@ impl Core {
                     self.stop(
                         context,
                         event,
-                        Some(Outcome::Ready),
-                        None,
+                        PassEnd::Outcome(Outcome::Ready),
                         why,
                         Next::Interval,
                     )
@@ -1366,8 +1374,7 @@ impl Core {
                         context,
                         event,
                         marker_written,
-                        None,
-                        Some(Exit::Runtime),
+                        PassEnd::Exit(Exit::Runtime),
                         why,
                     )
                 }
@@ -1389,8 +1396,7 @@ impl Core {
                         context,
                         event,
                         marker_written,
-                        None,
-                        Some(Exit::Runtime),
+                        PassEnd::Exit(Exit::Runtime),
                         why,
                     )
                 }
@@ -1482,7 +1488,7 @@ impl Core {
                     _ => Super,
                 }
             }
-            _ if !fits(event, *pending, &[recover_expects(*step)]) => Super,
+            _ if !fits(event, *pending, recover_expects(*step)) => Super,
             Event::RebootLeaseReattached { result, .. } => match result {
                 ReattachResult::Attached | ReattachResult::Expired => {
                     let lease = if *result == ReattachResult::Attached {
@@ -1556,7 +1562,7 @@ impl Core {
                                 ),
                             )
                         };
-                        self.stop(context, event, None, Some(exit), why, Next::Interval)
+                        self.stop(context, event, PassEnd::Exit(exit), why, Next::Interval)
                     }
                     Some(why) => {
                         self.retry_recovery(context, event, step, RecoverStep::RetryHealth, why)
@@ -1604,16 +1610,11 @@ impl Core {
 
     /// Ends a pass: records the outcome and exit code, and schedules the next pass (or exits
     /// in `--once` mode).
-    fn end_pass(
-        &mut self,
-        ctx: &mut Ctx,
-        input: &Input,
-        outcome: Option<Outcome>,
-        exit: Option<Exit>,
-        reason: String,
-        next: Next,
-    ) {
-        let exit = exit.or(outcome.map(Outcome::exit)).unwrap_or(Exit::Ok);
+    fn end_pass(&mut self, ctx: &mut Ctx, input: &Input, end: PassEnd, reason: String, next: Next) {
+        let (outcome, exit) = match end {
+            PassEnd::Outcome(o) => (Some(o), o.exit()),
+            PassEnd::Exit(e) => (None, e),
+        };
         ctx.outcome = outcome;
         ctx.exit = Some(exit);
         self.last_exit = Some(exit);
@@ -1646,12 +1647,11 @@ impl Core {
         &mut self,
         ctx: &mut Ctx,
         input: &Input,
-        outcome: Option<Outcome>,
-        exit: Option<Exit>,
+        end: PassEnd,
         reason: String,
         next: Next,
     ) -> Flow<State> {
-        self.end_pass(ctx, input, outcome, exit, reason, next);
+        self.end_pass(ctx, input, end, reason, next);
         Transition(State::idle())
     }
 
@@ -1666,8 +1666,7 @@ impl Core {
             return self.stop(
                 ctx,
                 input,
-                Some(Outcome::LockSkipped),
-                None,
+                PassEnd::Outcome(Outcome::LockSkipped),
                 "lock acquisition skipped (--skip-lock)".into(),
                 Next::Interval,
             );
@@ -1768,7 +1767,7 @@ impl Core {
             health_block_reason(result, phase).unwrap_or_else(|| "health script passed".into());
         ctx.push(Effect::PublishHealth {
             healthy: *result == HealthResult::Passed,
-            stage: phase.as_str().into(),
+            stage: phase,
             reason,
         });
     }
@@ -1779,12 +1778,11 @@ impl Core {
         ctx: &mut Ctx,
         input: &Input,
         marker_written: bool,
-        outcome: Option<Outcome>,
-        exit: Option<Exit>,
+        end: PassEnd,
         reason: String,
     ) -> Flow<State> {
         give_back_reboot_slot(ctx, marker_written);
-        self.stop(ctx, input, outcome, exit, reason, Next::Backoff)
+        self.stop(ctx, input, end, reason, Next::Backoff)
     }
 
     fn begin_recovery(
@@ -1835,44 +1833,44 @@ fn give_back_reboot_slot(ctx: &mut Ctx, marker_written: bool) {
 }
 
 /// The answer `HealthPre` waits for at `step`.
-fn pre_expects(step: PreStep) -> &'static str {
+fn pre_expects(step: PreStep) -> &'static [EventKind] {
     match step {
-        PreStep::Policy => "ClusterHealthEvaluated",
-        PreStep::Script => "HealthChecked",
-        PreStep::Cooldown => "CooldownRead",
+        PreStep::Policy => &[EventKind::ClusterHealthEvaluated],
+        PreStep::Script => &[EventKind::HealthChecked],
+        PreStep::Cooldown => &[EventKind::CooldownRead],
     }
 }
 
 /// The answer `HealthPost` waits for at `step`.
-fn post_expects(step: PostStep) -> &'static str {
+fn post_expects(step: PostStep) -> &'static [EventKind] {
     match step {
-        PostStep::Gates => "GatesObserved",
-        PostStep::Window => "WindowEvaluated",
-        PostStep::Detectors => "DetectorsEvaluated",
-        PostStep::Policy => "ClusterHealthEvaluated",
-        PostStep::Script => "HealthChecked",
-        PostStep::WaitHolders => "ClusterChanged",
+        PostStep::Gates => &[EventKind::GatesObserved],
+        PostStep::Window => &[EventKind::WindowEvaluated],
+        PostStep::Detectors => &[EventKind::DetectorsEvaluated],
+        PostStep::Policy => &[EventKind::ClusterHealthEvaluated],
+        PostStep::Script => &[EventKind::HealthChecked],
+        PostStep::WaitHolders => &[EventKind::ClusterChanged],
     }
 }
 
 /// The answer `Rebooting` waits for at `step`.
-fn reboot_expects(step: RebootStep) -> &'static str {
+fn reboot_expects(step: RebootStep) -> &'static [EventKind] {
     match step {
-        RebootStep::Lease => "RebootLeaseMoved",
-        RebootStep::Hooks => "HooksRan",
-        RebootStep::Window => "WindowEvaluated",
-        RebootStep::Command => "RebootCommandFinished",
-        RebootStep::AwaitShutdown => "-",
+        RebootStep::Lease => &[EventKind::RebootLeaseMoved],
+        RebootStep::Hooks => &[EventKind::HooksRan],
+        RebootStep::Window => &[EventKind::WindowEvaluated],
+        RebootStep::Command => &[EventKind::RebootCommandFinished],
+        RebootStep::AwaitShutdown => &[],
     }
 }
 
 /// The answer `Recovering` waits for at `step`.
-fn recover_expects(step: RecoverStep) -> &'static str {
+fn recover_expects(step: RecoverStep) -> &'static [EventKind] {
     match step {
-        RecoverStep::Reattach => "RebootLeaseReattached",
-        RecoverStep::Hooks => "HooksRan",
-        RecoverStep::Health => "HealthChecked",
-        RecoverStep::RetryReattach | RecoverStep::RetryHealth => "-",
+        RecoverStep::Reattach => &[EventKind::RebootLeaseReattached],
+        RecoverStep::Hooks => &[EventKind::HooksRan],
+        RecoverStep::Health => &[EventKind::HealthChecked],
+        RecoverStep::RetryReattach | RecoverStep::RetryHealth => &[],
     }
 }
 

@@ -17,7 +17,6 @@ pub mod effect;
 pub mod event;
 pub mod machine;
 pub mod record;
-pub mod spec;
 pub mod types;
 
 use serde::{Deserialize, Serialize};
@@ -55,6 +54,18 @@ pub enum StateName {
 }
 
 impl StateName {
+    /// Whether this node holds a reboot slot in this state (the `slot` superstate and the
+    /// reboot and recovery after it): the `lock_held` metric and `state.json`'s `slot.held`.
+    pub fn holds_slot(self) -> bool {
+        matches!(
+            self,
+            StateName::HealthPost
+                | StateName::Cooldown
+                | StateName::Rebooting
+                | StateName::Recovering
+        )
+    }
+
     /// Every state, in lifecycle order.
     pub const ALL: [StateName; 9] = [
         StateName::Idle,

@@ -223,6 +223,7 @@ fn kill_switch_on_tick_keeps_idle() {
         gates: Gates {
             kill_switch: true,
             pause: None,
+            unknown: None,
         },
     });
     assert_eq!((s.from, s.to), (StateName::Idle, StateName::Idle));
@@ -321,6 +322,7 @@ fn kill_switch_under_the_slot_aborts_and_releases() {
         gates: Gates {
             kill_switch: true,
             pause: None,
+            unknown: None,
         },
     });
     assert_eq!(s.outcome, Some(Outcome::KillSwitchActive));
@@ -672,6 +674,7 @@ fn kill_switch_during_the_final_window_check_aborts() {
         gates: Gates {
             kill_switch: true,
             pause: None,
+            unknown: None,
         },
     });
     assert_eq!((s.from, s.to), (StateName::Rebooting, StateName::Idle));
@@ -893,6 +896,7 @@ fn lifting_the_pause_starts_a_pass_at_once() {
     let paused = Gates {
         kill_switch: false,
         pause: Some("incident".into()),
+        unknown: None,
     };
     let s = r.feed(Event::Tick { gates: paused });
     assert_eq!(s.outcome, Some(Outcome::KillSwitchActive));
@@ -1002,4 +1006,63 @@ fn an_answer_clears_the_deadline_and_waits_that_may_be_long_have_none() {
     // A stale timeout (an older request) changes nothing.
     let s = r.feed(Event::EffectTimedOut { id: w.id });
     assert_eq!(s.to, StateName::Locking);
+}
+
+/// Issue #12: policy reasons are typed; journals written before hold plain strings, which
+/// still decode (as unclassified), and typed ones round-trip.
+#[test]
+fn block_reasons_are_typed_and_old_journals_still_decode() {
+    let old: PolicyVerdict =
+        serde_json::from_str(r#"{"verdict":"blocked","reasons":["reboot in progress on n2"]}"#)
+            .expect("legacy verdict");
+    assert_eq!(
+        old,
+        PolicyVerdict::Blocked {
+            reasons: vec![BlockReason::new(
+                BlockKind::Other,
+                "reboot in progress on n2"
+            )]
+        }
+    );
+    let typed = PolicyVerdict::HeldBack {
+        reasons: vec![BlockReason::new(
+            BlockKind::PlannedDowntime,
+            "n2 is rebooting and holds a slot",
+        )],
+    };
+    let json = serde_json::to_string(&typed).expect("encode");
+    assert!(json.contains(r#""kind":"planned_downtime""#), "{json}");
+    assert_eq!(
+        serde_json::from_str::<PolicyVerdict>(&json).expect("decode"),
+        typed
+    );
+}
+
+/// Issue #14: a pause that cannot be read (etcd down) is an etcd problem, not an operator's
+/// brake: the pass goes on (the slot needs etcd anyway), and under the slot no reboot starts —
+/// the pass ends as `lock_unavailable` (exit 4), never `kill_switch_active` (exit 5).
+#[test]
+fn an_unreadable_pause_is_an_etcd_problem_not_a_kill_switch() {
+    let unknown = Gates {
+        kill_switch: false,
+        pause: None,
+        unknown: Some("cannot read the pause key: connection refused".into()),
+    };
+    let mut r = Run::start(cfg());
+    let s = r.feed(Event::Tick {
+        gates: unknown.clone(),
+    });
+    assert_eq!((s.from, s.to), (StateName::Idle, StateName::Detecting));
+    let s = r.happy_until(s, StateName::HealthPost);
+    let _ = s;
+    let id = r.pending();
+    let s = r.feed(Event::GatesObserved {
+        id: Some(id),
+        gates: unknown,
+    });
+    assert_eq!(s.to, StateName::Idle);
+    assert_eq!(s.outcome, Some(Outcome::LockUnavailable));
+    assert_eq!(s.exit, Some(Exit::LockUnavailable));
+    assert!(s.reason.contains("pause state unknown"), "{}", s.reason);
+    assert_eq!(names(&s), ["ReleaseSlot", "ScheduleTick"]);
 }

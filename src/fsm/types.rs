@@ -126,12 +126,22 @@ pub struct Gates {
     pub kill_switch: bool,
     /// The cluster is paused; the pause reason.
     pub pause: Option<String>,
+    /// The pause could not be read (etcd unreachable): not a brake an operator set, so a pass
+    /// is not ended as `kill_switch_active` for it (issue #14), but no reboot starts under it —
+    /// it ends as `lock_unavailable`, an etcd problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown: Option<String>,
 }
 
 impl Gates {
     /// Whether either brake is on.
     pub fn active(&self) -> bool {
         self.kill_switch || self.pause.is_some()
+    }
+
+    /// Whether a reboot must not start now: a brake is on, or the pause cannot be read.
+    pub fn blocks_reboot(&self) -> bool {
+        self.active() || self.unknown.is_some()
     }
 
     /// Words for the reason line.
@@ -142,7 +152,10 @@ impl Gates {
             }
             (Some(r), false) => format!("cluster paused ({r})"),
             (None, true) => format!("kill switch {kill_switch_file} present"),
-            (None, false) => "no kill switch, not paused".into(),
+            (None, false) => match &self.unknown {
+                Some(u) => format!("pause state unknown ({u})"),
+                None => "no kill switch, not paused".into(),
+            },
         }
     }
 }

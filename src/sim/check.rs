@@ -156,7 +156,7 @@ pub fn liveness_bound(spec: &SimSpec) -> Duration {
 /// right if some peer is neither a slot holder nor reports healthy and fresh (no record yet,
 /// say). Were every peer a holder or healthy, the seeded policies (`min_healthy_absolute` at
 /// most N − K) pass once the holders are back, so the node had to queue behind them.
-pub fn blocked_only_by_holders(sh: &Shared, i: usize, reasons: &[String]) {
+pub fn blocked_only_by_holders(sh: &Shared, i: usize, reasons: &[crate::fsm::BlockReason]) {
     let dump = sh.kv.dump();
     let mut w = sh.world();
     let holders = holders(sh, &dump, w.capacity);
@@ -247,7 +247,8 @@ fn slow_hand_offs(w: &World, spec: &SimSpec) -> Vec<String> {
 
 /// End-of-run checks: liveness and nobody left in a reboot span when the run was quiet.
 pub fn at_end(w: &mut World, spec: &SimSpec, finished: Option<u64>) {
-    if !spec.check_liveness {
+    // A soak never finishes a rollout; its liveness is `soak::problems`.
+    if !spec.check_liveness || spec.soak.is_some() {
         return;
     }
     let bound = u64::try_from(liveness_bound(spec).as_millis()).unwrap_or(u64::MAX);

@@ -17,6 +17,7 @@ pub mod node;
 pub mod plan;
 pub mod random;
 pub mod report;
+pub mod soak;
 pub mod svg;
 pub mod world;
 
@@ -83,6 +84,8 @@ pub struct SimSpec {
     /// A deliberately broken protocol variant, to prove the checker catches it (tests only).
     #[doc(hidden)]
     pub broken: Option<Broken>,
+    /// An endless-update soak ([`soak`]): stop after this many reboots, with checkpoints.
+    pub soak: Option<soak::SoakMode>,
 }
 
 /// A deliberately wrong protocol, used only to show that the invariant checker has teeth.

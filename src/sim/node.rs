@@ -5,39 +5,44 @@
 //!
 //! It mirrors the real driver's loop ([`crate::driver`]): inputs are stamped with the node's
 //! clock and a seeded jitter, each step is recorded (the journal) before its effects run, and
-//! coordination effects are answered by the same functions ([`crate::driver::answers`]).
+//! every effect is executed by the daemon's own [`Executor`]; only the node's adapters
+//! ([`SimAdapters`]) are simulated.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 use super::Broken;
 use super::world::{Ctl, Shared};
+use crate::adapters::boot::PostRebootMarker;
 use crate::clock::Clock;
+use crate::coord::HealthRecord;
 use crate::coord::etcd::{EtcdBackend, EtcdConfig, LeaseStore};
 use crate::coord::memkv::MemKv;
 use crate::coord::{Coordinator, Notice};
 use crate::driver::answers;
 use crate::driver::chores::{Chore, Chores};
+use crate::driver::executor::{Adapters, Answer, AnswerTx, Executor};
 use crate::fsm::*;
 
 type Coord = EtcdBackend<MemKv>;
 
 struct Daemon {
+    exec: Executor<Coord>,
+    adapters: SimAdapters,
+    machine: Arc<std::sync::Mutex<Machine>>,
+    config: FsmConfig,
+}
+
+/// The simulated node's adapters (see the module doc).
+struct SimAdapters {
     sh: Arc<Shared>,
     i: usize,
-    coord: Arc<Coord>,
-    chores: Chores,
-    machine: Arc<std::sync::Mutex<Machine>>,
     clock: Clock,
-    config: FsmConfig,
     tx: mpsc::UnboundedSender<Event>,
     tasks: JoinSet<()>,
-    join_task: Option<JoinHandle<()>>,
-    cluster_task: Option<JoinHandle<()>>,
-    next_tick: Option<Millis>,
 }
 
 /// Runs one daemon incarnation of node `i` until it exits or is aborted (a crash).
@@ -73,17 +78,15 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
     config.reboot_command = vec!["sim-reboot".into()];
     let mut d = Daemon {
         machine,
-        sh,
-        i,
-        coord,
-        chores,
-        clock,
+        exec: Executor::new(coord, chores, sh.metrics.clone()),
+        adapters: SimAdapters {
+            sh,
+            i,
+            clock,
+            tx,
+            tasks: JoinSet::new(),
+        },
         config,
-        tx,
-        tasks: JoinSet::new(),
-        join_task: None,
-        cluster_task: None,
-        next_tick: None,
     };
     let rebooted = {
         // Like the daemon reading its journal: continue from the recorded state.
@@ -91,9 +94,9 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
         *m = Machine::restore(m.snapshot());
         matches!(m.state(), State::Rebooting { .. })
     };
-    if d.sh.spec.broken == Some(Broken::ReleaseOnBoot) && rebooted {
-        d.chores.push(Chore::ReleaseSlot);
-        d.chores.push(Chore::ClearInProgress);
+    if d.adapters.sh.spec.broken == Some(Broken::ReleaseOnBoot) && rebooted {
+        d.exec.chores.push(Chore::ReleaseSlot);
+        d.exec.chores.push(Chore::ClearInProgress);
     }
     let started = Event::Started {
         boot_id,
@@ -104,9 +107,9 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
     }
     // Notices reach the loop through the same queue as adapter answers (a forwarding task:
     // polling a fresh broadcast receiver on every loop turn was a visible cost).
-    let mut notices = d.coord.notices();
-    let (sh, i, tx) = (d.sh.clone(), d.i, d.tx.clone());
-    d.tasks.spawn(async move {
+    let mut notices = d.exec.coord().notices();
+    let (sh, i, tx) = (d.adapters.sh.clone(), d.adapters.i, d.adapters.tx.clone());
+    d.adapters.tasks.spawn(async move {
         loop {
             let event = match notices.recv().await {
                 Ok(Notice::SlotLost(detail)) => Event::SlotLost { detail },
@@ -115,6 +118,7 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
                     gates: Gates {
                         kill_switch: sh.kill_switch(i),
                         pause,
+                        unknown: None,
                     },
                 },
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
@@ -127,11 +131,11 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
     });
     // Records only matter to the cluster-health policies; without any, skip the heartbeat
     // (a planner run over weeks of windows would spend its time publishing them).
-    let p = &d.sh.spec.policies;
+    let p = &d.adapters.sh.spec.policies;
     let policies_active = p.min_healthy_fraction > 0.0
         || p.min_healthy_absolute > 0
         || p.forbid_if_only_fallback_left;
-    let mut heartbeat = tokio::time::interval(d.sh.spec.heartbeat);
+    let mut heartbeat = tokio::time::interval(d.adapters.sh.spec.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // One timer, moved only when the wanted instant changes (re-registering a timer on every
     // loop turn dominated the simulator's profile). The instant is recomputed from the node's
@@ -148,7 +152,7 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
             (
                 p.id,
                 tokio::time::Instant::now()
-                    + Duration::from_millis(p.deadline.saturating_sub(d.clock.now_ms())),
+                    + Duration::from_millis(p.deadline.saturating_sub(d.adapters.clock.now_ms())),
             )
         });
         if want_deadline != armed_deadline {
@@ -157,8 +161,9 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
             }
             armed_deadline = want_deadline;
         }
-        let want = d.next_tick.map(|at| {
-            tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(d.clock.now_ms()))
+        let want = d.exec.next_tick.map(|at| {
+            tokio::time::Instant::now()
+                + Duration::from_millis(at.saturating_sub(d.adapters.clock.now_ms()))
         });
         if want != armed {
             if let Some(at) = want {
@@ -175,14 +180,14 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
                     d.handle(Event::GatesObserved { id: None, gates }).await
                 }
                 Ctl::Reload(k) => {
-                    d.coord.set_capacity(k);
+                    d.exec.coord().set_capacity(k);
                     let config = d.config.clone();
                     d.handle(Event::ConfigReloaded { config }).await
                 }
             },
             Some(e) = rx.recv() => d.handle(e).await,
             () = &mut tick, if armed.is_some() => {
-                d.next_tick = None;
+                d.exec.next_tick = None;
                 armed = None;
                 let gates = d.gates().await;
                 d.handle(Event::Tick { gates }).await
@@ -194,7 +199,7 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
             }
             _ = heartbeat.tick(), if policies_active => { d.heartbeat(); false }
         };
-        while d.tasks.try_join_next().is_some() {}
+        while d.adapters.tasks.try_join_next().is_some() {}
         if exit {
             return d.exit().await;
         }
@@ -207,11 +212,86 @@ impl Daemon {
     }
 
     async fn gates(&self) -> Gates {
-        let kill_switch =
-            self.sh.kill_switch(self.i) && self.sh.spec.broken != Some(Broken::IgnoreKillSwitch);
-        answers::gates(self.coord.as_ref(), kill_switch).await
+        self.exec.gates(&self.adapters).await
     }
 
+    /// One input: stamp, machine, record (journal + checks), effects. True when it exits.
+    async fn handle(&mut self, event: Event) -> bool {
+        let sh = self.adapters.sh.clone();
+        let event = review(&sh, self.adapters.i, event);
+        let jitter = sh.world().rng.u32(..);
+        let input = Input {
+            now: self.adapters.clock.now_ms(),
+            jitter,
+            event,
+        };
+        let step = self.lock_machine().handle(&input);
+        sh.after_step(self.adapters.i, &input, &step);
+        let mut exit = false;
+        for effect in step.effects {
+            // The simulated journal is always durable.
+            exit |= self
+                .exec
+                .execute(&mut self.adapters, effect, true)
+                .await
+                .is_some();
+        }
+        exit
+    }
+
+    async fn exit(mut self) {
+        // Like the daemon: give the bookkeeping a bounded time to land, then stop.
+        self.exec.shutdown(Duration::from_secs(5)).await;
+        self.adapters.tasks.abort_all();
+    }
+
+    fn heartbeat(&mut self) {
+        let a = &mut self.adapters;
+        let result = a.health_result();
+        let coord = self.exec.coord().clone();
+        let record = answers::heartbeat_record(&super::node_name(a.i), &result, a.clock.now());
+        a.tasks.spawn(async move {
+            let _ = coord.publish_health(record).await;
+        });
+    }
+}
+
+/// Applies the simulator's regression models and liveness checks to an answer before the
+/// machine sees it (the adapters' own answers are not otherwise altered).
+fn review(sh: &Shared, i: usize, event: Event) -> Event {
+    let Event::ClusterHealthEvaluated { id, verdict } = event else {
+        return event;
+    };
+    let mut verdict = verdict;
+    if sh.spec.broken == Some(Broken::TimerHandoff) {
+        // As before: any peer's in-progress marker blocks.
+        let ip = sh.keys.in_progress_prefix();
+        let me = super::node_name(i);
+        let marked: Vec<String> = sh
+            .kv
+            .dump()
+            .iter()
+            .filter_map(|kv| kv.key.strip_prefix(&ip).map(str::to_string))
+            .filter(|n| *n != me)
+            .collect();
+        if matches!(verdict, PolicyVerdict::HeldBack { .. }) || !marked.is_empty() {
+            verdict = PolicyVerdict::Blocked {
+                reasons: vec![BlockReason::new(
+                    BlockKind::RebootInProgress,
+                    format!("reboot in progress on {}", marked.join(", ")),
+                )],
+            };
+        }
+    }
+    if let PolicyVerdict::Blocked { reasons } = &verdict
+        && sh.spec.check_liveness
+    {
+        super::check::blocked_only_by_holders(sh, i, reasons);
+    }
+    Event::ClusterHealthEvaluated { id, verdict }
+}
+
+impl SimAdapters {
     fn send_later(&mut self, after: Duration, event: Event) {
         if after.is_zero() {
             let _ = self.tx.send(event);
@@ -221,42 +301,6 @@ impl Daemon {
         self.tasks.spawn(async move {
             tokio::time::sleep(after).await;
             let _ = tx.send(event);
-        });
-    }
-
-    /// One input: stamp, machine, record (journal + checks), effects. True when it exits.
-    async fn handle(&mut self, event: Event) -> bool {
-        let jitter = self.sh.world().rng.u32(..);
-        let input = Input {
-            now: self.clock.now_ms(),
-            jitter,
-            event,
-        };
-        let step = self.lock_machine().handle(&input);
-        self.sh.after_step(self.i, &input, &step);
-        let mut exit = false;
-        for effect in step.effects {
-            exit |= self.execute(effect).await;
-        }
-        exit
-    }
-
-    async fn exit(mut self) {
-        // Like the daemon: give the bookkeeping a bounded time to land, then stop.
-        self.chores.drain(Duration::from_secs(5)).await;
-        if let Some(t) = self.join_task.take() {
-            t.abort();
-        }
-        self.tasks.abort_all();
-    }
-
-    fn heartbeat(&mut self) {
-        let result = self.health_result();
-        let coord = self.coord.clone();
-        let record =
-            answers::heartbeat_record(&super::node_name(self.i), &result, self.clock.now());
-        self.tasks.spawn(async move {
-            let _ = coord.publish_health(record).await;
         });
     }
 
@@ -275,187 +319,114 @@ impl Daemon {
         }
     }
 
-    async fn execute(&mut self, effect: Effect) -> bool {
-        let spec_latency = self.sh.spec.health_latency;
-        match effect {
-            Effect::ScheduleTick { at } => self.next_tick = Some(at),
-            Effect::RunDetectors { .. } | Effect::RunHealthScript { .. }
-                if self.sh.world().nodes[self.i].adapters_stalled =>
-            {
-                // The fault: this adapter never answers; the machine's deadline must.
-            }
-            Effect::RunDetectors { id, .. } => {
-                let needs = self.sh.world().nodes[self.i].needs_reboot;
-                let result = if needs {
-                    DetectorResult::Required {
-                        by: vec!["sim:update-installed".into()],
-                    }
-                } else {
-                    DetectorResult::NotRequired
-                };
-                let after = self.sh.spec.detector_latency;
-                self.send_later(after, Event::DetectorsEvaluated { id, result });
-            }
-            Effect::EvaluateWindow { id } => {
-                let verdict = if self.sh.spec.broken == Some(Broken::IgnoreWindows) {
-                    WindowVerdict::Open {
-                        closes_at: None,
-                        closes_by: None,
-                    }
-                } else {
-                    crate::adapters::window::evaluate(&self.sh.spec.windows, self.clock.now_ms())
-                };
-                let _ = self.tx.send(Event::WindowEvaluated { id, verdict });
-            }
-            Effect::ReadClusterHealth { id } => {
-                // The in-memory store answers at once, so reads are awaited in place (the
-                // answer still arrives as the next input, as from a task).
-                let mut answer = answers::cluster_health(self.coord.as_ref(), id).await;
-                if self.sh.spec.broken == Some(Broken::TimerHandoff) {
-                    // As before: any peer's in-progress marker blocks.
-                    let ip = self.sh.keys.in_progress_prefix();
-                    let me = super::node_name(self.i);
-                    let marked: Vec<String> = self
-                        .sh
-                        .kv
-                        .dump()
-                        .iter()
-                        .filter_map(|kv| kv.key.strip_prefix(&ip).map(str::to_string))
-                        .filter(|n| *n != me)
-                        .collect();
-                    let held_back = matches!(
-                        &answer,
-                        Event::ClusterHealthEvaluated {
-                            verdict: PolicyVerdict::HeldBack { .. },
-                            ..
-                        }
-                    );
-                    if held_back || !marked.is_empty() {
-                        answer = Event::ClusterHealthEvaluated {
-                            id,
-                            verdict: PolicyVerdict::Blocked {
-                                reasons: vec![format!(
-                                    "reboot in progress on {}",
-                                    marked.join(", ")
-                                )],
-                            },
-                        };
-                    }
-                }
-                if let Event::ClusterHealthEvaluated {
-                    verdict: PolicyVerdict::Blocked { reasons },
-                    ..
-                } = &answer
-                    && self.sh.spec.check_liveness
-                {
-                    super::check::blocked_only_by_holders(&self.sh, self.i, reasons);
-                }
-                let _ = self.tx.send(answer);
-            }
-            Effect::RunHealthScript { id, .. } => {
-                let result = self.health_result();
-                let after = match result {
-                    HealthResult::Error { .. } => self.sh.spec.health_timeout,
-                    _ => spec_latency,
-                };
-                self.send_later(after, Event::HealthChecked { id, result });
-            }
-            Effect::PublishHealth {
-                healthy,
-                stage,
-                reason,
-            } => {
-                let name = super::node_name(self.i);
-                let record =
-                    answers::health_record(&name, healthy, stage, reason, self.clock.now());
-                let _ = self.coord.publish_health(record).await;
-            }
-            Effect::CheckGates { id } => {
-                let now = self.sh.elapsed_ms();
-                self.sh.world().nodes[self.i].last_gate_sample = Some(now);
-                let gates = self.gates().await;
-                let _ = self.tx.send(Event::GatesObserved {
-                    id: Some(id),
-                    gates,
-                });
-            }
-            Effect::JoinQueue { id } => {
-                // As the driver: no join while a leave/release of the same key is pending.
-                if let Some(detail) = self.chores.join_blocked() {
-                    let _ = self.tx.send(Event::SlotUnavailable { id, detail });
-                    return false;
-                }
-                let (coord, tx) = (self.coord.clone(), self.tx.clone());
-                self.join_task = Some(tokio::spawn(async move {
-                    answers::join_queue(coord.as_ref(), id, |e| {
-                        let _ = tx.send(e);
-                    })
-                    .await;
-                }));
-            }
-            Effect::LeaveQueue | Effect::ReleaseSlot => {
-                if let Some(t) = self.join_task.take() {
-                    t.abort();
-                }
-                self.chores.push(if effect == Effect::LeaveQueue {
-                    Chore::LeaveQueue
-                } else {
-                    Chore::ReleaseSlot
-                });
-            }
-            Effect::MoveSlotToRebootLease { id, ttl_sec } => {
-                let answer = answers::move_lease(self.coord.as_ref(), id, ttl_sec, true).await;
-                let _ = self.tx.send(answer);
-            }
-            Effect::ReattachRebootLease { id } => {
-                let answer = answers::reattach(self.coord.as_ref(), id).await;
-                let _ = self.tx.send(answer);
-            }
-            Effect::ClearInProgress => self.chores.push(Chore::ClearInProgress),
-            Effect::CompleteRecovery { cooldown_sec } => {
-                if let Some(t) = self.join_task.take() {
-                    t.abort();
-                }
-                self.chores
-                    .push(Chore::CompleteRecovery(Duration::from_secs(cooldown_sec)));
-            }
-            Effect::AwaitClusterChange { .. }
-                if self.sh.spec.broken == Some(Broken::TimerHandoff) => {}
-            Effect::AwaitClusterChange { id } => {
-                if let Some(t) = self.cluster_task.take() {
-                    t.abort();
-                }
-                let (coord, tx) = (self.coord.clone(), self.tx.clone());
-                self.cluster_task = Some(tokio::spawn(async move {
-                    coord.await_cluster_change().await;
-                    let _ = tx.send(Event::ClusterChanged { id });
-                }));
-            }
-            Effect::ReadCooldown { id } => {
-                let answer = answers::cooldown(self.coord.as_ref(), id).await;
-                let _ = self.tx.send(answer);
-            }
-            Effect::StartCooldown { duration_sec } => self
-                .chores
-                .push(Chore::StartCooldown(Duration::from_secs(duration_sec))),
-            Effect::RunHooks { id, .. } => {
-                let _ = self.tx.send(Event::HooksRan {
-                    id,
-                    result: StepResult::Ok,
-                });
-            }
-            Effect::ExecuteReboot { id, dry_run, .. } => {
-                if !dry_run {
-                    self.sh.reboot(self.i);
-                }
-                let _ = self.tx.send(Event::RebootCommandFinished {
-                    id,
-                    result: StepResult::Ok,
-                });
-            }
-            Effect::WritePostRebootMarker { .. } => {}
-            Effect::Exit { .. } => return true,
+    /// The fault "adapters stall": detectors and the health script never answer; the
+    /// machine's deadline must.
+    fn stalled(&self) -> bool {
+        self.sh.world().nodes[self.i].adapters_stalled
+    }
+}
+
+impl Adapters for SimAdapters {
+    fn answer_tx(&self) -> AnswerTx {
+        let tx = self.tx.clone();
+        Arc::new(move |e| {
+            let _ = tx.send(e);
+        })
+    }
+
+    fn spawn_answering(&mut self, _effect: &'static str, _id: EffectId, work: Answer) {
+        let tx = self.tx.clone();
+        self.tasks.spawn(async move {
+            let _ = tx.send(work.await);
+        });
+    }
+
+    fn run_detectors(&mut self, id: EffectId, _phase: Phase) {
+        if self.stalled() {
+            return;
         }
-        false
+        let needs = self.sh.world().nodes[self.i].needs_reboot;
+        let result = if needs {
+            DetectorResult::Required {
+                by: vec!["sim:update-installed".into()],
+            }
+        } else {
+            DetectorResult::NotRequired
+        };
+        let after = self.sh.spec.detector_latency;
+        self.send_later(after, Event::DetectorsEvaluated { id, result });
+    }
+
+    fn evaluate_window(&mut self) -> WindowVerdict {
+        if self.sh.spec.broken == Some(Broken::IgnoreWindows) {
+            WindowVerdict::Open {
+                closes_at: None,
+                closes_by: None,
+            }
+        } else {
+            crate::adapters::window::evaluate(&self.sh.spec.windows, self.clock.now_ms())
+        }
+    }
+
+    fn run_health_script(&mut self, id: EffectId, _phase: Phase) {
+        if self.stalled() {
+            return;
+        }
+        let result = self.health_result();
+        let after = match result {
+            HealthResult::Error { .. } => self.sh.spec.health_timeout,
+            _ => self.sh.spec.health_latency,
+        };
+        self.send_later(after, Event::HealthChecked { id, result });
+    }
+
+    fn health_record(
+        &mut self,
+        healthy: bool,
+        stage: Phase,
+        reason: String,
+    ) -> Option<HealthRecord> {
+        let name = super::node_name(self.i);
+        Some(answers::health_record(
+            &name,
+            healthy,
+            stage.as_str().into(),
+            reason,
+            self.clock.now(),
+        ))
+    }
+
+    fn kill_switch(&self) -> bool {
+        self.sh.kill_switch(self.i) && self.sh.spec.broken != Some(Broken::IgnoreKillSwitch)
+    }
+
+    fn gates_checked(&mut self, _gates: &Gates) {
+        let now = self.sh.elapsed_ms();
+        self.sh.world().nodes[self.i].last_gate_sample = Some(now);
+    }
+
+    fn joining(&mut self) {}
+
+    fn run_hooks(&mut self, id: EffectId, _stage: HookStage) {
+        let _ = self.tx.send(Event::HooksRan {
+            id,
+            result: StepResult::Ok,
+        });
+    }
+
+    fn execute_reboot(&mut self, id: EffectId, _argv: Vec<String>, dry_run: bool) {
+        if !dry_run {
+            self.sh.reboot(self.i);
+        }
+        let _ = self.tx.send(Event::RebootCommandFinished {
+            id,
+            result: StepResult::Ok,
+        });
+    }
+
+    fn write_post_reboot_marker(&mut self, _marker: PostRebootMarker) {}
+
+    fn watches_cluster(&self) -> bool {
+        self.sh.spec.broken != Some(Broken::TimerHandoff)
     }
 }

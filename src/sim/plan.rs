@@ -89,6 +89,7 @@ pub fn spec(s: &Settings, o: &PlanOptions) -> SimSpec {
         record_journal: false,
         check_liveness: false,
         broken: None,
+        soak: None,
     }
 }
 

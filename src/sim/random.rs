@@ -93,6 +93,7 @@ pub fn spec(seed: u64) -> SimSpec {
         record_journal: true,
         check_liveness: fault_free,
         broken: None,
+        soak: None,
     };
     if fault_free {
         // Half of the fault-free runs have their updates land spread over up to 10 minutes,

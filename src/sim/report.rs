@@ -120,6 +120,8 @@ pub struct SimReport {
     pub violations: Vec<String>,
     /// Machine steps taken in total.
     pub steps: u64,
+    /// A soak's reboot count and checkpoints (empty outside a soak).
+    pub soak: super::soak::Progress,
 }
 
 /// `+1h02m03.004s`-style offset for logs.

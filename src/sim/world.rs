@@ -124,6 +124,8 @@ pub struct World {
     pub steps: u64,
     /// Faults and operator actions still to come.
     pub pending_actions: usize,
+    /// A soak's progress ([`super::soak`]).
+    pub soak: super::soak::Progress,
 }
 
 /// What every task of the simulation shares.
@@ -141,6 +143,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Wakes the run loop after every step.
     pub wake: Notify,
+    /// Start of the run in real time (a soak's checkpoints report it).
+    pub wall_start: std::time::Instant,
     world: Mutex<World>,
 }
 
@@ -219,6 +223,10 @@ impl Shared {
             )
         };
         self.log(Some(i), "reboot command executed".into());
+        super::soak::after_reboot(self, i);
+        if self.world().soak.done {
+            self.wake.notify_one();
+        }
         let sh = self.clone();
         tokio::spawn(async move {
             // systemd stops the daemon first (SIGTERM), then the machine goes down.
@@ -238,7 +246,8 @@ impl Shared {
                 let n = &mut w.nodes[i];
                 n.boot_seq += 1;
                 n.powered = true;
-                n.needs_reboot = false;
+                // A soak brings a new update with every boot.
+                n.needs_reboot = sh.spec.soak.is_some();
                 n.reboots_this_boot = 0;
                 if !sh.spec.boot_settle.is_zero() {
                     let settle = u64::try_from(sh.spec.boot_settle.as_millis()).unwrap_or(0);
@@ -399,6 +408,9 @@ impl Shared {
     /// without pending updates and out of its reboot span.
     fn quiet(&self) -> bool {
         let w = self.world();
+        if w.soak.done {
+            return true;
+        }
         w.pending_actions == 0
             && w.nodes.iter().enumerate().all(|(i, n)| {
                 let gone = !n.powered && self.spec.never_return.contains(&i);
@@ -538,6 +550,7 @@ async fn run_async(spec: SimSpec) -> SimReport {
             .get_or_init(|| Arc::new(Metrics::new("sim", "sim")))
             .clone(),
         wake: Notify::new(),
+        wall_start: std::time::Instant::now(),
         world: Mutex::new(World {
             nodes,
             capacity,
@@ -548,6 +561,7 @@ async fn run_async(spec: SimSpec) -> SimReport {
             violations: Vec::new(),
             steps: 0,
             pending_actions: actions.len(),
+            soak: super::soak::Progress::default(),
         }),
         spec,
     });
@@ -596,6 +610,7 @@ async fn run_async(spec: SimSpec) -> SimReport {
         log: std::mem::take(&mut w.log),
         violations: std::mem::take(&mut w.violations),
         steps: w.steps,
+        soak: std::mem::take(&mut w.soak),
     };
     for n in &mut w.nodes {
         n.close(end_ms);

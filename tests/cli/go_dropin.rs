@@ -200,3 +200,42 @@ fn once_false_keeps_the_daemon_running() {
     let _ = child.wait();
     assert!(still_running, "--once=false must not stop after one pass");
 }
+
+/// Issue #14: with etcd unreachable, `status --skip-lock` reports the etcd problem; it never
+/// claims a pause or the kill switch (exit 5), and an unreadable reboot request is not a
+/// detector error when the node's own detector decides.
+#[test]
+fn an_unreachable_etcd_is_not_reported_as_a_kill_switch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write(d, "reboot-required", b"");
+    let boot = write(d, "boot_id", b"b1\n");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port"); // closed again: connections are refused
+    let text = format!(
+        "node_name: n1
+reboot_required_detectors: [{{type: file, path: {d}/reboot-required}}]
+health_script: /bin/true
+etcd_endpoints: [\"http://127.0.0.1:{port}\"]
+state_dir: {d}/state
+run_dir: {d}/run
+boot_id_path: {boot}
+kill_switch_file: {d}/disable
+log: {{format: text, level: error}}
+",
+        d = d.display()
+    );
+    let p = write(d, "config.yaml", text.as_bytes());
+    let (code, out, err) = outcome(&["status", "--config", &p, "--skip-lock"]);
+    assert_ne!(code, 5, "{out}{err}");
+    assert!(!out.contains("kill_switch_active"), "{out}{err}");
+    assert!(!out.contains("paused"), "{out}{err}");
+    assert!(out.contains("etcd unavailable"), "{out}{err}");
+    assert!(
+        out.contains("file:") && out.contains("=> reboot-required"),
+        "{out}{err}"
+    );
+    assert!(!out.contains("detector error"), "{out}{err}");
+}

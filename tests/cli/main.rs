@@ -1,4 +1,5 @@
 //! Command-line contract tests: the real binary, real files, real exit codes (SPEC §9).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod bad_input;
 mod completions;

@@ -1,5 +1,6 @@
 //! The etcd coordination protocol against the deterministic in-memory model AND a real etcd,
 //! with the same test bodies (SPEC §7, issue #5).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 #[path = "../support/etcd.rs"]
 mod etcd;
@@ -400,7 +401,10 @@ async fn pause_cooldown_and_health<K: Kv + Clone>(kv: K) {
         PolicyVerdict::Blocked { reasons } => {
             assert_eq!(
                 reasons,
-                ["cluster health blocked by unhealthy nodes: n2 (heartbeat, heartbeat exit 2)"]
+                [clusterrebootd::fsm::BlockReason::new(
+                    clusterrebootd::fsm::BlockKind::UnhealthyPeers,
+                    "cluster health blocked by unhealthy nodes: n2 (heartbeat, heartbeat exit 2)"
+                )]
             )
         }
         other => panic!("{other:?}"),

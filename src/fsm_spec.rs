@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The spec text as shipped.
-pub const SPEC_YAML: &str = include_str!("../../fsm-spec/machine.yaml");
+pub const SPEC_YAML: &str = include_str!("../fsm-spec/machine.yaml");
 
 /// The whole specification.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -225,17 +225,17 @@ mod tests {
     fn shipped_spec_parses_and_names_match_the_code() {
         let spec = Spec::load().expect("fsm-spec/machine.yaml parses");
         let states: Vec<&str> = spec.states.iter().map(|s| s.name.as_str()).collect();
-        let code: Vec<&str> = super::super::StateName::ALL
+        let code: Vec<&str> = crate::fsm::StateName::ALL
             .iter()
             .map(|s| s.as_str())
             .collect();
         assert_eq!(states, code, "states in spec vs code");
         let events: Vec<&str> = spec.events.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(events, super::super::Event::NAMES, "events in spec vs code");
+        assert_eq!(events, crate::fsm::Event::names(), "events in spec vs code");
         let effects: Vec<&str> = spec.effects.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             effects,
-            super::super::Effect::NAMES,
+            crate::fsm::Effect::NAMES,
             "effects in spec vs code"
         );
         for r in &spec.transitions {

@@ -1,0 +1,248 @@
+//! What a step means to people and tools outside the machine: logs at the right level,
+//! metrics, the Go pass report and `state.json`. Nothing here decides.
+
+use super::Driver;
+use super::state_file::{SlotInfo, StateFile};
+use crate::coord::Coordinator;
+use crate::driver::report::PassReport;
+use crate::fsm::record::fmt_ts;
+use crate::fsm::*;
+
+impl<C: Coordinator> Driver<C> {
+    /// Logs, pass report and state file after a step.
+    /// `issued_at`: when the reboot was issued, if the step leaves `Recovering`.
+    pub(super) fn observe(
+        &mut self,
+        input: &Input,
+        step: &Step,
+        now: Millis,
+        issued_at: Option<Millis>,
+    ) {
+        if step.from != step.to {
+            self.since = now;
+            self.node
+                .metrics
+                .transition(step.from.as_str(), step.to.as_str());
+            self.notifier
+                .status(&format!("{}: {}", step.to, step.reason));
+            match log_level(&input.event, step) {
+                tracing::Level::ERROR => {
+                    tracing::error!(event = "transition", from = %step.from, to = %step.to, reason = %step.reason, "{} -> {}: {}", step.from, step.to, step.reason)
+                }
+                tracing::Level::WARN => {
+                    tracing::warn!(event = "transition", from = %step.from, to = %step.to, reason = %step.reason, "{} -> {}: {}", step.from, step.to, step.reason)
+                }
+                _ => {
+                    tracing::info!(event = "transition", from = %step.from, to = %step.to, reason = %step.reason, "{} -> {}: {}", step.from, step.to, step.reason)
+                }
+            }
+        } else {
+            match log_level(&input.event, step) {
+                tracing::Level::ERROR => {
+                    tracing::error!(event = "input", input = input.event.name(), state = %step.to, reason = %step.reason)
+                }
+                tracing::Level::WARN => {
+                    tracing::warn!(event = "input", input = input.event.name(), state = %step.to, reason = %step.reason)
+                }
+                _ => {
+                    tracing::debug!(event = "input", input = input.event.name(), state = %step.to, reason = %step.reason)
+                }
+            }
+        }
+        if step.from == StateName::Idle && step.to == StateName::Detecting {
+            self.node.report = PassReport::default();
+            self.node.lock_attempts = 0;
+        }
+        let held = step.to.holds_slot();
+        self.node.metrics.lock_held(held);
+        self.node.metrics.lock_queue_position(
+            self.machine
+                .core()
+                .queue
+                .as_ref()
+                .map_or(0, |q| i64::from(q.position)),
+        );
+        match &input.event {
+            Event::WindowEvaluated { verdict, .. } => {
+                self.node.metrics.window_evaluation(match verdict {
+                    WindowVerdict::Open { .. } => "allowed",
+                    WindowVerdict::Closed {
+                        outcome: Outcome::WindowDenied,
+                        ..
+                    } => "deny",
+                    WindowVerdict::Closed { .. } => "outside_allow",
+                })
+            }
+            Event::CooldownRead { status, .. } => self.node.metrics.cooldown_check(
+                "post-lock",
+                match status {
+                    CooldownStatus::Clear => "inactive",
+                    CooldownStatus::Active { .. } => "active",
+                    CooldownStatus::Error { .. } => "error",
+                },
+            ),
+            Event::ClusterHealthEvaluated { verdict, .. } => {
+                self.node.metrics.cluster_health_check(
+                    if step.from == StateName::HealthPost {
+                        "post-lock"
+                    } else {
+                        "pre-lock"
+                    },
+                    match verdict {
+                        PolicyVerdict::Pass => "healthy",
+                        // Go has no such value; the thresholds failed, so Go's word is "unhealthy".
+                        PolicyVerdict::HeldBack { .. } => "unhealthy",
+                        PolicyVerdict::Blocked { .. } => "unhealthy",
+                        PolicyVerdict::Error { .. } => "error",
+                    },
+                )
+            }
+            Event::SlotAcquired { .. } if step.to == StateName::HealthPost => {
+                if let Some(t) = self.node.join_started.take() {
+                    self.node.metrics.lock_wait(t.elapsed().as_secs_f64());
+                    self.node
+                        .metrics
+                        .lock_attempt("success", t.elapsed().as_secs_f64());
+                }
+            }
+            Event::SlotUnavailable { .. } => self.node.metrics.lock_attempt("error", 0.0),
+            Event::RebootCommandFinished {
+                result: StepResult::Failed { .. },
+                ..
+            } => self.node.metrics.reboot("failed"),
+            _ => {}
+        }
+        if step.from == StateName::Recovering
+            && step.to == StateName::Idle
+            && let State::Idle {} = self.machine.state()
+            && let Event::HealthChecked { .. } = &input.event
+            && let Some(issued) = issued_at
+        {
+            self.node
+                .metrics
+                .reboot_duration(now.saturating_sub(issued) as f64 / 1000.0);
+        }
+        match (&input.event, step.to) {
+            (Event::SlotAcquired { .. }, StateName::HealthPost) => {
+                self.node.report.lock_acquired = true
+            }
+            (
+                Event::ClusterHealthEvaluated {
+                    verdict: PolicyVerdict::Blocked { reasons },
+                    ..
+                },
+                _,
+            ) => self.node.report.blockers = BlockReason::texts(reasons),
+            _ => {}
+        }
+        if step.outcome.is_some() || step.exit.is_some() {
+            self.node.report.outcome = step.outcome;
+            self.node.report.message = step.reason.clone();
+            if let Some(o) = step.outcome {
+                let repeated = self.last_outcome.as_deref() == Some(o.as_str());
+                self.last_outcome = Some(o.as_str().to_string());
+                self.node.metrics.orchestration_outcome(o.as_str());
+                if !matches!(
+                    o,
+                    Outcome::NoAction | Outcome::Ready | Outcome::RecheckCleared
+                ) {
+                    self.node.metrics.reboot_blocked(o.as_str());
+                }
+                // Identical consecutive outcomes are not re-logged every pass.
+                if repeated {
+                    tracing::debug!(event = "outcome", outcome = o.as_str(), message = %step.reason);
+                } else {
+                    tracing::info!(event = "outcome", outcome = o.as_str(), message = %step.reason);
+                }
+            }
+        }
+        if self.opts.persist {
+            let slot = SlotInfo {
+                held: step.to.holds_slot(),
+                queue_position: self.machine.core().queue.as_ref().map(|q| q.position),
+                holders: self
+                    .machine
+                    .core()
+                    .queue
+                    .as_ref()
+                    .map(|q| {
+                        q.holders
+                            .iter()
+                            .map(|h| match h.since {
+                                Some(t) => format!("{} since {}", h.node, fmt_ts(t)),
+                                None => h.node.clone(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            let next = step
+                .effects
+                .iter()
+                .rev()
+                .find_map(|e| match e {
+                    Effect::ScheduleTick { at } => Some(*at),
+                    _ => None,
+                })
+                .or(self.exec.next_tick);
+            let file = StateFile::after(
+                &self.node.settings.node_name,
+                &self.opts.boot_id,
+                step,
+                self.since,
+                now,
+                self.last_outcome.clone(),
+                next,
+                slot,
+                self.machine.core().config.dry_run,
+            );
+            if let Err(e) = file.write(&self.node.settings.run_dir) {
+                tracing::warn!(event = "state_file_error", error = %e, "cannot write state.json");
+            }
+            (self.fleet).observe(&input.event, step, &file, self.tail.iter().map(|(_, r)| r));
+        }
+    }
+}
+
+/// How loudly a step is logged (issue #20): a failed or refused reboot is an error an operator
+/// must see, trouble the daemon works around (lost slot, etcd or script errors, a reboot that
+/// was called off) a warning; everything else is the ordinary info/debug trail.
+fn log_level(event: &Event, step: &Step) -> tracing::Level {
+    use tracing::Level;
+    let failed = |r: &StepResult| matches!(r, StepResult::Failed { .. });
+    match event {
+        Event::RebootCommandFinished { result, .. }
+        | Event::HooksRan { result, .. }
+        | Event::RebootLeaseMoved { result, .. }
+            if failed(result) =>
+        {
+            Level::ERROR
+        }
+        Event::RebootLeaseReattached {
+            result: ReattachResult::Failed { .. } | ReattachResult::Expired,
+            ..
+        } => Level::WARN,
+        Event::SlotLost { .. } | Event::SlotUnavailable { .. } | Event::EffectTimedOut { .. } => {
+            Level::WARN
+        }
+        Event::DetectorsEvaluated {
+            result: DetectorResult::Error { .. },
+            ..
+        }
+        | Event::HealthChecked {
+            result: HealthResult::Error { .. },
+            ..
+        }
+        | Event::ClusterHealthEvaluated {
+            verdict: PolicyVerdict::Error { .. },
+            ..
+        }
+        | Event::CooldownRead {
+            status: CooldownStatus::Error { .. },
+            ..
+        } => Level::WARN,
+        // Called off after the decision to reboot (window closed at the last moment, …).
+        _ if step.from == StateName::Rebooting && step.to != StateName::Rebooting => Level::WARN,
+        _ => Level::INFO,
+    }
+}

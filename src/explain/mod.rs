@@ -1,0 +1,214 @@
+//! "Why is this node not rebooting?" for a person at 3 a.m. (`status --explain`), and the same
+//! answer as data for the fleet view.
+//!
+//! The answer comes from the running daemon's own files: `<run_dir>/state.json` (current state,
+//! since when, next check) and the tail of `<state_dir>/journal.jsonl`, whose records carry the
+//! evidence (health-script exit code and first line, slot holders, window reason and next
+//! opening, cooldown end, …). The explanation itself ([`explain`], [`render_text`],
+//! [`render_json`]) is pure: it takes the parsed files and the current time, so golden tests
+//! build records by hand. Which gate blocks and what unblocks it is [`gates`]; file reading and
+//! the liveness check are [`live`]; the CLI command is `crate::cli::explain`.
+
+pub mod gates;
+pub mod live;
+pub mod render;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::driver::state_file::StateFile;
+use crate::fsm::StateName;
+use crate::fsm::record::Record;
+use crate::fsm::types::{Millis, fmt_dur, fmt_ms};
+
+use self::gates::*;
+pub use self::live::{NoDaemon, load_live, pid_alive, read_journal_tail, read_state_file};
+pub use self::render::{render_json, render_text};
+
+/// How many journal records the explanation looks at.
+pub const TAIL_RECORDS: usize = 200;
+/// How many transitions are listed.
+pub const SHOWN_TRANSITIONS: usize = 10;
+/// Largest state file read (it is a few hundred bytes; anything bigger is damage).
+const MAX_STATE_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Which gate keeps the node from rebooting (`blocked_by.gate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// The health script exited non-zero or failed (pre-lock or post-lock).
+    HealthScript,
+    /// The cluster-health policies block.
+    ClusterPolicy,
+    /// Other nodes hold every reboot slot.
+    Slot,
+    /// The maintenance windows forbid a reboot now.
+    Window,
+    /// The cluster cooldown after another reboot runs.
+    Cooldown,
+    /// The kill switch file exists.
+    KillSwitch,
+    /// The cluster is paused (`cluster pause`).
+    Pause,
+    /// A reboot-required detector failed.
+    DetectorError,
+    /// After the reboot the health script fails; the slot stays held.
+    PostRebootHealth,
+    /// Coordination (etcd) could not be reached or answered with an error.
+    EtcdUnavailable,
+}
+
+/// The blocking reason with its evidence and the way out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Block {
+    /// Which gate.
+    pub gate: Gate,
+    /// The reason in plain words.
+    pub detail: String,
+    /// Machine-readable evidence (exit code, holders, instants, …).
+    pub evidence: Map<String, Value>,
+    /// The same evidence as text lines, in a sensible order.
+    #[serde(skip)]
+    pub evidence_lines: Vec<String>,
+    /// One concrete sentence: what would unblock it.
+    pub unblock: String,
+}
+
+/// One state change from the journal.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Transition {
+    /// When (RFC 3339).
+    pub at: String,
+    /// State before.
+    pub from: String,
+    /// State after.
+    pub to: String,
+    /// The machine's reason.
+    pub reason: String,
+}
+
+/// Everything `status --explain` says.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    /// Whether a running daemon's files were the source.
+    pub daemon_running: bool,
+    /// Node name.
+    pub node: String,
+    /// Current state.
+    pub state: String,
+    /// When it was entered (RFC 3339).
+    pub since: String,
+    /// The machine's last reason line.
+    pub reason: String,
+    /// Outcome of the last finished pass.
+    pub outcome: Option<String>,
+    /// What blocks the reboot; `None` when nothing does (no reboot needed, or progressing).
+    pub blocked_by: Option<Block>,
+    /// Context for the block, e.g. that a new check is already running.
+    pub note: Option<String>,
+    /// When the daemon next checks by itself (RFC 3339).
+    pub next_check_at: Option<String>,
+    /// The last transitions, oldest first.
+    pub transitions: Vec<Transition>,
+    /// Non-fatal problems met while reading (torn journal tail, …).
+    pub warnings: Vec<String>,
+}
+
+/// What the explanation needs besides the files.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The configured kill switch file (the journal only says "present").
+    pub kill_switch_file: String,
+    /// Current wall-clock time.
+    pub now: Millis,
+}
+
+// ------------------------------------------------------------------------------- explain
+
+/// Explains the daemon's situation from its state file and journal tail (oldest first).
+pub fn explain(state: &StateFile, records: &[Record], ctx: &Context) -> Explanation {
+    let cur = current_state(&state.state);
+    let mut note = None;
+    let blocked_by = match cur {
+        Some(StateName::Recovering) => recovering_block(state, records),
+        Some(StateName::Locking) => locking_block(records),
+        Some(StateName::HealthPost) => held_back_block(records),
+        Some(StateName::Rebooting) => None,
+        _ => {
+            let last = records
+                .iter()
+                .rev()
+                .find(|r| r.outcome.is_some() || r.exit.is_some());
+            let block = last.and_then(|r| pass_block(r, records, ctx));
+            if block.is_some() && cur != Some(StateName::Idle) {
+                note = Some(format!(
+                    "a new check is in progress ({}); the last finished check was blocked",
+                    state.state
+                ));
+            }
+            block
+        }
+    };
+    let transitions = records
+        .iter()
+        .filter(|r| r.from != r.to)
+        .map(|r| Transition {
+            at: r.ts.clone(),
+            from: r.from.as_str().to_string(),
+            to: r.to.as_str().to_string(),
+            reason: r.reason.clone(),
+        })
+        .collect::<Vec<_>>();
+    let skip = transitions.len().saturating_sub(SHOWN_TRANSITIONS);
+    Explanation {
+        daemon_running: true,
+        node: state.node.clone(),
+        state: state.state.clone(),
+        since: state.since.clone(),
+        reason: state.reason.clone(),
+        outcome: state.outcome.clone(),
+        blocked_by,
+        note,
+        next_check_at: state.next_tick_at.clone(),
+        transitions: transitions.into_iter().skip(skip).collect(),
+        warnings: Vec::new(),
+    }
+}
+
+fn current_state(name: &str) -> Option<StateName> {
+    StateName::ALL.into_iter().find(|s| s.as_str() == name)
+}
+
+pub(super) fn parse_ts(s: &str) -> Option<Millis> {
+    s.parse::<jiff::Timestamp>()
+        .ok()
+        .and_then(|t| u64::try_from(t.as_millisecond()).ok())
+}
+
+/// `"12 min ago"`-style age of an RFC 3339 instant.
+pub(super) fn ago(ts: &str, now: Millis) -> String {
+    match parse_ts(ts) {
+        Some(t) if t <= now => {
+            let secs = (now - t) / 1000;
+            if secs < 60 {
+                format!("{secs} s ago")
+            } else if secs < 3600 {
+                format!("{} min ago", secs / 60)
+            } else if secs < 86_400 {
+                format!("{} h {} min ago", secs / 3600, secs % 3600 / 60)
+            } else {
+                format!("{} d {} h ago", secs / 86_400, secs % 86_400 / 3600)
+            }
+        }
+        Some(t) => format!("in {}", fmt_dur(t - now)),
+        None => "unknown".into(),
+    }
+}
+
+/// Seconds-precision display of a journal/state-file timestamp.
+pub(super) fn short(ts: &str) -> String {
+    parse_ts(ts).map_or_else(|| ts.to_string(), fmt_ms)
+}
+
+#[cfg(test)]
+mod tests;
