@@ -124,10 +124,13 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
                     .unwrap_or_default();
                 tracing::info!(event = "metrics_listening", address = %bound, "metrics server listening on {bound}");
                 metrics_endpoint = Some(bound);
-                _metrics_server = Some(AbortOnDrop(tokio::spawn(crate::metrics::serve_page(
+                _metrics_server = Some(AbortOnDrop(tokio::spawn(crate::metrics::serve_extra(
                     metrics.clone(),
                     listener,
-                    crate::fleet::page::Source::new(coord.clone(), &settings.node_name),
+                    crate::fleet::routes::router(crate::fleet::page::Source::new(
+                        coord.clone(),
+                        &settings.node_name,
+                    )),
                 ))));
             }
             Err(e) => {

@@ -12,6 +12,7 @@
 
 pub mod page;
 pub mod publish;
+pub mod routes;
 pub mod svg;
 pub mod table;
 pub mod track;

@@ -52,16 +52,17 @@ pub async fn serve_with(
     axum::serve(Limited::new(listener, limits), router(metrics, None)).await
 }
 
-/// [`serve`] plus the read-only fleet page (`GET /`, `/api/fleet`, `/page.js`, `/page.css`;
-/// see [`crate::fleet::page`]), under the same [`Limits`].
-pub async fn serve_page(
+/// [`serve`] plus `extra` routes under the same [`Limits`] (the fleet page, built by
+/// `fleet::routes`, so this module does not depend on what it serves); `/metrics` and the
+/// 404 fallback stay this module's.
+pub async fn serve_extra(
     metrics: Arc<Metrics>,
     listener: TcpListener,
-    page: crate::fleet::page::Source,
+    extra: Router,
 ) -> std::io::Result<()> {
     axum::serve(
         Limited::new(listener, Limits::for_this_process()),
-        router(metrics, Some(page)),
+        router(metrics, Some(extra)),
     )
     .await
 }
@@ -281,106 +282,30 @@ pub fn listen_addr(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| bad(&format!("{host:?} has no address")))
 }
 
-/// What the handlers share.
-#[derive(Clone)]
-struct App {
-    metrics: Arc<Metrics>,
-    page: Option<crate::fleet::page::Source>,
-}
-
-fn router(metrics: Arc<Metrics>, page: Option<crate::fleet::page::Source>) -> Router {
-    let with_page = page.is_some();
-    let r = Router::new().route("/metrics", get(render));
-    let r = if with_page {
-        r.route("/", get(page_html))
-            .route("/api/fleet", get(page_json))
-            .route("/page.js", get(page_script))
-            .route("/page.css", get(page_style))
-    } else {
-        r
+fn router(metrics: Arc<Metrics>, extra: Option<Router>) -> Router {
+    let with_page = extra.is_some();
+    let r = Router::new()
+        .route("/metrics", get(render))
+        .with_state(metrics);
+    let r = match extra {
+        Some(extra) => r.merge(extra),
+        None => r,
     };
-    r.fallback(not_found).with_state(App { metrics, page })
+    r.fallback(move || not_found(with_page))
 }
 
-async fn render(State(app): State<App>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], app.metrics.render())
+async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render())
 }
 
-async fn not_found(State(app): State<App>) -> impl IntoResponse {
+async fn not_found(with_page: bool) -> impl IntoResponse {
     (
         StatusCode::NOT_FOUND,
-        if app.page.is_some() {
+        if with_page {
             "not found; the fleet page is at /, metrics are at /metrics\n"
         } else {
             "not found; metrics are at /metrics\n"
         },
-    )
-}
-
-/// Headers of every page response: nothing but this origin's own script and style may run or
-/// load, the page cannot be framed, nothing is cached.
-const PAGE_HEADERS: [(header::HeaderName, &str); 4] = [
-    (
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-    ),
-    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    (header::CACHE_CONTROL, "no-store"),
-    (header::REFERRER_POLICY, "no-referrer"),
-];
-
-async fn page_data(app: &App) -> crate::fleet::page::PageData {
-    match &app.page {
-        Some(p) => {
-            let view = p.view().await;
-            crate::fleet::page::PageData::new(p.node(), view, jiff::Timestamp::now())
-        }
-        None => crate::fleet::page::PageData::new(
-            "",
-            Err("no fleet page here".into()),
-            jiff::Timestamp::now(),
-        ),
-    }
-}
-
-async fn page_html(State(app): State<App>) -> impl IntoResponse {
-    let d = page_data(&app).await;
-    (
-        PAGE_HEADERS,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        crate::fleet::page::render_html(&d),
-    )
-}
-
-async fn page_json(State(app): State<App>) -> impl IntoResponse {
-    let d = page_data(&app).await;
-    let status = if d.error.is_some() {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
-    (
-        status,
-        PAGE_HEADERS,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_string(&d)
-            .unwrap_or_else(|e| format!("{{\"error\":\"cannot encode the fleet: {e}\"}}")),
-    )
-}
-
-async fn page_script() -> impl IntoResponse {
-    (
-        PAGE_HEADERS,
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        crate::fleet::page::SCRIPT,
-    )
-}
-
-async fn page_style() -> impl IntoResponse {
-    (
-        PAGE_HEADERS,
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        crate::fleet::page::STYLE,
     )
 }
 

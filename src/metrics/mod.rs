@@ -46,7 +46,7 @@ mod http;
 #[cfg(test)]
 mod tests;
 
-pub use http::{CONTENT_TYPE, Limits, listen_addr, serve, serve_page, serve_with};
+pub use http::{CONTENT_TYPE, Limits, listen_addr, serve, serve_extra, serve_with};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
