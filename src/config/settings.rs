@@ -237,7 +237,7 @@ pub enum LockBackend {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhooks {
     /// Where to send, with the body format of each.
-    pub targets: Vec<crate::fleet::webhook::Target>,
+    pub targets: Vec<super::webhook_url::Target>,
     /// One attempt's time limit.
     pub timeout: Duration,
     /// Further attempts after a failed one.

@@ -343,7 +343,7 @@ pub fn validate(raw: &RawConfig, env: &ValidateEnv) -> Result<Validated, ConfigE
 }
 
 fn validate_webhooks(r: &mut Report, raw: &RawWebhooks) -> super::settings::Webhooks {
-    use crate::fleet::webhook::{Format, Target, parse_url};
+    use super::webhook_url::{Format, Target, parse_url};
     let mut targets = Vec::new();
     for (list, format, urls) in [
         ("urls", Format::Json, &raw.urls),

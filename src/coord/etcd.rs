@@ -1190,7 +1190,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
 
     async fn publish_node_state(
         &self,
-        record: &crate::fleet::NodeState,
+        record: &super::node_state::NodeState,
     ) -> Result<bool, CoordError> {
         if self.cfg.read_only {
             return Ok(false);
@@ -1229,10 +1229,10 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         Ok(true)
     }
 
-    async fn fleet_view(&self) -> Result<crate::fleet::view::FleetView, CoordError> {
+    async fn fleet_view(&self) -> Result<super::fleet_view::FleetView, CoordError> {
         let stale_after = self.policies.lock().unwrap_or_else(|p| p.into_inner()).1;
         let capacity = *self.capacity.borrow();
-        Ok(crate::fleet::view::read(&self.kv, &self.cfg.keys, capacity, stale_after).await?)
+        Ok(super::fleet_view::read(&self.kv, &self.cfg.keys, capacity, stale_after).await?)
     }
 
     async fn pause(&self) -> Result<Option<String>, CoordError> {

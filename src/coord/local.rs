@@ -348,7 +348,7 @@ impl Coordinator for LocalBackend {
 
     async fn publish_node_state(
         &self,
-        record: &crate::fleet::NodeState,
+        record: &super::node_state::NodeState,
     ) -> Result<bool, CoordError> {
         let bytes = serde_json::to_vec_pretty(record).map_err(|e| CoordError::Corrupt {
             what: "node state".into(),
@@ -363,20 +363,20 @@ impl Coordinator for LocalBackend {
         Ok(true)
     }
 
-    async fn fleet_view(&self) -> Result<crate::fleet::view::FleetView, CoordError> {
-        use crate::fleet::view::{Entry, FleetView, NodeRow};
+    async fn fleet_view(&self) -> Result<super::fleet_view::FleetView, CoordError> {
+        use super::fleet_view::{Entry, FleetView, NodeRow};
         let mut v = FleetView::empty(1);
         let p = self.node_state_path();
         let read = std::fs::File::open(&p).and_then(|f| {
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(
-                &mut std::io::Read::take(f, crate::fleet::MAX_RECORD_BYTES as u64 + 1),
+                &mut std::io::Read::take(f, super::node_state::MAX_RECORD_BYTES as u64 + 1),
                 &mut bytes,
             )
             .map(|_| bytes)
         });
         let (record, record_error) = match read {
-            Ok(bytes) => match crate::fleet::decode(&self.node, &bytes) {
+            Ok(bytes) => match super::node_state::decode(&self.node, &bytes) {
                 Ok(r) => (Some(r), None),
                 Err(why) => (None, Some(format!("{}: {why}", p.display()))),
             },

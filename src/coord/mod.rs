@@ -7,10 +7,12 @@
 
 pub mod etcd;
 pub mod etcd_kv;
+pub mod fleet_view;
 pub mod keys;
 pub mod kv;
 pub mod local;
 pub mod memkv;
+pub mod node_state;
 pub mod policy;
 pub mod slots;
 
@@ -212,11 +214,9 @@ pub trait Coordinator: Send + Sync + 'static {
     /// something was written.
     fn publish_node_state(
         &self,
-        record: &crate::fleet::NodeState,
+        record: &node_state::NodeState,
     ) -> impl Future<Output = Result<bool, CoordError>> + Send;
     /// The fleet as this backend sees it (the web page): every node's published state, slot
     /// holders, queue, pause and cooldown.
-    fn fleet_view(
-        &self,
-    ) -> impl Future<Output = Result<crate::fleet::view::FleetView, CoordError>> + Send;
+    fn fleet_view(&self) -> impl Future<Output = Result<fleet_view::FleetView, CoordError>> + Send;
 }

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::NodeState;
-use crate::coord::HealthRecord;
-use crate::coord::etcd::{CooldownRecord, PauseRecord};
-use crate::coord::keys::Keys;
-use crate::coord::kv::{Kv, KvError, RangeOpts};
-use crate::coord::slots::SlotValue;
+use super::HealthRecord;
+use super::etcd::{CooldownRecord, PauseRecord};
+use super::keys::Keys;
+use super::kv::{Kv, KvError, RangeOpts};
+use super::node_state::{NodeState, decode};
+use super::slots::SlotValue;
 use crate::text::{MAX_COPIED_TEXT, cap, cap_bytes};
 
 /// Version of the `cluster status --json` / `/api/fleet` object.
@@ -224,7 +224,7 @@ pub async fn read<K: Kv>(
     for e in kv.range(&ns_prefix, all).await?.kvs {
         let node = suffix(&e.key, &ns_prefix);
         let mut r = row(&mut rows, &node);
-        match super::decode(&node, &e.value) {
+        match decode(&node, &e.value) {
             Ok(rec) => r.record = Some(rec),
             Err(why) => r.record_error = Some(why),
         }
