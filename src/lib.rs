@@ -18,6 +18,7 @@
 //! - [`exit`]: the exit-code contract shared by every command.
 //! - [`cli`]: the command line (clap) and one module per command.
 //! - [`version`]: build version and git revision.
+//! - `fuzzing` (hidden): the fuzz targets' entry points into private code (`fuzz/`).
 #![deny(missing_docs)]
 
 pub mod adapters;
@@ -32,6 +33,8 @@ pub mod fleet;
 pub mod fsm;
 pub mod fsm_spec;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod journal;
 pub mod logging;
 pub mod metrics;

@@ -3,7 +3,7 @@
 //! Parsing errors never leak clap's own exit status: usage mistakes exit 64 and `--help` /
 //! `--version` exit 0, as the Go daemon's callers expect (SPEC §9).
 
-mod cluster;
+pub(crate) mod cluster;
 mod completions;
 pub mod explain;
 mod fsm_cmd;

@@ -1087,8 +1087,14 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
                 tracing::warn!(event = "stale_queue_entry_removed", key = %kv.key, state = %v.state, "removed a queue entry left by an earlier process of this daemon");
             }
         }
-        let marker =
-            marker.and_then(|kv| serde_json::from_slice::<serde_json::Value>(&kv.value).ok());
+        // This node's marker counts as an unfinished reboot whether or not it can be read
+        // (found by fuzzing): an unreadable value must not make the node forget it.
+        let marker = marker.map(|kv| {
+            serde_json::from_slice::<serde_json::Value>(&kv.value).unwrap_or_else(|e| {
+                tracing::warn!(event = "in_progress_marker_invalid", key = %kv.key, error = %e, "this node's in-progress marker cannot be read; it still counts as an unfinished reboot");
+                serde_json::Value::Null
+            })
+        });
         // Re-attached after a boot: the reboot has happened (the entry says `recovering`).
         let rebooted = on_reboot_lease.is_some_and(|(_, v)| v.state == "recovering");
         Ok(match (&lease, &marker) {
@@ -1371,5 +1377,39 @@ mod cooldown_tests {
         // started_at in 9999: the wait is the duration from now, not until 9999.
         let until = cooldown_until(&rec("9999-01-01T00:00:00Z", 600), START, None).expect("ok");
         assert_eq!(until, START + 600_000);
+    }
+}
+
+#[cfg(test)]
+mod reconcile_tests {
+    use super::*;
+    use crate::coord::memkv::MemKv;
+
+    #[tokio::test]
+    async fn an_unreadable_own_marker_is_still_an_unfinished_reboot() {
+        let kv = MemKv::new();
+        let keys = Keys::new("/prod", "/lock");
+        let cfg = EtcdConfig::new(
+            "n1",
+            "boot-2",
+            keys.clone(),
+            1,
+            Duration::from_secs(30),
+            LeaseStore::Memory(Default::default()),
+        );
+        let backend = EtcdBackend::new(kv.clone(), cfg);
+        assert_eq!(backend.reconcile().await.expect("reconcile"), None);
+        kv.put(&keys.in_progress("n1"), b"not json".to_vec(), 0)
+            .await
+            .expect("put");
+        let found = backend.reconcile().await.expect("reconcile");
+        assert_eq!(
+            found,
+            Some(super::super::UnfinishedReboot {
+                from_boot: None,
+                since: None,
+                rebooted: false,
+            })
+        );
     }
 }

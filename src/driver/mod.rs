@@ -320,7 +320,15 @@ impl<C: Coordinator> Driver<C> {
             match self.node.coord.reconcile().await {
                 Ok(found) => {
                     if let Some(f) = &found {
-                        tracing::warn!(event = "unfinished_reboot_found", from_boot = ?f.from_boot, since = ?f.since, rebooted = f.rebooted, "coordination shows an unfinished reboot of this node");
+                        // The ordinary start after a reboot: the journal knows it already.
+                        if matches!(
+                            self.machine.state().name(),
+                            StateName::Rebooting | StateName::Recovering
+                        ) {
+                            tracing::info!(event = "unfinished_reboot_found", from_boot = ?f.from_boot, since = ?f.since, rebooted = f.rebooted, "coordination shows this node's reboot, as the journal does");
+                        } else {
+                            tracing::warn!(event = "unfinished_reboot_found", from_boot = ?f.from_boot, since = ?f.since, rebooted = f.rebooted, "coordination shows an unfinished reboot of this node that the journal does not know");
+                        }
                     }
                     return found;
                 }

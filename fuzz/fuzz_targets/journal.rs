@@ -1,0 +1,134 @@
+//! The journal reader (`journal.jsonl`: records and snapshots of the daemon) on real files,
+//! with torn and corrupt lines.
+//!
+//! Input: the bytes of a journal file.
+//! Properties:
+//! - reading never panics: it gives the records, or a corrupt-journal error naming the line;
+//! - a corrupt journal is refused by `open` as well and left byte for byte as it was;
+//! - `open` keeps every record `read` returned (a torn last line is cut, nothing before it);
+//!   afterwards the file reads without a warning;
+//! - a torn write after valid records (half a line, no newline) never loses one of them, and
+//!   appending after the repair gives back the old records plus the new one.
+#![no_main]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use clusterrebootd::fsm::Snapshot;
+use clusterrebootd::fsm::record::Record;
+use clusterrebootd::journal::{JournalError, JournalOptions, Loaded};
+use clusterrebootd::replay::DaemonJournal;
+use libfuzzer_sys::fuzz_target;
+
+/// Small enough that an input can hold an oversized line.
+const OPTS: JournalOptions = JournalOptions {
+    max_records: 10_000,
+    max_line_bytes: 8192,
+};
+
+/// A directory of this process (tmpfs when there is one: many files per second).
+fn dir() -> &'static PathBuf {
+    static D: OnceLock<PathBuf> = OnceLock::new();
+    D.get_or_init(|| {
+        let base = PathBuf::from("/dev/shm");
+        let base = if base.is_dir() {
+            base
+        } else {
+            std::env::temp_dir()
+        };
+        base.join(format!(
+            "clusterrebootd-fuzz-journal-{}",
+            std::process::id()
+        ))
+    })
+}
+
+type Read = Loaded<Record, Snapshot>;
+
+fn same(a: &Read, b: &Read, what: &str) {
+    assert_eq!(a.snapshot, b.snapshot, "{what}: snapshot differs");
+    assert_eq!(a.records, b.records, "{what}: records differ");
+    assert_eq!(a.next_seq, b.next_seq, "{what}: next seq differs");
+}
+
+/// Half of the last line: what a power loss in the middle of its write leaves.
+fn torn_tail(text: &[u8]) -> Vec<u8> {
+    let last = text
+        .split(|&b| b == b'\n')
+        .rfind(|l| !l.is_empty())
+        .unwrap_or(b"{\"kind\":\"record\",\"seq\":1,\"ts\":");
+    last[..last.len().div_ceil(2)].to_vec()
+}
+
+fuzz_target!(|data: &[u8]| {
+    let dir = dir();
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("work directory");
+    let path = dir.join("journal.jsonl");
+    std::fs::write(&path, data).expect("write input");
+
+    let first = match DaemonJournal::read(&path, OPTS) {
+        Ok(l) => l,
+        Err(JournalError::Corrupt { line, .. }) => {
+            assert!(line >= 1, "lines are 1-based");
+            match DaemonJournal::open(&path, OPTS) {
+                Err(JournalError::Corrupt { .. }) => {}
+                Err(e) => panic!("read said corrupt, open says {e}"),
+                Ok(_) => panic!("read said corrupt, open accepted it"),
+            }
+            assert_eq!(
+                std::fs::read(&path).expect("read back"),
+                data,
+                "a corrupt journal was changed"
+            );
+            return;
+        }
+        Err(e) => panic!("unexpected error on a readable file: {e}"),
+    };
+
+    // Opening repairs a torn tail and keeps everything before it.
+    let (journal, opened) = DaemonJournal::open(&path, OPTS).expect("read accepted it, open must");
+    same(&first, &opened, "open after read");
+    drop(journal);
+    let repaired = std::fs::read(&path).expect("read back");
+    assert!(data.starts_with(&repaired), "open only ever cuts the tail");
+    let clean = DaemonJournal::read(&path, OPTS).expect("repaired journal reads");
+    assert!(
+        clean.warnings.is_empty(),
+        "repaired journal still warns: {:?}",
+        clean.warnings
+    );
+    same(&first, &clean, "read after repair");
+
+    // A torn write after the valid records loses none of them.
+    let mut torn = repaired.clone();
+    torn.extend(torn_tail(&repaired));
+    std::fs::write(&path, &torn).expect("write torn");
+    let after_tear = DaemonJournal::read(&path, OPTS).expect("a torn tail is not corruption");
+    same(&first, &after_tear, "read with torn tail");
+    assert_eq!(
+        after_tear.warnings.len(),
+        1,
+        "the torn tail is reported once"
+    );
+
+    // Repair and append: the old records plus the new one, with the next sequence number.
+    let Some((_, last)) = first.records.last().cloned() else {
+        return;
+    };
+    let (mut journal, reopened) = DaemonJournal::open(&path, OPTS).expect("open torn");
+    same(&first, &reopened, "open with torn tail");
+    let seq = match journal.append(&last) {
+        Ok(seq) => seq,
+        Err(JournalError::TooLarge { .. }) => return,
+        Err(e) => panic!("append after repair: {e}"),
+    };
+    assert_eq!(seq, first.next_seq, "appended record gets the next seq");
+    drop(journal);
+    let grown = DaemonJournal::read(&path, OPTS).expect("read after append");
+    assert!(grown.warnings.is_empty(), "{:?}", grown.warnings);
+    assert_eq!(grown.snapshot, first.snapshot);
+    assert_eq!(grown.records.len(), first.records.len() + 1);
+    assert_eq!(grown.records[..first.records.len()], first.records[..]);
+    assert_eq!(grown.records.last(), Some(&(seq, last)));
+});

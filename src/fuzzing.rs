@@ -1,0 +1,25 @@
+//! Entry points for the fuzz targets (`fuzz/`, `scripts/fuzz`) into code that is private to a
+//! command. Not an API: hidden from the docs, kept as thin as possible.
+
+use crate::config::Settings;
+use crate::coord::keys::Keys;
+use crate::coord::kv::{Kv, KvError};
+
+/// What `cluster status` shows for the store behind `kv`: the text exactly as printed to a
+/// terminal, and whether it names the cooldown record corrupt (the daemons then start no reboot).
+pub async fn cluster_status<K: Kv>(
+    kv: &K,
+    keys: &Keys,
+    settings: &Settings,
+) -> Result<(String, bool), KvError> {
+    let view = crate::coord::fleet_view::read(
+        kv,
+        keys,
+        settings.max_concurrent_reboots,
+        settings.health_stale_after,
+    )
+    .await?;
+    let now = jiff::Timestamp::now();
+    let text = crate::text::for_terminal(&crate::fleet::table::render(&view, now)).into_owned();
+    Ok((text, view.cooldown_corrupt.is_some()))
+}
