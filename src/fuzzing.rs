@@ -12,7 +12,14 @@ pub async fn cluster_status<K: Kv>(
     keys: &Keys,
     settings: &Settings,
 ) -> Result<(String, bool), KvError> {
-    let view = crate::cli::cluster::view(kv, keys, settings).await?;
-    let text = crate::text::for_terminal(&crate::cli::cluster::render(&view)).into_owned();
+    let view = crate::coord::fleet_view::read(
+        kv,
+        keys,
+        settings.max_concurrent_reboots,
+        settings.health_stale_after,
+    )
+    .await?;
+    let now = jiff::Timestamp::now();
+    let text = crate::text::for_terminal(&crate::fleet::table::render(&view, now)).into_owned();
     Ok((text, view.cooldown_corrupt.is_some()))
 }

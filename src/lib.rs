@@ -14,6 +14,7 @@
 //! - [`journal`]: the durable JSON Lines event journal (append, fsync, compaction).
 //! - [`replay`]: replaying journals and hand-written traces through the machine.
 //! - [`sim`]: the deterministic cluster simulator and the rollout planner.
+//! - [`fleet`]: the fleet view: each node's published decision state, `cluster status`, the page.
 //! - [`exit`]: the exit-code contract shared by every command.
 //! - [`cli`]: the command line (clap) and one module per command.
 //! - [`version`]: build version and git revision.
@@ -28,6 +29,7 @@ pub mod coord;
 pub mod driver;
 pub mod exit;
 pub mod explain;
+pub mod fleet;
 pub mod fsm;
 pub mod fsm_spec;
 pub mod fsutil;

@@ -52,6 +52,26 @@ fn escape(text: &str, bad: impl Fn(char) -> bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `text` safe inside HTML text and quoted attribute values: `&`, `<`, `>`, `"` and `'` as
+/// entities (the web page, `fleet::page`); unchanged (borrowed) when it has none.
+pub fn html(text: &str) -> Cow<'_, str> {
+    if !text.contains(['&', '<', '>', '"', '\'']) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// `text` cut to at most `max` bytes (on a character boundary) plus a marker that says how
 /// long the original was; unchanged when it fits.
 pub fn cap(text: String, max: usize) -> String {
@@ -92,6 +112,15 @@ mod tests {
         assert_eq!(for_terminal("a\nb\tc"), "a\nb\\tc");
         assert_eq!(one_line("a\nb"), "a\\nb");
         assert!(matches!(for_terminal("plain — ünïcode"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn html_escapes_markup_and_quotes() {
+        assert_eq!(
+            html(r#"<script>alert("x")</script> & 'y'"#),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+        );
+        assert!(matches!(html("plain"), Cow::Borrowed(_)));
     }
 
     /// Issue #20: a 1 MB pause value was copied whole into every journal record.

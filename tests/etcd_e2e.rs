@@ -175,12 +175,12 @@ fn cluster_pause_request_and_forget() {
     assert_eq!(code, 0);
     let (_, out, _) = cluster(&a, &["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["pause"]["reason"], "quarterly audit", "{v}");
     assert!(
-        v["pause"]
-            .as_str()
-            .is_some_and(|p| p.starts_with("quarterly audit (by ")),
+        v["pause"]["by"].as_str().is_some_and(|b| b.contains('@')),
         "{v}"
     );
+    assert!(v["pause"]["at"].is_string(), "{v}");
     let (code, out, _) = a.once(&["status"]);
     assert_eq!(code, 5, "{out}");
     assert!(out.contains("cluster paused (quarterly audit"), "{out}");

@@ -141,7 +141,15 @@ fn metrics_after_a_cycle_and_only_on_slash_metrics() {
     ] {
         assert!(body.contains(needle), "missing {needle:?} in\n{body}");
     }
-    let (head, _) = scrape(port, "/");
+    // `/` is the fleet page (issue #17; with the local backend: this node only); every other
+    // path is still 404.
+    let (head, body) = scrape(port, "/");
+    assert!(
+        head.contains(" 200") && head.contains("text/html"),
+        "{head}"
+    );
+    assert!(body.contains("<td>node-1</td>"), "{body}");
+    let (head, _) = scrape(port, "/elsewhere");
     assert!(head.contains(" 404"), "{head}");
     sigterm(&mut daemon);
 

@@ -4,11 +4,8 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use serde::Serialize;
-
 use crate::config::{LockBackend, Settings};
-use crate::coord::HealthRecord;
-use crate::coord::etcd::{CooldownRecord, PauseRecord};
+use crate::coord::etcd::PauseRecord;
 use crate::coord::etcd_kv::{EtcdKv, EtcdOptions};
 use crate::coord::keys::Keys;
 use crate::coord::kv::{Kv, KvError, RangeOpts};
@@ -18,21 +15,25 @@ use crate::exit::Exit;
 /// What `cluster` should do.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum ClusterCommand {
-    /// Holders, queue, in-progress reboots, unhealthy/stale nodes, cooldown, pause.
+    /// The fleet table (every node's state, since when, whether it needs a reboot, what it
+    /// waits for, its last reboot), then holders, queue, in-progress reboots, unhealthy/stale
+    /// nodes, reboot requests, cooldown, pause.
     Status {
         /// Print a JSON object.
         #[arg(long)]
         json: bool,
     },
-    /// Pause reboots cluster-wide (acts like the kill switch on every node).
+    /// Pause reboots cluster-wide (acts like the kill switch on every node); replaces an
+    /// existing pause (and says so).
     Pause {
-        /// Why (shown in every node's status).
+        /// Why (shown in every node's status); must not be empty.
         #[arg(long)]
         reason: String,
     },
     /// Lift the cluster pause.
     Resume,
-    /// Remove every trace of NODE (queue entries, in-progress marker, health record, request):
+    /// Remove every trace of NODE (queue entries, in-progress marker, health record, request,
+    /// fleet-view record):
     /// for a node that will never come back. With `--key ENTRY` instead: remove one queue entry
     /// that belongs to no node (not our JSON), as `status --explain` names it.
     Forget {
@@ -56,224 +57,6 @@ pub enum ClusterCommand {
     /// or replacing it): every daemon re-pins its identity. Check first that no node is down in
     /// a reboot: the restored store does not know its slot.
     AcceptStore,
-}
-
-/// One slot entry as shown by `cluster status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Entry {
-    /// Node (or `unknown (<key>)` for an entry without our JSON, e.g. a Go daemon's fresh key).
-    pub node: String,
-    /// `held` or `waiting` (by position), with the entry's own state word.
-    pub state: String,
-    /// Since (RFC 3339).
-    pub since: String,
-    /// The key.
-    pub key: String,
-}
-
-/// The `cluster status` answer (also the `--json` object).
-#[derive(Debug, Clone, Serialize)]
-pub struct ClusterView {
-    /// Slots in the pool.
-    pub max_concurrent_reboots: u32,
-    /// Slot holders.
-    pub holders: Vec<Entry>,
-    /// Waiters, in order.
-    pub queue: Vec<Entry>,
-    /// Nodes with an in-progress reboot marker, with age in seconds.
-    pub in_progress: Vec<(String, Option<i64>)>,
-    /// Nodes whose last health record says unhealthy.
-    pub unhealthy: Vec<String>,
-    /// Nodes whose last health record is older than `health_stale_after_sec`.
-    pub stale: Vec<String>,
-    /// Nodes with a pending reboot request.
-    pub requests: Vec<String>,
-    /// `{"node","remaining_sec"}` of an active cooldown.
-    pub cooldown: Option<(String, i64)>,
-    /// Why the cooldown record cannot be read, when it cannot: the daemons then start no
-    /// reboot at all (fail closed).
-    pub cooldown_corrupt: Option<String>,
-    /// Pause reason.
-    pub pause: Option<String>,
-}
-
-fn age_secs(ts: &str, now: jiff::Timestamp) -> Option<i64> {
-    ts.parse::<jiff::Timestamp>()
-        .ok()
-        .map(|t| now.duration_since(t).as_secs())
-}
-
-/// Reads the whole coordination state.
-pub async fn view<K: Kv>(kv: &K, keys: &Keys, s: &Settings) -> Result<ClusterView, KvError> {
-    let now = jiff::Timestamp::now();
-    let all = RangeOpts::default();
-    let queue = kv
-        .range(
-            &keys.slot_prefix(),
-            RangeOpts {
-                by_create_revision: true,
-                ..all
-            },
-        )
-        .await?;
-    let cap = s.max_concurrent_reboots as usize;
-    let mut holders = Vec::new();
-    let mut waiting = Vec::new();
-    for (i, e) in queue.kvs.iter().enumerate() {
-        let v = serde_json::from_slice::<SlotValue>(&e.value).ok();
-        let entry = Entry {
-            node: v
-                .as_ref()
-                .map_or_else(|| format!("unknown ({})", e.key), |v| v.node.clone()),
-            state: v.as_ref().map_or_else(String::new, |v| v.state.clone()),
-            since: v.map(|v| v.acquired_at).unwrap_or_default(),
-            key: e.key.clone(),
-        };
-        if i < cap {
-            holders.push(entry);
-        } else {
-            waiting.push(entry);
-        }
-    }
-    let ip_prefix = keys.in_progress_prefix();
-    let in_progress = kv
-        .range(&ip_prefix, all)
-        .await?
-        .kvs
-        .iter()
-        .map(|e| {
-            let since = serde_json::from_slice::<serde_json::Value>(&e.value)
-                .ok()
-                .and_then(|v| v["since"].as_str().and_then(|t| age_secs(t, now)));
-            (e.key[ip_prefix.len().min(e.key.len())..].to_string(), since)
-        })
-        .collect();
-    let mut unhealthy = Vec::new();
-    let mut stale = Vec::new();
-    for e in kv.range(&keys.health_prefix(), all).await?.kvs {
-        if let Ok(r) = serde_json::from_slice::<HealthRecord>(&e.value) {
-            let age = age_secs(&r.reported_at, now);
-            if !r.healthy {
-                unhealthy.push(
-                    format!("{} ({} {})", r.node, r.stage, r.reason)
-                        .trim()
-                        .to_string(),
-                );
-            } else if age.is_none_or(|a| a > s.health_stale_after.as_secs() as i64) {
-                stale.push(format!("{} (last report {})", r.node, r.reported_at));
-            }
-        }
-    }
-    let rq_prefix = keys.request_prefix();
-    let requests = kv
-        .range(&rq_prefix, all)
-        .await?
-        .kvs
-        .iter()
-        .map(|e| e.key[rq_prefix.len().min(e.key.len())..].to_string())
-        .collect();
-    // A record the daemons cannot read blocks every reboot (they fail closed), so it is shown
-    // as corrupt, never as "none" (issue #20). Same rules as the daemon's `read_cooldown`.
-    let (cooldown, cooldown_corrupt) = match kv.get(&keys.cooldown()).await?.0 {
-        Some(e) => match serde_json::from_slice::<CooldownRecord>(&e.value) {
-            Ok(c) => {
-                let ttl = if e.lease != 0 {
-                    kv.lease_ttl(e.lease).await?
-                } else {
-                    None
-                };
-                match crate::coord::etcd::cooldown_until(&c, now.as_millisecond(), ttl) {
-                    Ok(until) => {
-                        let remaining = (until - now.as_millisecond() + 999) / 1000;
-                        ((remaining > 0).then_some((c.node, remaining)), None)
-                    }
-                    Err(why) => (None, Some(format!("{}: {why}", e.key))),
-                }
-            }
-            Err(err) => (
-                None,
-                Some(format!(
-                    "{}: not a cooldown record ({err}): {}",
-                    e.key,
-                    crate::text::cap_bytes(&e.value, 80)
-                )),
-            ),
-        },
-        None => (None, None),
-    };
-    let pause = kv.get(&keys.pause()).await?.0.map(|e| {
-        match serde_json::from_slice::<PauseRecord>(&e.value) {
-            Ok(p) => format!(
-                "{} (by {} at {})",
-                crate::text::cap(p.reason, crate::text::MAX_COPIED_TEXT),
-                crate::text::cap(p.by, 256),
-                crate::text::cap(p.at, 64)
-            ),
-            Err(_) => crate::text::cap_bytes(&e.value, crate::text::MAX_COPIED_TEXT),
-        }
-    });
-    Ok(ClusterView {
-        max_concurrent_reboots: s.max_concurrent_reboots,
-        holders,
-        queue: waiting,
-        in_progress,
-        unhealthy,
-        stale,
-        requests,
-        cooldown,
-        cooldown_corrupt,
-        pause,
-    })
-}
-
-/// Text rendering of the view.
-pub fn render(v: &ClusterView) -> String {
-    let mut out = String::new();
-    let entry = |e: &Entry| format!("{} since {} ({})", e.node, e.since, e.state);
-    out.push_str(&format!(
-        "slots: {} of {} held\n",
-        v.holders.len(),
-        v.max_concurrent_reboots
-    ));
-    for e in &v.holders {
-        out.push_str(&format!("  held: {}\n", entry(e)));
-    }
-    for (i, e) in v.queue.iter().enumerate() {
-        out.push_str(&format!("  queued #{}: {}\n", i + 1, entry(e)));
-    }
-    let list = |l: &[String]| {
-        if l.is_empty() {
-            "none".to_string()
-        } else {
-            l.join(", ")
-        }
-    };
-    let ip: Vec<String> = v
-        .in_progress
-        .iter()
-        .map(|(n, age)| match age {
-            Some(a) => format!("{n} ({a}s ago)"),
-            None => n.clone(),
-        })
-        .collect();
-    out.push_str(&format!("reboots in progress: {}\n", list(&ip)));
-    out.push_str(&format!("unhealthy: {}\n", list(&v.unhealthy)));
-    out.push_str(&format!("stale health records: {}\n", list(&v.stale)));
-    out.push_str(&format!("reboot requests: {}\n", list(&v.requests)));
-    out.push_str(&match (&v.cooldown, &v.cooldown_corrupt) {
-        (_, Some(why)) => format!(
-            "cooldown: CORRUPT, no node starts a reboot until it is fixed or deleted: {why}\n"
-        ),
-        (Some((node, secs)), None) => {
-            format!("cooldown: {secs}s remaining (started by {node})\n")
-        }
-        (None, None) => "cooldown: none\n".to_string(),
-    });
-    out.push_str(&match &v.pause {
-        Some(p) => format!("paused: {p}\n"),
-        None => "paused: no\n".to_string(),
-    });
-    out
 }
 
 fn who() -> String {
@@ -308,7 +91,7 @@ pub fn run(config: &Path, cmd: ClusterCommand) -> Exit {
             (Some(node), _) => (
                 node.clone(),
                 format!(
-                    "forget node {node}: remove its slot entries, in-progress marker, health record and reboot request?"
+                    "forget node {node}: remove its slot entries, in-progress marker, health record, reboot request and node_state record?"
                 ),
             ),
             (None, Some(key)) => (
@@ -361,6 +144,30 @@ pub fn run(config: &Path, cmd: ClusterCommand) -> Exit {
     })
 }
 
+/// Sends a pause/resume notification to the configured webhooks (if any) and says on stderr
+/// which ones failed; the pause itself is already in place either way.
+async fn notify(
+    s: &Settings,
+    event: crate::fleet::webhook::Kind,
+    summary: String,
+    detail: serde_json::Value,
+) {
+    if s.webhooks.targets.is_empty() {
+        return;
+    }
+    let n = crate::fleet::webhook::Notification::new(event, &s.node_name, None, summary, detail);
+    for (url, r) in crate::fleet::webhook::deliver_all(&s.webhooks, &n).await {
+        if let Err(e) = r {
+            eprintln!(
+                "{}",
+                crate::text::for_terminal(&format!(
+                    "clusterrebootd cluster: warning: webhook {url} not notified: {e}"
+                ))
+            );
+        }
+    }
+}
+
 async fn execute<K: Kv>(
     kv: &K,
     keys: &Keys,
@@ -370,24 +177,64 @@ async fn execute<K: Kv>(
     let now = jiff::Timestamp::now().to_string();
     match cmd {
         ClusterCommand::Status { json } => {
-            let v = view(kv, keys, s).await?;
+            let v =
+                crate::fleet::view::read(kv, keys, s.max_concurrent_reboots, s.health_stale_after)
+                    .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
-                print!("{}", crate::text::for_terminal(&render(&v)));
+                let now = jiff::Timestamp::now();
+                print!(
+                    "{}",
+                    crate::text::for_terminal(&crate::fleet::table::render(&v, now))
+                );
             }
         }
         ClusterCommand::Pause { reason } => {
+            let reason = reason.trim().to_string();
+            if reason.is_empty() {
+                eprintln!(
+                    "clusterrebootd cluster pause: --reason must say why (it is shown on every node and in `cluster status`), e.g. --reason \"kernel CVE rollout on hold until 14:00\""
+                );
+                return Ok(Exit::Usage);
+            }
             let p = PauseRecord {
                 reason,
                 by: who(),
                 at: now,
             };
+            let (old, _) = kv.get(&keys.pause()).await?;
             kv.put(&keys.pause(), serde_json::to_vec(&p).unwrap_or_default(), 0)
                 .await?;
+            if let Some(old) = old {
+                let before = match serde_json::from_slice::<PauseRecord>(&old.value) {
+                    Ok(o) if o.by.is_empty() => crate::text::cap(o.reason, 512),
+                    Ok(o) => format!(
+                        "{} (by {} at {})",
+                        crate::text::cap(o.reason, 512),
+                        crate::text::cap(o.by, 256),
+                        crate::text::cap(o.at, 64)
+                    ),
+                    Err(_) => crate::text::cap_bytes(&old.value, 512),
+                };
+                println!(
+                    "{}",
+                    crate::text::for_terminal(&format!(
+                        "the cluster was already paused: replaced the pause \"{}\"",
+                        crate::text::one_line(&before)
+                    ))
+                );
+            }
             println!(
                 "cluster paused: no node starts a reboot until `clusterrebootd cluster resume`"
             );
+            notify(
+                s,
+                crate::fleet::webhook::Kind::Pause,
+                format!("cluster paused by {}: {}", p.by, p.reason),
+                serde_json::json!({"reason": p.reason, "by": p.by, "at": p.at}),
+            )
+            .await;
         }
         ClusterCommand::AcceptStore => {
             let id = kv.identity(&keys.pause()).await?;
@@ -417,6 +264,16 @@ async fn execute<K: Kv>(
                     "cluster was not paused"
                 }
             );
+            if existed {
+                let by = who();
+                notify(
+                    s,
+                    crate::fleet::webhook::Kind::Resume,
+                    format!("cluster resumed by {by}"),
+                    serde_json::json!({"by": by, "at": now}),
+                )
+                .await;
+            }
         }
         ClusterCommand::Forget { key: Some(key), .. } => {
             // Only a queue entry: the key is resolved under the slot prefix and never outside.
@@ -459,6 +316,7 @@ async fn execute<K: Kv>(
                 keys.in_progress(&node),
                 keys.health(&node),
                 keys.request(&node),
+                keys.node_state(&node),
             ] {
                 if kv.delete(&key).await?.1 {
                     removed.push(key);
@@ -474,6 +332,24 @@ async fn execute<K: Kv>(
             }
         }
         ClusterCommand::RequestReboot { node } => {
+            // A typo would wait forever for a node that does not exist: say so (but do it;
+            // the node may simply not have started yet).
+            let known = kv.get(&keys.node_state(&node)).await?.0.is_some()
+                || kv.get(&keys.health(&node)).await?.0.is_some();
+            if !known {
+                eprintln!(
+                    "{}",
+                    crate::text::for_terminal(&format!(
+                        "clusterrebootd cluster request-reboot: warning: no node named {:?} has published a node_state or cluster_health record under {}; check the name (`clusterrebootd cluster status` lists the nodes). The request is stored anyway and is picked up if such a node starts",
+                        node,
+                        if keys.namespace().is_empty() {
+                            "/"
+                        } else {
+                            keys.namespace()
+                        }
+                    ))
+                );
+            }
             let body = serde_json::json!({"by": who(), "at": now});
             kv.put(&keys.request(&node), body.to_string().into_bytes(), 0)
                 .await?;

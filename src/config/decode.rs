@@ -61,6 +61,7 @@ const NEW_FIELDS: &[&str] = &[
     "run_dir",
     "boot_id_path",
     "hooks",
+    "webhooks",
     "health_stale_after_sec",
     "log",
     "insecure_allow_writable_files",
@@ -555,6 +556,31 @@ impl Dec<'_> {
                 }
             }
             self.secs(&h, "timeout_sec", &mut r.hooks.timeout_sec);
+        }
+        if let Some((n, p)) = f.get("webhooks")
+            && let Some(w) = self.fields(
+                n,
+                &p,
+                &[
+                    "urls",
+                    "slack_urls",
+                    "timeout_sec",
+                    "retries",
+                    "stuck_after_sec",
+                    "ca_file",
+                ],
+            )
+        {
+            self.strings_field(&w, "urls", &mut r.webhooks.urls);
+            self.strings_field(&w, "slack_urls", &mut r.webhooks.slack_urls);
+            self.secs(&w, "timeout_sec", &mut r.webhooks.timeout_sec);
+            if let Some((n, p)) = w.get("retries")
+                && let Some(v) = self.uint(n, &p, 100, "from 0 to 100")
+            {
+                r.webhooks.retries = v;
+            }
+            self.secs(&w, "stuck_after_sec", &mut r.webhooks.stuck_after_sec);
+            self.string_field(&w, "ca_file", &mut r.webhooks.ca_file);
         }
         self.secs(&f, "health_stale_after_sec", &mut r.health_stale_after_sec);
         if let Some((n, p)) = f.get("log")

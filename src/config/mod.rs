@@ -12,6 +12,7 @@ pub mod raw;
 pub mod settings;
 pub mod trust;
 pub mod validate;
+pub mod webhook_url;
 pub mod yaml;
 
 use std::path::Path;

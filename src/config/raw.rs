@@ -75,6 +75,8 @@ pub struct RawConfig {
     pub boot_id_path: String,
     /// New: commands around the reboot.
     pub hooks: RawHooks,
+    /// Notifications (issue #17): webhook targets and when a rollout counts as stuck.
+    pub webhooks: RawWebhooks,
     /// New: a peer's health record older than this is not counted healthy (0 = 4 × publish interval).
     pub health_stale_after_sec: u64,
     /// New: log level and format.
@@ -123,6 +125,7 @@ impl Default for RawConfig {
             run_dir: "/run/clusterrebootd".into(),
             boot_id_path: "/proc/sys/kernel/random/boot_id".into(),
             hooks: RawHooks::default(),
+            webhooks: RawWebhooks::default(),
             health_stale_after_sec: 0,
             log: RawLog::default(),
             insecure_allow_writable_files: false,
@@ -240,6 +243,37 @@ impl Default for RawHooks {
             pre_reboot: Vec::new(),
             post_reboot: Vec::new(),
             timeout_sec: 60,
+        }
+    }
+}
+
+/// Webhook notifications (new): where to send them and how hard to try.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RawWebhooks {
+    /// `http://` or `https://` URLs that get the plain JSON body.
+    pub urls: Vec<String>,
+    /// `http://` or `https://` URLs that get a Slack-compatible body (`{"text": …}`).
+    pub slack_urls: Vec<String>,
+    /// Seconds one delivery attempt may take.
+    pub timeout_sec: u64,
+    /// Further attempts after a failed one.
+    pub retries: u64,
+    /// A node in `Locking` or `Recovering` longer than this sends `rollout_stuck`.
+    pub stuck_after_sec: u64,
+    /// PEM CA certificates for `https://` receivers (empty: the system bundle).
+    pub ca_file: String,
+}
+
+impl Default for RawWebhooks {
+    fn default() -> Self {
+        RawWebhooks {
+            urls: Vec::new(),
+            slack_urls: Vec::new(),
+            timeout_sec: 5,
+            retries: 3,
+            stuck_after_sec: 3600,
+            ca_file: String::new(),
         }
     }
 }

@@ -74,6 +74,8 @@ pub struct Settings {
     pub boot_id_path: PathBuf,
     /// Commands around the reboot.
     pub hooks: Hooks,
+    /// Webhook notifications (none configured: nothing is sent).
+    pub webhooks: Webhooks,
     /// Age after which a peer's health record is not counted healthy.
     pub health_stale_after: Duration,
     /// Logging.
@@ -229,6 +231,21 @@ pub enum LockBackend {
     Etcd,
     /// A file lock in `state_dir` (a single machine).
     Local,
+}
+
+/// Validated webhook settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhooks {
+    /// Where to send, with the body format of each.
+    pub targets: Vec<super::webhook_url::Target>,
+    /// One attempt's time limit.
+    pub timeout: Duration,
+    /// Further attempts after a failed one.
+    pub retries: u32,
+    /// `Locking`/`Recovering` longer than this is reported as stuck.
+    pub stuck_after: Duration,
+    /// CA certificates for `https://` receivers (`None`: the system bundle).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Hooks around the reboot.

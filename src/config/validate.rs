@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{ConfigError, Problem};
-use super::raw::{RawConfig, RawDetector};
+use super::raw::{RawConfig, RawDetector, RawWebhooks};
 use super::settings::*;
 use crate::windows::Windows;
 
@@ -244,6 +244,7 @@ pub fn validate(raw: &RawConfig, env: &ValidateEnv) -> Result<Validated, ConfigE
         }
     }
     let hook_timeout = r.positive("hooks.timeout_sec", raw.hooks.timeout_sec);
+    let webhooks = validate_webhooks(&mut r, &raw.webhooks);
 
     let health_stale_after = if raw.health_stale_after_sec == 0 {
         health_publish_interval * 4
@@ -328,6 +329,7 @@ pub fn validate(raw: &RawConfig, env: &ValidateEnv) -> Result<Validated, ConfigE
             post_reboot: raw.hooks.post_reboot.clone(),
             timeout: hook_timeout,
         },
+        webhooks,
         health_stale_after,
         log: LogSettings {
             level: raw.log.level.clone(),
@@ -338,6 +340,32 @@ pub fn validate(raw: &RawConfig, env: &ValidateEnv) -> Result<Validated, ConfigE
         settings,
         warnings: r.warnings,
     })
+}
+
+fn validate_webhooks(r: &mut Report, raw: &RawWebhooks) -> super::settings::Webhooks {
+    use super::webhook_url::{Format, Target, parse_url};
+    let mut targets = Vec::new();
+    for (list, format, urls) in [
+        ("urls", Format::Json, &raw.urls),
+        ("slack_urls", Format::Slack, &raw.slack_urls),
+    ] {
+        for (i, text) in urls.iter().enumerate() {
+            match parse_url(text) {
+                Ok(url) => targets.push(Target { url, format }),
+                Err(why) => r.err(format!("webhooks.{list}[{i}]"), &why),
+            }
+        }
+    }
+    let timeout = r.positive("webhooks.timeout_sec", raw.timeout_sec);
+    let stuck_after = r.positive("webhooks.stuck_after_sec", raw.stuck_after_sec);
+    let ca_file = (!raw.ca_file.is_empty()).then(|| r.absolute("webhooks.ca_file", &raw.ca_file));
+    super::settings::Webhooks {
+        targets,
+        timeout,
+        retries: u32::try_from(raw.retries).unwrap_or(100),
+        stuck_after,
+        ca_file,
+    }
 }
 
 fn validate_detectors(r: &mut Report, raw: &[RawDetector]) -> Vec<DetectorSpec> {

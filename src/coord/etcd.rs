@@ -223,6 +223,8 @@ struct Inner {
     entry: Option<String>,
     reboot: Option<RebootLease>,
     reboot_task: Option<JoinHandle<()>>,
+    /// The last `node_state` written and the lease it is on (a repeat writes nothing).
+    node_state: Option<(Vec<u8>, LeaseId)>,
 }
 
 /// The etcd coordination backend.
@@ -1190,6 +1192,53 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             )
             .await?;
         Ok(())
+    }
+
+    async fn publish_node_state(
+        &self,
+        record: &super::node_state::NodeState,
+    ) -> Result<bool, CoordError> {
+        if self.cfg.read_only {
+            return Ok(false);
+        }
+        let bytes = to_json(record, "node state")?;
+        // While rebooting, the record rides on the reboot lease: it outlives the daemon's
+        // shutdown and shows the node as rebooting until it is back (or the lease expires).
+        let current = {
+            let i = lock(&self.inner);
+            let reboot = i.reboot.as_ref().map(|r| r.lease);
+            match (record.state == "Rebooting", reboot) {
+                (true, Some(l)) => Some(l),
+                _ => i.session,
+            }
+        };
+        let unchanged = {
+            let i = lock(&self.inner);
+            matches!((&i.node_state, current), (Some((b, l)), Some(c)) if *b == bytes && *l == c)
+        };
+        if unchanged {
+            return Ok(false);
+        }
+        self.check_store().await?;
+        let lease = match current {
+            Some(l) => l,
+            None => self.session().await?,
+        };
+        self.kv
+            .put(
+                &self.cfg.keys.node_state(&self.cfg.node),
+                bytes.clone(),
+                lease,
+            )
+            .await?;
+        lock(&self.inner).node_state = Some((bytes, lease));
+        Ok(true)
+    }
+
+    async fn fleet_view(&self) -> Result<super::fleet_view::FleetView, CoordError> {
+        let stale_after = self.policies.lock().unwrap_or_else(|p| p.into_inner()).1;
+        let capacity = *self.capacity.borrow();
+        Ok(super::fleet_view::read(&self.kv, &self.cfg.keys, capacity, stale_after).await?)
     }
 
     async fn pause(&self) -> Result<Option<String>, CoordError> {

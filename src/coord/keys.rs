@@ -78,6 +78,16 @@ impl Keys {
         self.key("store_accepted")
     }
 
+    /// `<ns>/node_state/` (the fleet view, SPEC §7).
+    pub fn node_state_prefix(&self) -> String {
+        self.key("node_state/")
+    }
+
+    /// `<ns>/node_state/<node>`: the node's decision state, on its session lease.
+    pub fn node_state(&self, node: &str) -> String {
+        self.key(&format!("node_state/{node}"))
+    }
+
     /// `<ns>/reboot_request/`.
     pub fn request_prefix(&self) -> String {
         self.key("reboot_request/")
@@ -109,6 +119,7 @@ mod tests {
         assert_eq!(k.in_progress("n2"), "/prod/reboot_in_progress/n2");
         assert_eq!(k.pause(), "/prod/pause");
         assert_eq!(k.request("n3"), "/prod/reboot_request/n3");
+        assert_eq!(k.node_state("n3"), "/prod/node_state/n3");
         // The namespace is always prepended, as in Go, even if the lock key repeats it.
         assert_eq!(
             Keys::new("/prod", "/prod/lock").slot_prefix(),

@@ -66,6 +66,8 @@ pub struct LocalBackend {
     read_only: bool,
     /// Nothing is ever sent: a single machine has no one else to lose the slot to.
     notices: tokio::sync::broadcast::Sender<super::Notice>,
+    /// The last `node_state.json` written (a repeat of the same record writes nothing).
+    node_state: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 /// Holds `daemon.lock` while alive.
@@ -100,6 +102,7 @@ impl LocalBackend {
             boot_id: boot_id.to_string(),
             read_only,
             notices: tokio::sync::broadcast::channel(1).0,
+            node_state: std::sync::Mutex::new(None),
         }
     }
 
@@ -131,6 +134,10 @@ impl LocalBackend {
     }
     fn cooldown_path(&self) -> PathBuf {
         self.dir.join("cooldown.json")
+    }
+    /// Where this node's fleet-view record goes (the local backend's `node_state`).
+    pub fn node_state_path(&self) -> PathBuf {
+        self.dir.join("node_state.json")
     }
     /// Where the heartbeat record goes.
     pub fn health_path(&self) -> PathBuf {
@@ -337,6 +344,60 @@ impl Coordinator for LocalBackend {
 
     fn notices(&self) -> tokio::sync::broadcast::Receiver<super::Notice> {
         self.notices.subscribe()
+    }
+
+    async fn publish_node_state(
+        &self,
+        record: &super::node_state::NodeState,
+    ) -> Result<bool, CoordError> {
+        let bytes = serde_json::to_vec_pretty(record).map_err(|e| CoordError::Corrupt {
+            what: "node state".into(),
+            message: e.to_string(),
+        })?;
+        let mut last = self.node_state.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_ref() == Some(&bytes) || self.read_only {
+            return Ok(false);
+        }
+        self.write_json(&self.node_state_path(), record)?;
+        *last = Some(bytes);
+        Ok(true)
+    }
+
+    async fn fleet_view(&self) -> Result<super::fleet_view::FleetView, CoordError> {
+        use super::fleet_view::{Entry, FleetView, NodeRow};
+        let mut v = FleetView::empty(1);
+        let p = self.node_state_path();
+        let read = std::fs::File::open(&p).and_then(|f| {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(f, super::node_state::MAX_RECORD_BYTES as u64 + 1),
+                &mut bytes,
+            )
+            .map(|_| bytes)
+        });
+        let (record, record_error) = match read {
+            Ok(bytes) => match super::node_state::decode(&self.node, &bytes) {
+                Ok(r) => (Some(r), None),
+                Err(why) => (None, Some(format!("{}: {why}", p.display()))),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
+            Err(e) => (None, Some(format!("{}: {e}", p.display()))),
+        };
+        v.nodes.push(NodeRow {
+            node: self.node.clone(),
+            record,
+            record_error,
+            healthy: None,
+        });
+        if let Some(slot) = self.slot()? {
+            v.holders.push(Entry {
+                node: slot.node,
+                state: slot.state,
+                since: slot.acquired_at,
+                key: self.slot_path().display().to_string(),
+            });
+        }
+        Ok(v)
     }
 }
 

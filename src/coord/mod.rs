@@ -7,10 +7,12 @@
 
 pub mod etcd;
 pub mod etcd_kv;
+pub mod fleet_view;
 pub mod keys;
 pub mod kv;
 pub mod local;
 pub mod memkv;
+pub mod node_state;
 pub mod policy;
 pub mod slots;
 
@@ -204,4 +206,17 @@ pub trait Coordinator: Send + Sync + 'static {
         &self,
         cooldown: Duration,
     ) -> impl Future<Output = Result<(), CoordError>> + Send;
+    /// Publishes this node's decision state for the fleet view (`<ns>/node_state/<node>`, on
+    /// the session lease, or on the reboot lease while `Rebooting` so it outlives the reboot).
+    /// Cheap when called again with the same record on the same live lease (nothing is
+    /// written), so the caller may repeat it to re-publish after a lost session. Never
+    /// decides anything; a failure only means the fleet view is out of date. Returns whether
+    /// something was written.
+    fn publish_node_state(
+        &self,
+        record: &node_state::NodeState,
+    ) -> impl Future<Output = Result<bool, CoordError>> + Send;
+    /// The fleet as this backend sees it (the web page): every node's published state, slot
+    /// holders, queue, pause and cooldown.
+    fn fleet_view(&self) -> impl Future<Output = Result<fleet_view::FleetView, CoordError>> + Send;
 }

@@ -102,6 +102,7 @@ struct Driver<C: Coordinator> {
     counter: u64,
     kill_switch_seen: bool,
     notifier: Notifier,
+    fleet: crate::fleet::Fleet,
 }
 
 /// Runs the machine until it emits `Exit`. Returns the exit code.
@@ -123,9 +124,13 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
                     .unwrap_or_default();
                 tracing::info!(event = "metrics_listening", address = %bound, "metrics server listening on {bound}");
                 metrics_endpoint = Some(bound);
-                _metrics_server = Some(AbortOnDrop(tokio::spawn(crate::metrics::serve(
+                _metrics_server = Some(AbortOnDrop(tokio::spawn(crate::metrics::serve_extra(
                     metrics.clone(),
                     listener,
+                    crate::fleet::routes::router(crate::fleet::page::Source::new(
+                        coord.clone(),
+                        &settings.node_name,
+                    )),
                 ))));
             }
             Err(e) => {
@@ -147,6 +152,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
         base_env: rc_env.as_ref().clone(),
     }));
     let chores = Chores::start(coord.clone(), metrics.clone());
+    let fleet = crate::fleet::Fleet::start(&settings, coord.clone(), metrics.clone());
     let mut d = Driver {
         exec: Executor::new(coord.clone(), chores, metrics.clone()),
         node: NodeAdapters {
@@ -175,6 +181,7 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
         counter: 0,
         kill_switch_seen: false,
         notifier: Notifier::from_env(),
+        fleet,
         opts,
     };
     if d.opts.persist

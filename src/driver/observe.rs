@@ -199,6 +199,7 @@ impl<C: Coordinator> Driver<C> {
             if let Err(e) = file.write(&self.node.settings.run_dir) {
                 tracing::warn!(event = "state_file_error", error = %e, "cannot write state.json");
             }
+            (self.fleet).observe(&input.event, step, &file, self.tail.iter().map(|(_, r)| r));
         }
     }
 }

@@ -91,5 +91,6 @@ pub fn hot_reload(old: &Settings, new: Settings) -> (Settings, Vec<&'static str>
     keep!(boot_id_path, "boot_id_path");
     keep!(metrics_listen, "metrics.listen");
     keep!(lock_ttl, "lock_ttl_sec");
+    keep!(webhooks, "webhooks");
     (s, ignored)
 }

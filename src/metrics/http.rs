@@ -49,7 +49,22 @@ pub async fn serve_with(
     listener: TcpListener,
     limits: Limits,
 ) -> std::io::Result<()> {
-    axum::serve(Limited::new(listener, limits), router(metrics)).await
+    axum::serve(Limited::new(listener, limits), router(metrics, None)).await
+}
+
+/// [`serve`] plus `extra` routes under the same [`Limits`] (the fleet page, built by
+/// `fleet::routes`, so this module does not depend on what it serves); `/metrics` and the
+/// 404 fallback stay this module's.
+pub async fn serve_extra(
+    metrics: Arc<Metrics>,
+    listener: TcpListener,
+    extra: Router,
+) -> std::io::Result<()> {
+    axum::serve(
+        Limited::new(listener, Limits::for_this_process()),
+        router(metrics, Some(extra)),
+    )
+    .await
 }
 
 /// How much of the daemon the metrics listener may use.
@@ -267,21 +282,30 @@ pub fn listen_addr(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| bad(&format!("{host:?} has no address")))
 }
 
-fn router(metrics: Arc<Metrics>) -> Router {
-    Router::new()
+fn router(metrics: Arc<Metrics>, extra: Option<Router>) -> Router {
+    let with_page = extra.is_some();
+    let r = Router::new()
         .route("/metrics", get(render))
-        .fallback(not_found)
-        .with_state(metrics)
+        .with_state(metrics);
+    let r = match extra {
+        Some(extra) => r.merge(extra),
+        None => r,
+    };
+    r.fallback(move || not_found(with_page))
 }
 
 async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render())
 }
 
-async fn not_found() -> impl IntoResponse {
+async fn not_found(with_page: bool) -> impl IntoResponse {
     (
         StatusCode::NOT_FOUND,
-        "not found; metrics are at /metrics\n",
+        if with_page {
+            "not found; the fleet page is at /, metrics are at /metrics\n"
+        } else {
+            "not found; metrics are at /metrics\n"
+        },
     )
 }
 

@@ -46,7 +46,7 @@ mod http;
 #[cfg(test)]
 mod tests;
 
-pub use http::{CONTENT_TYPE, Limits, listen_addr, serve, serve_with};
+pub use http::{CONTENT_TYPE, Limits, listen_addr, serve, serve_extra, serve_with};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -252,6 +252,8 @@ pub struct Metrics {
     lock_wait_seconds: HistogramFamily<UnitLabels>,
     reboot_duration_seconds: HistogramFamily<UnitLabels>,
     config_reloads: Family<ResultLabels, Counter>,
+    node_state_publishes: Family<ResultLabels, Counter>,
+    webhooks: Family<ResultLabels, Counter>,
 }
 
 impl Metrics {
@@ -435,6 +437,18 @@ impl Metrics {
             "Number of configuration reloads grouped by result (applied, invalid)",
             config_reloads.clone(),
         );
+        let node_state_publishes = Family::default();
+        registry.register(
+            "node_state_publishes",
+            "Number of writes of this node's fleet-view record grouped by result (written, error)",
+            node_state_publishes.clone(),
+        );
+        let webhooks = Family::default();
+        registry.register(
+            "webhooks",
+            "Number of webhook deliveries grouped by result (sent, failed)",
+            webhooks.clone(),
+        );
 
         Metrics {
             registry,
@@ -462,6 +476,8 @@ impl Metrics {
             lock_wait_seconds,
             reboot_duration_seconds,
             config_reloads,
+            node_state_publishes,
+            webhooks,
         }
     }
 
@@ -655,6 +671,20 @@ impl Metrics {
         self.reboot_duration_seconds
             .get_or_create(&UnitLabels { unit: UNIT_SECONDS })
             .observe(seconds);
+    }
+
+    /// `node_state_publishes_total{result}` += 1. result: `written` (the fleet-view record was
+    /// stored) or `error` (it was not; retried, decisions are not affected).
+    pub fn node_state_publish(&self, result: &str) {
+        self.node_state_publishes
+            .get_or_create(&result_labels(result))
+            .inc();
+    }
+
+    /// `webhooks_total{result}` += 1 per notification. result: `sent` or `failed` (after
+    /// every retry; decisions are not affected).
+    pub fn webhook(&self, result: &str) {
+        self.webhooks.get_or_create(&result_labels(result)).inc();
     }
 
     /// `config_reloads_total{result}` += 1. result: `applied` or `invalid` (the old
