@@ -498,69 +498,34 @@ impl Core {
             return Super;
         }
         match &event.event {
-            Event::ClusterHealthEvaluated { verdict, .. } => match verdict {
-                PolicyVerdict::Pass => {
-                    *pending = self.alloc();
-                    *step = PreStep::Script;
-                    context.push(Effect::RunHealthScript {
-                        id: *pending,
-                        phase: Phase::PreLock,
-                    });
-                    context.reason("cluster policy passed; running health script (pre-lock)");
-                    Handled
-                }
-                PolicyVerdict::HeldBack { reasons } => {
-                    *pending = self.alloc();
-                    *step = PreStep::Script;
-                    context.push(Effect::RunHealthScript {
-                        id: *pending,
-                        phase: Phase::PreLock,
-                    });
-                    context.reason(format!(
+            Event::ClusterHealthEvaluated { verdict, .. } => {
+                let held_back = match self.policy_answer(context, event, verdict, Phase::PreLock) {
+                    Ok(held_back) => held_back,
+                    Err(stopped) => return stopped,
+                };
+                *pending = self.alloc();
+                *step = PreStep::Script;
+                context.push(Effect::RunHealthScript {
+                    id: *pending,
+                    phase: Phase::PreLock,
+                });
+                match held_back {
+                    None => {
+                        context.reason("cluster policy passed; running health script (pre-lock)")
+                    }
+                    Some(reasons) => context.reason(format!(
                         "cluster policy: only slot holders' planned downtime stands in the way ({}); running health script (pre-lock), then queueing behind them",
                         reasons.join("; ")
-                    ));
-                    Handled
+                    )),
                 }
-                PolicyVerdict::Blocked { reasons } => {
-                    let why = format!("cluster policy blocks: {}", reasons.join("; "));
-                    self.await_cluster(context);
-                    self.stop(
-                        context,
-                        event,
-                        PassEnd::Outcome(Outcome::HealthBlocked),
-                        why,
-                        Next::Backoff,
-                    )
-                }
-                PolicyVerdict::Error { detail } => {
-                    let why = format!("cluster health unavailable: {detail}");
-                    self.stop(
-                        context,
-                        event,
-                        PassEnd::Outcome(Outcome::HealthBlocked),
-                        why,
-                        Next::Backoff,
-                    )
-                }
-            },
+                Handled
+            }
             Event::HealthChecked { result, .. } => {
-                self.publish(context, result, Phase::PreLock);
-                match health_block_reason(result, Phase::PreLock) {
-                    None => {
-                        context.reason(
-                            "health script (pre-lock) passed; reading the cluster cooldown",
-                        );
-                        self.after_health_pre(context, event)
-                    }
-                    Some(why) => self.stop(
-                        context,
-                        event,
-                        PassEnd::Outcome(Outcome::HealthBlocked),
-                        why,
-                        Next::Backoff,
-                    ),
+                if let Some(stopped) = self.health_answer(context, event, result, Phase::PreLock) {
+                    return stopped;
                 }
+                context.reason("health script (pre-lock) passed; reading the cluster cooldown");
+                self.after_health_pre(context, event)
             }
             Event::CooldownRead { status, .. } => match status {
                 CooldownStatus::Active { until, by } => {
@@ -945,72 +910,42 @@ impl Core {
                     )
                 }
             },
-            Event::ClusterHealthEvaluated { verdict, .. } => match verdict {
-                PolicyVerdict::Pass => {
-                    let id = self.alloc();
-                    next(
-                        PostStep::Script,
-                        Effect::RunHealthScript {
-                            id,
-                            phase: Phase::PostLock,
-                        },
-                        context,
-                        "cluster policy passed under the slot; running health script (post-lock)",
-                    )
-                }
-                PolicyVerdict::HeldBack { reasons } => {
-                    let id = self.alloc();
-                    *pending = id;
-                    *step = PostStep::WaitHolders;
-                    context.push(Effect::AwaitClusterChange { id });
-                    let at = self.holders_wakeup(event.now);
-                    context.push(Effect::ScheduleTick { at });
-                    context.reason(format!(
-                        "holding the slot and waiting for the other holders: {}",
-                        reasons.join("; ")
-                    ));
-                    Handled
-                }
-                PolicyVerdict::Blocked { reasons } => {
-                    let why = format!(
-                        "cluster policy blocks under the slot: {}",
-                        reasons.join("; ")
-                    );
-                    self.await_cluster(context);
-                    self.stop(
-                        context,
-                        event,
-                        PassEnd::Outcome(Outcome::HealthBlocked),
-                        why,
-                        Next::Backoff,
-                    )
-                }
-                PolicyVerdict::Error { detail } => {
-                    let why = format!("cluster health unavailable under the slot: {detail}");
-                    self.stop(
-                        context,
-                        event,
-                        PassEnd::Outcome(Outcome::HealthBlocked),
-                        why,
-                        Next::Backoff,
-                    )
-                }
-            },
-            Event::HealthChecked { result, .. } => {
-                self.publish(context, result, Phase::PostLock);
-                match health_block_reason(result, Phase::PostLock) {
-                    None => {
-                        context.reason("health script (post-lock) passed; reading cooldown");
-                        Transition(State::cooldown(self.alloc()))
+            Event::ClusterHealthEvaluated { verdict, .. } => {
+                match self.policy_answer(context, event, verdict, Phase::PostLock) {
+                    Err(stopped) => stopped,
+                    Ok(None) => {
+                        let id = self.alloc();
+                        next(
+                            PostStep::Script,
+                            Effect::RunHealthScript {
+                                id,
+                                phase: Phase::PostLock,
+                            },
+                            context,
+                            "cluster policy passed under the slot; running health script (post-lock)",
+                        )
                     }
-                    Some(why) => self.stop(
-                        context,
-                        event,
-                        PassEnd::Outcome(Outcome::HealthBlocked),
-                        why,
-                        Next::Backoff,
-                    ),
+                    Ok(Some(reasons)) => {
+                        let id = self.alloc();
+                        *pending = id;
+                        *step = PostStep::WaitHolders;
+                        context.push(Effect::AwaitClusterChange { id });
+                        let at = self.holders_wakeup(event.now);
+                        context.push(Effect::ScheduleTick { at });
+                        context.reason(format!(
+                            "holding the slot and waiting for the other holders: {}",
+                            reasons.join("; ")
+                        ));
+                        Handled
+                    }
                 }
+            }
+            Event::HealthChecked { result, .. } => {
+                if let Some(stopped) = self.health_answer(context, event, result, Phase::PostLock) {
+                    return stopped;
+                }
+                context.reason("health script (post-lock) passed; reading cooldown");
+                Transition(State::cooldown(self.alloc()))
             }
             Event::ClusterChanged { .. } => {
                 *pending = self.alloc();
@@ -1759,6 +1694,61 @@ impl Core {
             Some((t, _)) => at.min(t),
             None => at,
         }
+    }
+
+    /// The cluster-policy answer, read the same way before and under the slot: `Ok(None)` to go
+    /// on, `Ok(Some(reasons))` when only slot holders' planned downtime stands in the way (the
+    /// caller queues or waits behind them), `Err` when the pass has ended (blocked or
+    /// unreadable: health_blocked, backoff).
+    fn policy_answer<'v>(
+        &mut self,
+        ctx: &mut Ctx,
+        input: &Input,
+        verdict: &'v PolicyVerdict,
+        phase: Phase,
+    ) -> Result<Option<&'v [BlockReason]>, Flow<State>> {
+        let under = match phase {
+            Phase::PostLock => " under the slot",
+            _ => "",
+        };
+        let why = match verdict {
+            PolicyVerdict::Pass => return Ok(None),
+            PolicyVerdict::HeldBack { reasons } => return Ok(Some(reasons)),
+            PolicyVerdict::Blocked { reasons } => {
+                self.await_cluster(ctx);
+                format!("cluster policy blocks{under}: {}", reasons.join("; "))
+            }
+            PolicyVerdict::Error { detail } => {
+                format!("cluster health unavailable{under}: {detail}")
+            }
+        };
+        Err(self.stop(
+            ctx,
+            input,
+            PassEnd::Outcome(Outcome::HealthBlocked),
+            why,
+            Next::Backoff,
+        ))
+    }
+
+    /// The health-script answer, before and under the slot: publishes it, then `None` to go
+    /// on, or the ended pass (health_blocked, backoff) when the script blocks or failed.
+    fn health_answer(
+        &mut self,
+        ctx: &mut Ctx,
+        input: &Input,
+        result: &HealthResult,
+        phase: Phase,
+    ) -> Option<Flow<State>> {
+        self.publish(ctx, result, phase);
+        let why = health_block_reason(result, phase)?;
+        Some(self.stop(
+            ctx,
+            input,
+            PassEnd::Outcome(Outcome::HealthBlocked),
+            why,
+            Next::Backoff,
+        ))
     }
 
     /// Publishes the result of a health-script run to the cluster registry.
