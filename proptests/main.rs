@@ -498,7 +498,7 @@ fn run(dry_run: bool, once: bool, actions: &[Action]) -> Result<(Vec<Input>, Vec
                 config: config(*d || dry_run, once),
             }),
             Action::Lost => Some(Event::SlotLost {
-                detail: "lease expired".into(),
+                detail: SlotLoss::new(SlotLossKind::SessionExpired, "lease expired"),
             }),
             Action::Shutdown => Some(Event::ShutdownRequested),
             Action::Timeout => pending.map(|id| Event::EffectTimedOut { id }),

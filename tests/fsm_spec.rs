@@ -568,7 +568,7 @@ fn samples(p: EffectId, boot: &str) -> Vec<(&'static str, &'static str, Millis, 
             "*",
             0,
             Event::SlotLost {
-                detail: "lease expired".into(),
+                detail: SlotLoss::new(SlotLossKind::SessionExpired, "lease expired"),
             },
         ),
         (

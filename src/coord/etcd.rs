@@ -26,6 +26,7 @@ use super::slots::{self, SlotError, SlotValue};
 use super::{CoordError, Coordinator, HealthRecord, Notice, QueueUpdate, Reattach};
 use crate::clock::Clock;
 use crate::config::Policies;
+use crate::fsm::event::{SlotLoss, SlotLossKind};
 use crate::fsm::{CooldownStatus, PolicyVerdict};
 use crate::fsutil::{read_json, remove_if_exists, write_atomic};
 
@@ -582,8 +583,11 @@ async fn keep_session<K: Kv>(
                     "etcd session lease expired"
                 );
                 if had_entry {
-                    let _ = notices.send(Notice::SlotLost(format!(
-                        "session lease {id:x} expired (etcd unreachable for longer than lock_ttl_sec?)"
+                    let _ = notices.send(Notice::SlotLost(SlotLoss::new(
+                        SlotLossKind::SessionExpired,
+                        format!(
+                            "session lease {id:x} expired (etcd unreachable for longer than lock_ttl_sec?)"
+                        ),
                     )));
                 }
                 return;
@@ -605,7 +609,10 @@ async fn keep_reboot_lease<K: Kv>(kv: K, id: LeaseId, notices: broadcast::Sender
                 period = (ttl / 3).clamp(Duration::from_millis(200), Duration::from_secs(60))
             }
             Err(KvError::LeaseNotFound(_)) => {
-                let _ = notices.send(Notice::SlotLost(format!("reboot lease {id:x} expired")));
+                let _ = notices.send(Notice::SlotLost(SlotLoss::new(
+                    SlotLossKind::RebootLeaseExpired,
+                    format!("reboot lease {id:x} expired"),
+                )));
                 return;
             }
             Err(e) => tracing::warn!(event = "reboot_lease_keepalive_failed", error = %e),

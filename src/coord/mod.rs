@@ -81,7 +81,7 @@ pub fn rfc3339_ms(text: &str) -> Option<u64> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
     /// The queue entry or slot is gone (session lease expired, key deleted).
-    SlotLost(String),
+    SlotLost(crate::fsm::event::SlotLoss),
     /// The cluster pause changed (`Some(reason)` = paused).
     PauseChanged(Option<String>),
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::fsm::record::fmt_ts;
-use crate::fsm::{Millis, Step};
+use crate::fsm::{Millis, StateName, Step};
 
 /// The state file's content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,8 +17,9 @@ pub struct StateFile {
     pub pid: u32,
     /// Boot id of this process.
     pub boot_id: String,
-    /// Current state name.
-    pub state: String,
+    /// Current state (written as its spec name, e.g. `Locking`): typed so a reader decides on
+    /// the state, not on its spelling.
+    pub state: StateName,
     /// When the current state was entered (RFC 3339).
     pub since: String,
     /// Reason of the last handled input.
@@ -64,7 +65,7 @@ impl StateFile {
             node: node.to_string(),
             pid: std::process::id(),
             boot_id: boot_id.to_string(),
-            state: step.to.as_str().to_string(),
+            state: step.to,
             since: fmt_ts(since),
             reason: step.reason.clone(),
             outcome: last_outcome,

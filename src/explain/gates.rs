@@ -10,7 +10,7 @@ use crate::fsm::event::{
 };
 use crate::fsm::record::Record;
 use crate::fsm::types::{Millis, Outcome, fmt_dur, fmt_ms};
-use crate::fsm::{BlockKind, BlockReason};
+use crate::fsm::{BlockKind, BlockReason, SlotLoss, SlotLossKind};
 
 use super::*;
 
@@ -126,6 +126,22 @@ pub(super) fn phase_of(from: StateName) -> &'static str {
 /// too large".
 pub(super) const ETCD_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
+/// A lost slot: the hint follows the cause (a session that expired while etcd was out of
+/// reach, or a reboot lease that expired because the node stayed away too long).
+fn slot_lost_block(loss: &SlotLoss) -> Block {
+    match loss.kind {
+        SlotLossKind::RebootLeaseExpired => block(
+            Gate::EtcdUnavailable,
+            format!("the slot was lost: {loss}"),
+            vec![("error", "error", json!(loss.text))],
+            "the node was away (or out of reach of etcd) for longer than the reboot lease's TTL, so its slot was freed for others; nothing to do unless it keeps happening: then raise lock_ttl_sec or find what delays the boot".into(),
+        ),
+        SlotLossKind::SessionExpired | SlotLossKind::Other => {
+            etcd_block("the slot was lost", &loss.text)
+        }
+    }
+}
+
 pub(super) fn etcd_block(what: &str, detail: &str) -> Block {
     // etcd answered, but with more than one gRPC response may carry (4 MiB): reconnecting does
     // not help, someone wrote too much under the namespace (issue #20, docs/SECURITY.md).
@@ -238,7 +254,7 @@ pub(super) fn pass_block(rec: &Record, records: &[Record], ctx: &Context) -> Opt
             },
             _,
         ) => Some(etcd_block("the cooldown marker cannot be read", detail)),
-        (Event::SlotLost { detail }, _) => Some(etcd_block("the slot was lost", detail)),
+        (Event::SlotLost { detail }, _) => Some(slot_lost_block(detail)),
         (Event::Tick { .. }, Some(Outcome::LockUnavailable)) if rec.from == StateName::Locking => {
             let mut b = locking_block(records)
                 .unwrap_or_else(|| block(Gate::Slot, String::new(), vec![], String::new()));

@@ -127,20 +127,20 @@ pub struct Context {
 
 /// Explains the daemon's situation from its state file and journal tail (oldest first).
 pub fn explain(state: &StateFile, records: &[Record], ctx: &Context) -> Explanation {
-    let cur = current_state(&state.state);
+    let cur = state.state;
     let mut note = None;
     let blocked_by = match cur {
-        Some(StateName::Recovering) => recovering_block(state, records),
-        Some(StateName::Locking) => locking_block(records),
-        Some(StateName::HealthPost) => held_back_block(records),
-        Some(StateName::Rebooting) => None,
+        StateName::Recovering => recovering_block(state, records),
+        StateName::Locking => locking_block(records),
+        StateName::HealthPost => held_back_block(records),
+        StateName::Rebooting => None,
         _ => {
             let last = records
                 .iter()
                 .rev()
                 .find(|r| r.outcome.is_some() || r.exit.is_some());
             let block = last.and_then(|r| pass_block(r, records, ctx));
-            if block.is_some() && cur != Some(StateName::Idle) {
+            if block.is_some() && cur != StateName::Idle {
                 note = Some(format!(
                     "a new check is in progress ({}); the last finished check was blocked",
                     state.state
@@ -163,7 +163,7 @@ pub fn explain(state: &StateFile, records: &[Record], ctx: &Context) -> Explanat
     Explanation {
         daemon_running: true,
         node: state.node.clone(),
-        state: state.state.clone(),
+        state: state.state.as_str().to_string(),
         since: state.since.clone(),
         reason: state.reason.clone(),
         outcome: state.outcome.clone(),
@@ -173,10 +173,6 @@ pub fn explain(state: &StateFile, records: &[Record], ctx: &Context) -> Explanat
         transitions: transitions.into_iter().skip(skip).collect(),
         warnings: Vec::new(),
     }
-}
-
-fn current_state(name: &str) -> Option<StateName> {
-    StateName::ALL.into_iter().find(|s| s.as_str() == name)
 }
 
 pub(super) fn parse_ts(s: &str) -> Option<Millis> {

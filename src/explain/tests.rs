@@ -35,12 +35,18 @@ fn ended(mut r: Record, outcome: Option<Outcome>, exit: Exit) -> Record {
     r
 }
 
-fn state(st: &str, since: Millis, reason: &str, outcome: Option<&str>, next: Millis) -> StateFile {
+fn state(
+    st: StateName,
+    since: Millis,
+    reason: &str,
+    outcome: Option<&str>,
+    next: Millis,
+) -> StateFile {
     StateFile {
         node: "node-1".into(),
         pid: 4242,
         boot_id: "boot-a".into(),
-        state: st.into(),
+        state: st,
         since: fmt_ts(since),
         reason: reason.into(),
         outcome: outcome.map(str::to_string),
@@ -125,7 +131,7 @@ fn health_script_pre_lock_exit_3() {
         Exit::HealthBlocked,
     ));
     let st = state(
-        "Idle",
+        StateName::Idle,
         T0 + 3000,
         "health script (pre-lock) exited 3: quorum would break; next check 2026-11-27T03:01:03Z",
         Some("health_blocked"),
@@ -214,7 +220,7 @@ fn window_closed_names_the_next_opening() {
         ),
     ];
     let st = state(
-        "Idle",
+        StateName::Idle,
         T0 + 2000,
         "closed; next opening 2026-11-27T22:00:00Z",
         Some("window_denied"),
@@ -282,7 +288,7 @@ fn window_closed_before_the_reboot_command_is_a_window_block() {
         Exit::Ok,
     ));
     let st = state(
-        "Idle",
+        StateName::Idle,
         T0 + 4000,
         why,
         Some("window_outside_allow"),
@@ -337,6 +343,38 @@ fn policy_unblock_hint_follows_the_reason() {
     );
 }
 
+/// Issue #12: the hint for a lost slot follows its cause, not the adapter's words.
+#[test]
+fn slot_lost_hint_follows_the_cause() {
+    let lost = |kind| {
+        let mut r = rec(
+            T0,
+            StateName::Locking,
+            StateName::Idle,
+            Event::SlotLost {
+                detail: SlotLoss::new(kind, "lease 7f gone"),
+            },
+            "slot lost: lease 7f gone",
+        );
+        r.outcome = Some(Outcome::LockUnavailable);
+        r.exit = Some(Exit::LockUnavailable);
+        pass_block(&r, &[], &ctx(T0)).expect("a lost slot blocks")
+    };
+    let session = lost(SlotLossKind::SessionExpired);
+    assert!(
+        session.unblock.contains("restore the connection to etcd"),
+        "{}",
+        session.unblock
+    );
+    let reboot = lost(SlotLossKind::RebootLeaseExpired);
+    assert!(
+        reboot.unblock.contains("reboot lease's TTL"),
+        "{}",
+        reboot.unblock
+    );
+    assert!(reboot.detail.contains("lease 7f gone"), "{}", reboot.detail);
+}
+
 #[test]
 fn held_back_under_the_slot_says_what_it_waits_for() {
     use StateName::*;
@@ -363,7 +401,13 @@ fn held_back_under_the_slot_says_what_it_waits_for() {
         },
         "holding the slot and waiting for the other holders",
     ));
-    let st = state("HealthPost", T0 + 4000, "holding the slot", None, T0 + 4000);
+    let st = state(
+        StateName::HealthPost,
+        T0 + 4000,
+        "holding the slot",
+        None,
+        T0 + 4000,
+    );
     let e = explain(&st, &records, &ctx(T0 + 60_000));
     let b = e.blocked_by.expect("a block");
     assert_eq!(b.gate, Gate::ClusterPolicy);
@@ -433,7 +477,7 @@ fn slot_held_by_another_node() {
         "waiting for slot, position 2, held by node-3 since 2026-11-27T02:35:00Z",
     ));
     let mut st = state(
-        "Locking",
+        StateName::Locking,
         T0 + 4000,
         "waiting for slot, position 2, held by node-3 since 2026-11-27T02:35:00Z",
         None,
@@ -503,7 +547,7 @@ fn cooldown_remaining_and_by() {
         ),
     ];
     let st = state(
-        "Idle",
+        StateName::Idle,
         T0 + 1000,
         "cooldown active; next check 2026-11-27T03:20:00Z",
         Some("cooldown_active"),
@@ -553,7 +597,7 @@ fn gates_case(gates: Gates, reason: &str) -> (Explanation, Millis) {
         ),
     ];
     let st = state(
-        "Idle",
+        StateName::Idle,
         T0 - MIN,
         reason,
         Some("kill_switch_active"),
@@ -696,7 +740,7 @@ fn post_reboot_health_failing_keeps_the_slot() {
         fail(T0 + 9000),
     ];
     let mut st = state(
-        "Recovering",
+        StateName::Recovering,
         T0,
         "health script (post-reboot) exited 1: still syncing; keeping the slot, retry at …",
         None,
@@ -760,7 +804,7 @@ fn not_blocked_when_no_reboot_is_required() {
         ),
     ];
     let st = state(
-        "Idle",
+        StateName::Idle,
         T0 + 1000,
         "no reboot required; next check 2026-11-27T03:01:01Z",
         Some("no_action"),
@@ -811,7 +855,7 @@ fn a_new_check_in_progress_still_shows_the_last_block() {
         records.extend(pass_start(T0 + i * MIN));
     }
     let st = state(
-        "HealthPre",
+        StateName::HealthPre,
         T0 + MIN + 2000,
         "window open",
         None,

@@ -115,7 +115,7 @@ impl Tracker {
                 unblock: crate::text::cap(b.unblock, super::MAX_TEXT),
             }
         });
-        let state = file.state.clone();
+        let state = file.state.as_str().to_string();
         let since = match &self.last {
             Some(l) if l.state == state => {
                 let same_gate = l.waiting_for.as_ref().map(|w| &w.gate)

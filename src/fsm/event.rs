@@ -106,7 +106,7 @@ pub enum Event {
     /// The slot or queue entry vanished (session lease expired, key deleted by an operator).
     SlotLost {
         /// Why, as far as the adapter knows.
-        detail: String,
+        detail: SlotLoss,
     },
     /// The cluster cooldown marker was read under the slot.
     CooldownRead {
@@ -355,6 +355,63 @@ pub enum BlockKind {
     OnlyFallbackLeft,
     /// Not classified (records written before reasons were typed).
     Other,
+}
+
+/// Why a slot or queue entry vanished: its cause and the adapter's words for it. Typed, so
+/// `status --explain` chooses its hint by the cause and not by the wording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "SlotLossRepr")]
+pub struct SlotLoss {
+    /// What happened.
+    pub kind: SlotLossKind,
+    /// Plain words, with the lease id.
+    pub text: String,
+}
+
+/// The causes of a lost slot the backends can tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotLossKind {
+    /// The session lease expired: etcd was out of reach for longer than `lock_ttl_sec`.
+    SessionExpired,
+    /// The reboot lease expired: the node did not come back (or reach etcd) within the reboot
+    /// lease's TTL after its reboot command.
+    RebootLeaseExpired,
+    /// Anything else (journals written before the cause was typed).
+    Other,
+}
+
+impl SlotLoss {
+    /// A loss of `kind`.
+    pub fn new(kind: SlotLossKind, text: impl Into<String>) -> SlotLoss {
+        SlotLoss {
+            kind,
+            text: text.into(),
+        }
+    }
+}
+
+/// Journals written before the cause was typed hold plain strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SlotLossRepr {
+    Typed { kind: SlotLossKind, text: String },
+    Text(String),
+}
+
+impl From<SlotLossRepr> for SlotLoss {
+    fn from(r: SlotLossRepr) -> SlotLoss {
+        match r {
+            SlotLossRepr::Typed { kind, text } => SlotLoss { kind, text },
+            SlotLossRepr::Text(text) => SlotLoss::new(SlotLossKind::Other, text),
+        }
+    }
+}
+
+impl std::fmt::Display for SlotLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// One reason a cluster policy blocks: its kind and the operator's words for it.

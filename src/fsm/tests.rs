@@ -714,7 +714,7 @@ fn final_window_check_fails_closed() {
     assert_eq!(s.to, StateName::Rebooting);
     assert!(s.effects.is_empty(), "stale answers are ignored");
     let s = r.feed(Event::SlotLost {
-        detail: "lease expired".into(),
+        detail: SlotLoss::new(SlotLossKind::RebootLeaseExpired, "lease expired"),
     });
     assert_eq!(s.outcome, Some(Outcome::LockUnavailable));
     assert_eq!(
@@ -1036,6 +1036,27 @@ fn block_reasons_are_typed_and_old_journals_still_decode() {
         serde_json::from_str::<PolicyVerdict>(&json).expect("decode"),
         typed
     );
+}
+
+/// Issue #12: why a slot was lost is typed like the policy reasons; a journal written before
+/// holds the adapter's words only and still replays (as `Other`).
+#[test]
+fn slot_losses_are_typed_and_old_journals_still_decode() {
+    let old: Event =
+        serde_json::from_str(r#"{"type":"slot_lost","detail":"reboot lease 7f expired"}"#)
+            .expect("legacy SlotLost");
+    assert_eq!(
+        old,
+        Event::SlotLost {
+            detail: SlotLoss::new(SlotLossKind::Other, "reboot lease 7f expired")
+        }
+    );
+    let typed = Event::SlotLost {
+        detail: SlotLoss::new(SlotLossKind::RebootLeaseExpired, "reboot lease 7f expired"),
+    };
+    let json = serde_json::to_string(&typed).expect("encode");
+    assert!(json.contains(r#""kind":"reboot_lease_expired""#), "{json}");
+    assert_eq!(serde_json::from_str::<Event>(&json).expect("decode"), typed);
 }
 
 /// Issue #14: a pause that cannot be read (etcd down) is an etcd problem, not an operator's

@@ -16,7 +16,7 @@ use clusterrebootd::coord::keys::Keys;
 use clusterrebootd::coord::kv::*;
 use clusterrebootd::coord::memkv::MemKv;
 use clusterrebootd::coord::{Coordinator, HealthRecord, Notice, QueueUpdate, Reattach};
-use clusterrebootd::fsm::{CooldownStatus, PolicyVerdict};
+use clusterrebootd::fsm::{CooldownStatus, PolicyVerdict, SlotLossKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -437,7 +437,8 @@ async fn session_loss_is_reported<K: Kv + Clone>(kv: K, expire: impl Fn(LeaseId)
     })
     .await
     .expect("slot-lost notice");
-    assert!(lost.contains("session lease"), "{lost}");
+    assert_eq!(lost.kind, SlotLossKind::SessionExpired, "{lost}");
+    assert!(lost.text.contains("session lease"), "{lost}");
     // A new join starts a new session.
     let (h1, _) = join(&n1);
     acquired(h1).await;
