@@ -301,3 +301,124 @@ fn each_layer_imports_only_what_its_row_allows() {
     assert!(hits.is_empty(), "layer violations:\n{}", hits.join("\n"));
     assert!(seen.contains("fsm") && seen.contains("driver"), "{seen:?}");
 }
+
+/// The sibling modules of `dir` (e.g. `src/sim`) that each of its files uses: `super::X` or
+/// `crate::<dir>::X` in a `use` or in code, where `X` is another file of the directory.
+fn sibling_edges(
+    dir: &str,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let module = dir.trim_start_matches("src/").replace('/', "::");
+    let names: Vec<String> = std::fs::read_dir(&root)
+        .expect("read_dir")
+        .filter_map(|e| {
+            let p = e.expect("entry").path();
+            let stem = p.file_stem()?.to_str()?.to_string();
+            (p.extension().is_some_and(|x| x == "rs") && stem != "mod").then_some(stem)
+        })
+        .collect();
+    let mut edges = std::collections::BTreeMap::new();
+    for from in &names {
+        let code = std::fs::read_to_string(root.join(format!("{from}.rs"))).expect("read");
+        // Unit tests may reach anywhere.
+        let code = code.split("#[cfg(test)]").next().unwrap_or("");
+        let mut paths = use_paths(code);
+        let prose: String = code
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (i, _) in prose.match_indices("super::") {
+            paths.push(
+                prose[i..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                    .collect(),
+            );
+        }
+        let to: std::collections::BTreeSet<String> = paths
+            .iter()
+            .filter_map(|p| {
+                let rest = p
+                    .strip_prefix("super::")
+                    .or_else(|| p.strip_prefix(&format!("crate::{module}::")))?;
+                let head = rest.split("::").next()?;
+                (names.iter().any(|n| n == head) && head != from).then(|| head.to_string())
+            })
+            .collect();
+        edges.insert(from.clone(), to);
+    }
+    edges
+}
+
+/// One cycle among `edges`, if any (depth-first search).
+fn find_cycle(
+    edges: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        edges: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == n) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(n.to_string());
+            return Some(cycle);
+        }
+        if done.contains(n) {
+            return None;
+        }
+        path.push(n.to_string());
+        for m in edges.get(n).into_iter().flatten() {
+            if let Some(c) = visit(m, edges, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(n.to_string());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    edges
+        .keys()
+        .find_map(|n| visit(n, edges, &mut Vec::new(), &mut done))
+}
+
+/// Issue #12: the simulator's files use each other without a cycle — the shared state
+/// (`sim/state.rs`) is used by the run loop, the node and the soak and uses none of them; the
+/// invariants (`sim/check.rs`) are pure functions of what they are handed.
+#[test]
+fn the_simulator_modules_import_each_other_without_a_cycle() {
+    let edges = sibling_edges("src/sim");
+    assert!(edges.len() >= 9, "{edges:?}");
+    assert!(
+        edges["world"].contains("node"),
+        "the edge finder works: {edges:?}"
+    );
+    assert_eq!(find_cycle(&edges), None, "{edges:?}");
+    for (module, uses) in &edges {
+        if module != "state" && module != "report" && module != "check" {
+            continue;
+        }
+        let up: Vec<&String> = uses
+            .iter()
+            .filter(|u| ["world", "node", "soak", "plan"].contains(&u.as_str()))
+            .collect();
+        assert!(
+            up.is_empty(),
+            "sim/{module}.rs uses {up:?}: it must stay below them"
+        );
+    }
+}
+
+#[test]
+fn a_cycle_is_found() {
+    let mut edges = std::collections::BTreeMap::new();
+    edges.insert("a".to_string(), ["b".to_string()].into());
+    edges.insert("b".to_string(), ["c".to_string()].into());
+    edges.insert("c".to_string(), ["a".to_string()].into());
+    assert_eq!(find_cycle(&edges).map(|c| c.len()), Some(4));
+    edges.insert("c".to_string(), std::collections::BTreeSet::new());
+    assert_eq!(find_cycle(&edges), None);
+}

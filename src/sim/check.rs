@@ -13,60 +13,39 @@
 //! - **Liveness** (runs without blocking faults): every node that needed a reboot rebooted and
 //!   recovered, within a bound computed from the configuration ([`liveness_bound`]).
 
+//!
+//! Every check is a pure function of what the world hands it (names, instants, the store's
+//! content, the reports) and returns the violations it found; the world records them. None of
+//! them locks or changes anything.
+
 use std::time::Duration;
 
 use super::SimSpec;
-use super::world::{Shared, World};
+use super::report::NodeReport;
+use crate::coord::HealthRecord;
 use crate::coord::kv::KeyValue;
 use crate::coord::slots::holder_of;
-use crate::fsm::{Event, Input, StateName, Step, StepResult, WindowVerdict};
+use crate::fsm::{BlockReason, StateName, WindowVerdict};
+use crate::windows::Windows;
 
-/// Span bookkeeping and the cluster invariant, after each step of node `i`.
-pub fn after_step(w: &mut World, i: usize, input: &Input, step: &Step, now: u64) {
-    let moved = matches!(
-        input.event,
-        Event::RebootLeaseMoved {
-            result: StepResult::Ok,
-            ..
-        }
-    ) && step.to == StateName::Rebooting;
-    if moved && !w.nodes[i].in_span {
-        w.nodes[i].in_span = true;
-        let inside: Vec<&str> = w
-            .nodes
-            .iter()
-            .filter(|n| n.in_span)
-            .map(|n| n.name.as_str())
-            .collect();
-        if inside.len() > w.capacity as usize {
-            let msg = format!(
-                "at {now} ms: {} nodes in their reboot span with max_concurrent_reboots {}: {}",
-                inside.len(),
-                w.capacity,
-                inside.join(", ")
-            );
-            w.violations.push(msg);
-        }
-    }
-    let n = &mut w.nodes[i];
-    let in_reboot = matches!(step.to, StateName::Rebooting | StateName::Recovering);
-    if n.in_span && !in_reboot {
-        n.in_span = false;
-        if step.from == StateName::Recovering
-            && let Some(r) = n.report.reboots.last_mut()
-            && r.recovered_ms.is_none()
-        {
-            r.recovered_ms = Some(now);
-        }
-    }
+/// The cluster invariant, when a node enters its reboot span: `inside` are the nodes in their
+/// span now (it included), `capacity` the `max_concurrent_reboots` in effect.
+pub fn span_overflow(inside: &[&str], capacity: u32, now: u64) -> Option<String> {
+    (inside.len() > capacity as usize).then(|| {
+        format!(
+            "at {now} ms: {} nodes in their reboot span with max_concurrent_reboots {capacity}: {}",
+            inside.len(),
+            inside.join(", ")
+        )
+    })
 }
 
-/// The nodes of the first `k` queue entries in the store's content `dump` (by create revision).
-fn holders(sh: &Shared, dump: &[KeyValue], k: u32) -> Vec<String> {
-    let prefix = sh.keys.slot_prefix();
+/// The nodes of the first `k` queue entries under `slot_prefix` in the store's content `dump`
+/// (by create revision).
+pub fn holders(slot_prefix: &str, dump: &[KeyValue], k: u32) -> Vec<String> {
     let mut queue: Vec<&KeyValue> = dump
         .iter()
-        .filter(|kv| kv.key.starts_with(&prefix))
+        .filter(|kv| kv.key.starts_with(slot_prefix))
         .collect();
     queue.sort_by_key(|kv| kv.create_revision);
     queue
@@ -76,45 +55,64 @@ fn holders(sh: &Shared, dump: &[KeyValue], k: u32) -> Vec<String> {
         .collect()
 }
 
-/// Checks taken at the instant node `i` runs its reboot command; `dump` is etcd's content.
-pub fn at_reboot(w: &mut World, sh: &Shared, i: usize, now: u64, dump: &[KeyValue]) {
-    let name = w.nodes[i].name.clone();
+/// What the world knows at the instant a node runs its reboot command.
+pub struct RebootFacts<'a> {
+    /// The node.
+    pub name: &'a str,
+    /// Its boot id.
+    pub boot_id: String,
+    /// Ms after the start.
+    pub now: u64,
+    /// Its own wall clock (ms since the epoch), for the windows.
+    pub clock_now: u64,
+    /// The configured windows.
+    pub windows: &'a Windows,
+    /// The first `max_capacity` queue entries in etcd ([`holders`]).
+    pub holders: Vec<String>,
+    /// Kill switch present since (ms after the start).
+    pub kill_switch_since: Option<u64>,
+    /// Cluster paused since (ms after the start).
+    pub paused_since: Option<u64>,
+    /// Its last gate check (ms after the start).
+    pub last_gate_sample: Option<u64>,
+    /// Reboot commands it already ran in this boot.
+    pub reboots_this_boot: u32,
+}
+
+/// Slot safety, the brakes and once per boot, at a reboot command.
+pub fn at_reboot(f: &RebootFacts<'_>) -> Vec<String> {
     let mut problems = Vec::new();
-    let holds = holders(sh, dump, w.max_capacity).contains(&name);
-    if !holds {
+    if !f.holders.iter().any(|h| h == f.name) {
         problems.push("rebooted without holding a slot in etcd".to_string());
     }
-    let clock_now = w.nodes[i].clock.now_ms();
     if let WindowVerdict::Closed { reason, .. } =
-        crate::adapters::window::evaluate(&sh.spec.windows, clock_now)
+        crate::adapters::window::evaluate(f.windows, f.clock_now)
     {
         problems.push(format!(
             "rebooted outside the maintenance windows ({reason})"
         ));
     }
-    if let Some(t) = w.nodes[i].kill_switch_since
-        && t < now
+    if let Some(t) = f.kill_switch_since
+        && t < f.now
     {
         problems.push(format!(
             "rebooted with the kill switch present since {t} ms"
         ));
     }
-    if let (Some(p), Some(g)) = (w.paused_since, w.nodes[i].last_gate_sample)
+    if let (Some(p), Some(g)) = (f.paused_since, f.last_gate_sample)
         && p <= g
     {
         problems.push(format!(
             "rebooted while paused (pause set at {p} ms, before its gate check at {g} ms)"
         ));
     }
-    if w.nodes[i].reboots_this_boot > 0 {
-        problems.push(format!(
-            "second reboot command in boot {}",
-            w.nodes[i].boot_id()
-        ));
+    if f.reboots_this_boot > 0 {
+        problems.push(format!("second reboot command in boot {}", f.boot_id));
     }
-    for p in problems {
-        w.violations.push(format!("at {now} ms: {name}: {p}"));
-    }
+    problems
+        .into_iter()
+        .map(|p| format!("at {} ms: {}: {p}", f.now, f.name))
+        .collect()
 }
 
 /// An upper bound on the makespan of a fault-free rollout with every window open.
@@ -156,37 +154,53 @@ pub fn liveness_bound(spec: &SimSpec) -> Duration {
 /// right if some peer is neither a slot holder nor reports healthy and fresh (no record yet,
 /// say). Were every peer a holder or healthy, the seeded policies (`min_healthy_absolute` at
 /// most N − K) pass once the holders are back, so the node had to queue behind them.
-pub fn blocked_only_by_holders(sh: &Shared, i: usize, reasons: &[crate::fsm::BlockReason]) {
-    let dump = sh.kv.dump();
-    let mut w = sh.world();
-    let holders = holders(sh, &dump, w.capacity);
-    let now = w.nodes[i].clock.now();
-    let health_prefix = sh.keys.health_prefix();
+pub fn blocked_only_by_holders(p: &PolicyFacts<'_>, reasons: &[BlockReason]) -> Option<String> {
     let healthy = |name: &str| {
-        dump.iter()
-            .find(|kv| kv.key == format!("{health_prefix}{name}"))
-            .and_then(|kv| serde_json::from_slice::<crate::coord::HealthRecord>(&kv.value).ok())
+        p.dump
+            .iter()
+            .find(|kv| kv.key == format!("{}{name}", p.health_prefix))
+            .and_then(|kv| serde_json::from_slice::<HealthRecord>(&kv.value).ok())
             .is_some_and(|r| {
                 r.healthy
-                    && r.reported_at
-                        .parse::<jiff::Timestamp>()
-                        .is_ok_and(|t| now.duration_since(t).unsigned_abs() <= sh.spec.stale_after)
+                    && r.reported_at.parse::<jiff::Timestamp>().is_ok_and(|t| {
+                        p.clock_now.duration_since(t).unsigned_abs() <= p.stale_after
+                    })
             })
     };
-    let me = w.nodes[i].name.clone();
-    let trouble = w
+    let trouble = p
         .nodes
         .iter()
-        .filter(|n| n.name != me)
-        .any(|n| !holders.contains(&n.name) && !healthy(&n.name));
-    if !trouble {
-        let now_ms = sh.elapsed_ms();
-        w.violations.push(format!(
-            "at {now_ms} ms: {me}: blocked by the cluster policy although every peer is a slot holder or healthy (holders {}); it must queue behind them: {}",
-            holders.join(", "),
+        .filter(|n| *n != p.me)
+        .any(|n| !p.holders.contains(n) && !healthy(n));
+    (!trouble).then(|| {
+        format!(
+            "at {} ms: {}: blocked by the cluster policy although every peer is a slot holder or healthy (holders {}); it must queue behind them: {}",
+            p.now,
+            p.me,
+            p.holders.join(", "),
             reasons.join("; ")
-        ));
-    }
+        )
+    })
+}
+
+/// What the world knows when a node's policy read answered `Blocked`.
+pub struct PolicyFacts<'a> {
+    /// The node.
+    pub me: &'a str,
+    /// Every node's name.
+    pub nodes: &'a [String],
+    /// The first `capacity` queue entries ([`holders`]).
+    pub holders: Vec<String>,
+    /// The store's content.
+    pub dump: &'a [KeyValue],
+    /// `<namespace>/cluster_health/`.
+    pub health_prefix: String,
+    /// The node's own clock.
+    pub clock_now: jiff::Timestamp,
+    /// A health record older than this is stale.
+    pub stale_after: Duration,
+    /// Ms after the start.
+    pub now: u64,
 }
 
 /// The hand-off is woken by the watch, not by a timer (SPEC §6.3), checked with one slot: when a
@@ -194,7 +208,7 @@ pub fn blocked_only_by_holders(sh: &Shared, i: usize, reasons: &[crate::fsm::Blo
 /// reboot command follows within the checks under the slot (detectors and health script once),
 /// or with a cooldown within its end plus a whole pass. A node left waiting for its backoff or
 /// check interval is late.
-fn slow_hand_offs(w: &World, spec: &SimSpec) -> Vec<String> {
+fn slow_hand_offs(nodes: &[NodeReport], spec: &SimSpec) -> Vec<String> {
     if spec.capacity != 1 || spec.fsm.lock_wait_timeout_ms.is_some() || !spec.record_journal {
         return Vec::new();
     }
@@ -210,16 +224,15 @@ fn slow_hand_offs(w: &World, spec: &SimSpec) -> Vec<String> {
     // (issued, recovered, node) of every reboot, and when each node first found its update.
     let mut reboots: Vec<(u64, Option<u64>, usize)> = Vec::new();
     let mut ready: Vec<Option<u64>> = Vec::new();
-    for (i, n) in w.nodes.iter().enumerate() {
-        for r in &n.report.reboots {
+    for (i, n) in nodes.iter().enumerate() {
+        for r in &n.reboots {
             reboots.push((r.issued_ms, r.recovered_ms, i));
         }
         // From the journal (fault-free runs have no clock steps: node time = start + elapsed).
         ready.push(
-            n.report
-                .steps
+            n.steps
                 .iter()
-                .zip(&n.report.inputs)
+                .zip(&n.inputs)
                 .find(|(s, _)| s.to == StateName::WindowCheck)
                 .map(|(_, input)| input.now.saturating_sub(spec.start_ms)),
         );
@@ -230,7 +243,7 @@ fn slow_hand_offs(w: &World, spec: &SimSpec) -> Vec<String> {
         let ((_, Some(recovered), prev), (next_at, _, next)) = (pair[0], pair[1]) else {
             continue;
         };
-        let waiting = (0..w.nodes.len()).any(|j| {
+        let waiting = (0..nodes.len()).any(|j| {
             j != prev
                 && ready[j].is_some_and(|t| t + pass < recovered)
                 && !reboots.iter().any(|r| r.2 == j && r.0 < recovered)
@@ -238,18 +251,18 @@ fn slow_hand_offs(w: &World, spec: &SimSpec) -> Vec<String> {
         if waiting && next_at > recovered + slack {
             problems.push(format!(
                 "hand-off too slow: {} recovered at {recovered} ms, {} rebooted only at {next_at} ms (more than {slack} ms later while a node was waiting)",
-                w.nodes[prev].name, w.nodes[next].name
+                nodes[prev].name, nodes[next].name
             ));
         }
     }
     problems
 }
 
-/// End-of-run checks: liveness and nobody left in a reboot span when the run was quiet.
-pub fn at_end(w: &mut World, spec: &SimSpec, finished: Option<u64>) {
+/// End-of-run checks over the nodes' reports: liveness and the hand-off's speed.
+pub fn at_end(nodes: &[NodeReport], spec: &SimSpec, finished: Option<u64>) -> Vec<String> {
     // A soak never finishes a rollout; its liveness is `soak::problems`.
     if !spec.check_liveness || spec.soak.is_some() {
-        return;
+        return Vec::new();
     }
     let bound = u64::try_from(liveness_bound(spec).as_millis()).unwrap_or(u64::MAX);
     let mut problems = Vec::new();
@@ -263,15 +276,14 @@ pub fn at_end(w: &mut World, spec: &SimSpec, finished: Option<u64>) {
         )),
         Some(_) => {}
     }
-    problems.extend(slow_hand_offs(w, spec));
-    for &i in &spec.needs_reboot {
-        let n = &w.nodes[i];
-        if !n.report.reboots.iter().any(|r| r.recovered_ms.is_some()) {
+    problems.extend(slow_hand_offs(nodes, spec));
+    for n in spec.needs_reboot.iter().filter_map(|&i| nodes.get(i)) {
+        if !n.reboots.iter().any(|r| r.recovered_ms.is_some()) {
             problems.push(format!(
                 "{} needed a reboot and never completed one",
                 n.name
             ));
         }
     }
-    w.violations.extend(problems);
+    problems
 }

@@ -18,6 +18,7 @@ pub mod plan;
 pub mod random;
 pub mod report;
 pub mod soak;
+pub mod state;
 pub mod svg;
 pub mod world;
 

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::Broken;
-use super::world::{Ctl, Shared};
+use super::state::{Ctl, Shared};
 use crate::adapters::boot::PostRebootMarker;
 use crate::clock::Clock;
 use crate::coord::HealthRecord;
@@ -286,7 +286,7 @@ fn review(sh: &Shared, i: usize, event: Event) -> Event {
     if let PolicyVerdict::Blocked { reasons } = &verdict
         && sh.spec.check_liveness
     {
-        super::check::blocked_only_by_holders(sh, i, reasons);
+        sh.policy_blocked(i, reasons);
     }
     Event::ClusterHealthEvaluated { id, verdict }
 }

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::coord::memkv::MemKvStats;
 use crate::fsm::{Input, Machine, Millis, StateName, Step};
 
 /// What a node was doing during a segment of the timeline.
@@ -121,7 +122,7 @@ pub struct SimReport {
     /// Machine steps taken in total.
     pub steps: u64,
     /// A soak's reboot count and checkpoints (empty outside a soak).
-    pub soak: super::soak::Progress,
+    pub soak: Progress,
 }
 
 /// `+1h02m03.004s`-style offset for logs.
@@ -212,6 +213,40 @@ impl SimReport {
         out.push_str(&self.log_text());
         out
     }
+}
+
+/// One checkpoint: figures after `reboots` reboot commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    /// Reboot commands so far.
+    pub reboots: u64,
+    /// Machine steps so far.
+    pub steps: u64,
+    /// Simulated time since the start (ms).
+    pub sim_ms: u64,
+    /// Real time since the start (ms).
+    pub wall_ms: u64,
+    /// Resident memory of the process now (`VmRSS`, KiB; 0 where unknown).
+    pub rss_kib: u64,
+    /// Peak resident memory of the process so far (`VmHWM`, KiB; 0 where unknown).
+    pub peak_rss_kib: u64,
+    /// The simulated etcd's size (compacted at most [`super::soak::HOUSEKEEPING_EVERY`] reboots ago).
+    pub kv: MemKvStats,
+    /// Segments, reboot records and log lines the report holds.
+    pub retained: usize,
+}
+
+/// A soak's progress, kept in the world and handed out with the report.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Reboot commands so far, all nodes.
+    pub reboots: u64,
+    /// Reboot commands per node.
+    pub per_node: Vec<u64>,
+    /// Checkpoints, oldest first.
+    pub checkpoints: Vec<Checkpoint>,
+    /// The requested number of cycles was reached.
+    pub done: bool,
 }
 
 #[cfg(test)]

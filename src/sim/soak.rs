@@ -14,7 +14,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::world::{Shared, World};
+pub use super::report::{Checkpoint, Progress};
+use super::state::{Shared, World};
 use super::{SimSpec, random};
 use crate::config::Policies;
 use crate::coord::memkv::MemKvStats;
@@ -35,40 +36,6 @@ pub struct SoakMode {
     pub cycles: u64,
     /// Take a checkpoint every this many reboots.
     pub checkpoint_every: u64,
-}
-
-/// One checkpoint: figures after `reboots` reboot commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Checkpoint {
-    /// Reboot commands so far.
-    pub reboots: u64,
-    /// Machine steps so far.
-    pub steps: u64,
-    /// Simulated time since the start (ms).
-    pub sim_ms: u64,
-    /// Real time since the start (ms).
-    pub wall_ms: u64,
-    /// Resident memory of the process now (`VmRSS`, KiB; 0 where unknown).
-    pub rss_kib: u64,
-    /// Peak resident memory of the process so far (`VmHWM`, KiB; 0 where unknown).
-    pub peak_rss_kib: u64,
-    /// The simulated etcd's size (compacted at most [`HOUSEKEEPING_EVERY`] reboots ago).
-    pub kv: MemKvStats,
-    /// Segments, reboot records and log lines the report holds.
-    pub retained: usize,
-}
-
-/// A soak's progress, kept in the world and handed out with the report.
-#[derive(Debug, Clone, Default)]
-pub struct Progress {
-    /// Reboot commands so far, all nodes.
-    pub reboots: u64,
-    /// Reboot commands per node.
-    pub per_node: Vec<u64>,
-    /// Checkpoints, oldest first.
-    pub checkpoints: Vec<Checkpoint>,
-    /// The requested number of cycles was reached.
-    pub done: bool,
 }
 
 /// The soak's parameters: `nodes` nodes, `capacity` slots, a policy that keeps

@@ -4,171 +4,24 @@
 //! Every node's daemon reports each machine step here ([`Shared::after_step`]) before it
 //! executes the step's effects, which is where the invariants are checked ([`super::check`]).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::report::{Activity, LogLine, LogText, NodeReport, RebootRecord, Segment, SimReport};
+use super::check::{self, PolicyFacts, RebootFacts};
+use super::report::{Activity, LogLine, LogText, NodeReport, Progress, RebootRecord, SimReport};
+use super::state::{Ctl, LOCK_KEY, NAMESPACE, NodeState, Shared, World};
 use super::{FaultKind, SimSpec, node, node_name};
 use crate::clock::Clock;
-use crate::coord::etcd::RebootLease;
 use crate::coord::keys::Keys;
 use crate::coord::kv::Kv as _;
 use crate::coord::memkv::MemKv;
-use crate::fsm::{Input, Machine, StateName, Step};
+use crate::fsm::{BlockReason, Event, Input, Machine, StateName, Step, StepResult};
 use crate::metrics::Metrics;
 
-/// Namespace and lock key of the simulated cluster (the Go defaults).
-pub const NAMESPACE: &str = "/cluster-reboot-coordinator";
-/// Lock key of the simulated cluster.
-pub const LOCK_KEY: &str = "/cluster-reboot-coordinator/lock";
-
-/// A command from the world to a running simulated daemon.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ctl {
-    /// SIGTERM (the shutdown of a reboot).
-    Shutdown,
-    /// The kill switch file appeared or vanished.
-    GatesChanged,
-    /// SIGHUP with a new `max_concurrent_reboots`.
-    Reload(u32),
-}
-
-/// One node's hardware and bookkeeping.
-pub struct NodeState {
-    /// Name.
-    pub name: String,
-    /// Its wall clock (steps independently on NTP jumps).
-    pub clock: Clock,
-    /// Its "disk": the persisted reboot lease.
-    pub lease_store: Arc<Mutex<Option<RebootLease>>>,
-    /// Its "disk": the machine exactly as the journal leaves it after the last recorded step
-    /// (a restarted daemon restores from it, without re-running effects).
-    pub machine: Arc<Mutex<Machine>>,
-    /// Boot counter (boot id = `<name>-boot<n>`).
-    pub boot_seq: u32,
-    /// An update is installed and waits for a reboot.
-    pub needs_reboot: bool,
-    /// Powered on.
-    pub powered: bool,
-    /// The running daemon, if any.
-    pub daemon: Option<JoinHandle<()>>,
-    /// How to reach it.
-    pub ctl: Option<mpsc::UnboundedSender<Ctl>>,
-    /// Kill switch present since (ms after the start).
-    pub kill_switch_since: Option<u64>,
-    /// Health script fails until (ms after the start); `true` = hangs until the timeout.
-    pub health_fails_until: Option<(u64, bool)>,
-    /// Its detectors and health script do not answer (fault `AdaptersStall`).
-    pub adapters_stalled: bool,
-    /// Between "slot moved onto the reboot lease" and "released after recovery".
-    pub in_span: bool,
-    /// Reboot commands executed in the current boot.
-    pub reboots_this_boot: u32,
-    /// When the last gate sample (`CheckGates`) was taken (ms after the start).
-    pub last_gate_sample: Option<u64>,
-    /// Current activity and since when.
-    pub activity: (Activity, u64),
-    /// Report being built.
-    pub report: NodeReport,
-}
-
-impl NodeState {
-    /// Boot id of the current boot.
-    pub fn boot_id(&self) -> String {
-        format!("{}-boot{}", self.name, self.boot_seq)
-    }
-
-    /// Closes the current segment at `now` and starts `activity`.
-    pub fn set_activity(&mut self, activity: Activity, now: u64) {
-        if self.activity.0 != activity {
-            self.close(now);
-            self.activity = (activity, now);
-        }
-    }
-
-    /// Ends the current segment at `now` (the report's last segment).
-    pub fn close(&mut self, now: u64) {
-        let (cur, since) = self.activity;
-        if now > since {
-            self.report.segments.push(Segment {
-                from_ms: since,
-                to_ms: now,
-                activity: cur,
-            });
-        }
-        self.activity.1 = now;
-    }
-}
-
-/// Mutable world state behind one lock.
-pub struct World {
-    /// Nodes.
-    pub nodes: Vec<NodeState>,
-    /// Current `max_concurrent_reboots`.
-    pub capacity: u32,
-    /// Largest capacity in effect at any time so far.
-    pub max_capacity: u32,
-    /// Cluster paused since (ms after the start).
-    pub paused_since: Option<u64>,
-    /// The seeded random generator (jitter, reboot durations).
-    pub rng: fastrand::Rng,
-    /// The event log.
-    pub log: Vec<LogLine>,
-    /// Violations found so far.
-    pub violations: Vec<String>,
-    /// Steps taken.
-    pub steps: u64,
-    /// Faults and operator actions still to come.
-    pub pending_actions: usize,
-    /// A soak's progress ([`super::soak`]).
-    pub soak: super::soak::Progress,
-}
-
-/// What every task of the simulation shares.
-pub struct Shared {
-    /// The run's parameters.
-    pub spec: SimSpec,
-    /// The in-memory etcd.
-    pub kv: MemKv,
-    /// Key names.
-    pub keys: Keys,
-    /// Start of the run on tokio's clock.
-    pub t0: Instant,
-    /// One metrics registry for every simulated daemon of every run in this process (the
-    /// bookkeeping queue counts into it; nobody scrapes it).
-    pub metrics: Arc<Metrics>,
-    /// Wakes the run loop after every step.
-    pub wake: Notify,
-    /// Start of the run in real time (a soak's checkpoints report it).
-    pub wall_start: std::time::Instant,
-    world: Mutex<World>,
-}
-
 impl Shared {
-    /// Locks the world.
-    pub fn world(&self) -> MutexGuard<'_, World> {
-        self.world.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Ms since the start of the run.
-    pub fn elapsed_ms(&self) -> u64 {
-        u64::try_from(self.t0.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Appends a line to the event log.
-    pub fn log(&self, node: Option<usize>, text: String) {
-        let at_ms = self.elapsed_ms();
-        self.world().log.push(LogLine {
-            at_ms,
-            node,
-            text: LogText::Note(text),
-        });
-    }
-
     /// Records one machine step of node `i` (the journal write) and checks the invariants.
     pub fn after_step(&self, i: usize, input: &Input, step: &Step) {
         let now = self.elapsed_ms();
@@ -185,7 +38,7 @@ impl Shared {
                 },
             });
         }
-        super::check::after_step(&mut w, i, input, step, now);
+        track_span(&mut w, i, input, step, now);
         let n = &mut w.nodes[i];
         n.set_activity(Activity::State(step.to), now);
         if self.spec.record_journal {
@@ -206,7 +59,21 @@ impl Shared {
         let dump = self.kv.dump();
         let (down, never) = {
             let mut w = self.world();
-            super::check::at_reboot(&mut w, self, i, now, &dump);
+            let n = &w.nodes[i];
+            let facts = RebootFacts {
+                name: &n.name,
+                boot_id: n.boot_id(),
+                now,
+                clock_now: n.clock.now_ms(),
+                windows: &self.spec.windows,
+                holders: check::holders(&self.keys.slot_prefix(), &dump, w.max_capacity),
+                kill_switch_since: n.kill_switch_since,
+                paused_since: w.paused_since,
+                last_gate_sample: n.last_gate_sample,
+                reboots_this_boot: n.reboots_this_boot,
+            };
+            let found = check::at_reboot(&facts);
+            w.violations.extend(found);
             let n = &mut w.nodes[i];
             n.reboots_this_boot += 1;
             n.report.reboots.push(RebootRecord {
@@ -262,6 +129,28 @@ impl Shared {
         });
     }
 
+    /// Planned downtime never blocks (SPEC §6.3): checked when node `i`'s policy read answered
+    /// `Blocked` ([`check::blocked_only_by_holders`]).
+    pub fn policy_blocked(&self, i: usize, reasons: &[BlockReason]) {
+        let dump = self.kv.dump();
+        let now = self.elapsed_ms();
+        let mut w = self.world();
+        let names: Vec<String> = w.nodes.iter().map(|n| n.name.clone()).collect();
+        let facts = PolicyFacts {
+            me: &w.nodes[i].name,
+            nodes: &names,
+            holders: check::holders(&self.keys.slot_prefix(), &dump, w.capacity),
+            dump: &dump,
+            health_prefix: self.keys.health_prefix(),
+            clock_now: w.nodes[i].clock.now(),
+            stale_after: self.spec.stale_after,
+            now,
+        };
+        if let Some(v) = check::blocked_only_by_holders(&facts, reasons) {
+            w.violations.push(v);
+        }
+    }
+
     /// Starts node `i`'s daemon.
     pub fn start_daemon(self: &Arc<Self>, i: usize) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -289,18 +178,6 @@ impl Shared {
         }
         handle.abort();
         let _ = handle.await;
-    }
-
-    /// Sends `c` to node `i`'s daemon if it runs.
-    pub fn send(&self, i: usize, c: Ctl) {
-        if let Some(ctl) = &self.world().nodes[i].ctl {
-            let _ = ctl.send(c);
-        }
-    }
-
-    /// The kill switch of node `i` right now.
-    pub fn kill_switch(&self, i: usize) -> bool {
-        self.world().nodes[i].kill_switch_since.is_some()
     }
 
     /// Applies one fault or operator action.
@@ -561,7 +438,7 @@ async fn run_async(spec: SimSpec) -> SimReport {
             violations: Vec::new(),
             steps: 0,
             pending_actions: actions.len(),
-            soak: super::soak::Progress::default(),
+            soak: Progress::default(),
         }),
         spec,
     });
@@ -600,7 +477,6 @@ async fn run_async(spec: SimSpec) -> SimReport {
     }
     let end_ms = sh.elapsed_ms();
     let mut w = sh.world();
-    super::check::at_end(&mut w, &sh.spec, finished);
     let mut report = SimReport {
         seed: sh.spec.seed,
         start_ms: sh.spec.start_ms,
@@ -617,4 +493,43 @@ async fn run_async(spec: SimSpec) -> SimReport {
         report.nodes.push(std::mem::take(&mut n.report));
     }
     report
+        .violations
+        .extend(check::at_end(&report.nodes, &sh.spec, finished));
+    report
+}
+
+/// Span bookkeeping after each step of node `i`: a node enters its reboot span when its slot
+/// moved onto the reboot lease (the cluster invariant is checked then, [`check::span_overflow`])
+/// and leaves it when it is neither rebooting nor recovering any more.
+fn track_span(w: &mut World, i: usize, input: &Input, step: &Step, now: u64) {
+    let moved = matches!(
+        input.event,
+        Event::RebootLeaseMoved {
+            result: StepResult::Ok,
+            ..
+        }
+    ) && step.to == StateName::Rebooting;
+    if moved && !w.nodes[i].in_span {
+        w.nodes[i].in_span = true;
+        let inside: Vec<&str> = w
+            .nodes
+            .iter()
+            .filter(|n| n.in_span)
+            .map(|n| n.name.as_str())
+            .collect();
+        if let Some(v) = check::span_overflow(&inside, w.capacity, now) {
+            w.violations.push(v);
+        }
+    }
+    let n = &mut w.nodes[i];
+    let in_reboot = matches!(step.to, StateName::Rebooting | StateName::Recovering);
+    if n.in_span && !in_reboot {
+        n.in_span = false;
+        if step.from == StateName::Recovering
+            && let Some(r) = n.report.reboots.last_mut()
+            && r.recovered_ms.is_none()
+        {
+            r.recovered_ms = Some(now);
+        }
+    }
 }
