@@ -107,3 +107,61 @@ fn a_failed_reboot_command_is_logged_as_an_error() {
         .unwrap_or_else(|| panic!("no transition for the failed command:\n{log}"));
     assert_eq!(line["level"], "error", "{line}");
 }
+
+/// Issue #19: an idle node's checks (one per interval) were ~90 % of its log lines and pushed
+/// everything else out of `status --explain`'s history. They are debug lines now, counted in
+/// explain instead of listed; and with JSON logs every line the daemon writes parses, the
+/// start and stop lines included.
+#[test]
+fn an_idle_node_is_quiet_and_explain_counts_its_checks() {
+    let n = node::Node::new("");
+    std::fs::remove_file(n.path("reboot-required")).expect("no reboot needed");
+    let mut d = n
+        .cmd(&["run"])
+        .stdout(std::fs::File::create(n.path("daemon.out")).expect("stdout"))
+        .stderr(std::fs::File::create(n.path("daemon.log")).expect("log"))
+        .spawn()
+        .expect("spawn daemon");
+    let checks = |n: &node::Node| {
+        n.read("state/journal.jsonl")
+            .matches("\"no_action\"")
+            .count()
+    };
+    n.wait_for("eight idle checks", 60, |n| checks(n) >= 8);
+    let (code, out, err) = n.once(&["status", "--explain"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        !out.contains("Idle → Detecting") && !out.contains("Detecting → Idle"),
+        "idle checks are listed:\n{out}"
+    );
+    assert!(out.contains("checks found nothing to do"), "{out}");
+    let (_, json, _) = n.once(&["status", "--explain", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("explain JSON");
+    assert!(
+        v["idle_checks"]["count"].as_u64().is_some_and(|c| c >= 8),
+        "{json}"
+    );
+    node::sigterm(&mut d);
+    let done = checks(&n);
+    let log = n.read("daemon.log");
+    let mut loud = Vec::new();
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{log}"));
+        if v["level"] != "debug" && v["level"] != "trace" {
+            loud.push(line.to_string());
+        }
+    }
+    assert!(
+        log.contains("starting orchestration") && log.contains("orchestration loop exiting"),
+        "the start and stop lines are log lines:\n{log}"
+    );
+    assert_eq!(n.read("daemon.out"), "", "the daemon printed on stdout");
+    // Start, the first outcome, stop, and a few one-off lines: not one per check.
+    assert!(
+        loud.len() < 8 && loud.len() < done,
+        "{} lines above debug for {done} idle checks:\n{}",
+        loud.len(),
+        loud.join("\n")
+    );
+}

@@ -113,10 +113,23 @@ pub fn run(config: &Path, dry_run: bool, once: bool) -> Exit {
             return Exit::Runtime;
         }
     };
-    println!(
-        "starting orchestration for node {} (dry-run={dry})",
-        s.node_name
-    );
+    // Go prints these two lines on stdout. The daemon with JSON logs writes them as log
+    // lines instead, so that everything it writes parses (`jq`, log shippers); `--once` keeps
+    // them on stdout with its report.
+    let json_daemon = !once && s.log.format == crate::config::LogFormat::Json;
+    if json_daemon {
+        tracing::info!(
+            event = "starting",
+            dry_run = dry,
+            "starting orchestration for node {} (dry-run={dry})",
+            s.node_name
+        );
+    } else {
+        println!(
+            "starting orchestration for node {} (dry-run={dry})",
+            s.node_name
+        );
+    }
     let opts = Options {
         mode: RunMode {
             dry_run,
@@ -136,7 +149,12 @@ pub fn run(config: &Path, dry_run: bool, once: bool) -> Exit {
         Err(code) => return code,
     };
     let code = drive(&rt, opts, false);
-    if !once {
+    if json_daemon {
+        tracing::info!(
+            event = "stopping",
+            "shutdown requested; orchestration loop exiting"
+        );
+    } else if !once {
         println!("shutdown requested; orchestration loop exiting");
     }
     code

@@ -32,6 +32,9 @@ impl<C: Coordinator> Driver<C> {
                 tracing::Level::WARN => {
                     tracing::warn!(event = "transition", from = %step.from, to = %step.to, reason = %step.reason, "{} -> {}: {}", step.from, step.to, step.reason)
                 }
+                tracing::Level::DEBUG => {
+                    tracing::debug!(event = "transition", from = %step.from, to = %step.to, reason = %step.reason, "{} -> {}: {}", step.from, step.to, step.reason)
+                }
                 _ => {
                     tracing::info!(event = "transition", from = %step.from, to = %step.to, reason = %step.reason, "{} -> {}: {}", step.from, step.to, step.reason)
                 }
@@ -243,6 +246,10 @@ fn log_level(event: &Event, step: &Step) -> tracing::Level {
         } => Level::WARN,
         // Called off after the decision to reboot (window closed at the last moment, …).
         _ if step.from == StateName::Rebooting && step.to != StateName::Rebooting => Level::WARN,
+        // An idle check (issue #19): a check starting, and one that found nothing to do, are
+        // most of an idle node's lines (one pair per interval). Debug; what it found once is
+        // logged by the outcome line, and a finding (`Detecting -> WindowCheck`) at info.
+        _ if is_idle_check(step.from, step.to, step.outcome) => Level::DEBUG,
         _ => Level::INFO,
     }
 }

@@ -76,12 +76,31 @@ pub fn read_journal_tail(path: &Path) -> Result<(Vec<Record>, Vec<String>), NoDa
     }
     let loaded = DaemonJournal::read(path, JournalOptions::default())
         .map_err(|e| NoDaemon::Damaged(e.to_string()))?;
-    let skip = loaded.records.len().saturating_sub(TAIL_RECORDS);
-    let records = loaded
+    // The tail, the whole run of idle checks it ends with (they are counted), and before them
+    // the last transitions that were not idle checks: on an idle node the tail is nothing but
+    // idle checks, and the history an operator wants is older (issue #19).
+    let idle = idle_marks(loaded.records.iter().map(|(_, r)| r));
+    let idle_run = loaded
         .records
+        .iter()
+        .zip(&idle)
+        .rposition(|((_, r), idle)| r.from != r.to && !idle)
+        .map_or(0, |i| i + 1);
+    let skip = loaded
+        .records
+        .len()
+        .saturating_sub(TAIL_RECORDS)
+        .min(idle_run);
+    let mut older: Vec<Record> = loaded.records[..skip]
+        .iter()
+        .zip(&idle)
+        .filter(|((_, r), idle)| r.from != r.to && !**idle)
+        .map(|((_, r), _)| r.clone())
+        .collect();
+    older.drain(..older.len().saturating_sub(SHOWN_TRANSITIONS));
+    let records = older
         .into_iter()
-        .skip(skip)
-        .map(|(_, r)| r)
+        .chain(loaded.records.into_iter().skip(skip).map(|(_, r)| r))
         .collect();
     Ok((records, loaded.warnings))
 }

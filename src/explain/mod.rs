@@ -17,9 +17,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::driver::state_file::StateFile;
-use crate::fsm::StateName;
 use crate::fsm::record::Record;
 use crate::fsm::types::{Millis, fmt_dur, fmt_ms};
+use crate::fsm::{StateName, is_idle_check};
 
 use self::gates::*;
 pub use self::live::{NoDaemon, load_live, pid_alive, read_journal_tail, read_state_file};
@@ -108,10 +108,25 @@ pub struct Explanation {
     pub note: Option<String>,
     /// When the daemon next checks by itself (RFC 3339).
     pub next_check_at: Option<String>,
-    /// The last transitions, oldest first.
+    /// The last transitions, oldest first, without the checks that found nothing to do
+    /// (counted in `idle_checks`).
     pub transitions: Vec<Transition>,
+    /// The checks that found nothing to do since the last other transition, if any.
+    pub idle_checks: Option<IdleChecks>,
     /// Non-fatal problems met while reading (torn journal tail, …).
     pub warnings: Vec<String>,
+}
+
+/// A run of checks that found nothing to do, counted instead of listed: an idle node makes one
+/// per interval, and listing them pushed everything else out of the history (issue #19).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdleChecks {
+    /// How many ended with `no_action`.
+    pub count: u64,
+    /// When the first of them started (RFC 3339).
+    pub since: String,
+    /// When the last of them ended (RFC 3339).
+    pub last: String,
 }
 
 /// What the explanation needs besides the files.
@@ -149,10 +164,12 @@ pub fn explain(state: &StateFile, records: &[Record], ctx: &Context) -> Explanat
             block
         }
     };
+    let idle = idle_marks(records.iter());
     let transitions = records
         .iter()
-        .filter(|r| r.from != r.to)
-        .map(|r| Transition {
+        .zip(&idle)
+        .filter(|(r, idle)| r.from != r.to && !**idle)
+        .map(|(r, _)| Transition {
             at: r.ts.clone(),
             from: r.from.as_str().to_string(),
             to: r.to.as_str().to_string(),
@@ -171,8 +188,59 @@ pub fn explain(state: &StateFile, records: &[Record], ctx: &Context) -> Explanat
         note,
         next_check_at: state.next_tick_at.clone(),
         transitions: transitions.into_iter().skip(skip).collect(),
+        idle_checks: idle_checks(records),
         warnings: Vec::new(),
     }
+}
+
+/// Which of `records` (oldest first) belong to a check that found nothing to do: a
+/// `Detecting -> Idle` ending with `no_action`, and the `Idle -> Detecting` that started it
+/// (one still running is not idle yet: it is the current check). Self-loops are not marked.
+pub(super) fn idle_marks<'a>(records: impl Iterator<Item = &'a Record>) -> Vec<bool> {
+    let mut marks = Vec::new();
+    let mut started: Option<usize> = None;
+    for (i, r) in records.enumerate() {
+        marks.push(false);
+        if r.from == r.to {
+            continue;
+        }
+        if is_idle_check(r.from, r.to, r.outcome) && r.to == StateName::Idle {
+            marks[i] = true;
+            if let Some(s) = started {
+                marks[s] = true;
+            }
+        }
+        started = (r.from == StateName::Idle && r.to == StateName::Detecting).then_some(i);
+    }
+    marks
+}
+
+/// The trailing run of idle checks in `records` (oldest first): from the end back to the last
+/// transition that is not part of one.
+fn idle_checks(records: &[Record]) -> Option<IdleChecks> {
+    let marks = idle_marks(records.iter());
+    let mut count = 0;
+    let mut since: Option<&str> = None;
+    let mut last: Option<&str> = None;
+    for (r, idle) in records.iter().zip(&marks).rev() {
+        if r.from == r.to {
+            continue;
+        }
+        if !idle {
+            break;
+        }
+        if r.to == StateName::Idle {
+            count += 1;
+            last = last.or(Some(&r.ts));
+        }
+        since = Some(&r.ts);
+    }
+    let last = last?;
+    Some(IdleChecks {
+        count,
+        since: since.unwrap_or(last).to_string(),
+        last: last.to_string(),
+    })
 }
 
 pub(super) fn parse_ts(s: &str) -> Option<Millis> {

@@ -33,8 +33,12 @@ pub fn render_text(e: &Explanation, now: Millis) -> String {
         Some(t) => s.push_str(&format!("next check: {} ({})\n", short(t), ago(t, now))),
         None => s.push_str("next check: none scheduled\n"),
     }
-    s.push_str(&format!("last {} transitions:\n", e.transitions.len()));
-    if e.transitions.is_empty() {
+    if e.transitions.is_empty() && e.idle_checks.is_some() {
+        s.push_str("last transitions: idle checks only\n");
+    } else {
+        s.push_str(&format!("last {} transitions:\n", e.transitions.len()));
+    }
+    if e.transitions.is_empty() && e.idle_checks.is_none() {
         s.push_str("  (none in the journal)\n");
     }
     for t in &e.transitions {
@@ -44,6 +48,15 @@ pub fn render_text(e: &Explanation, now: Millis) -> String {
             t.from,
             t.to,
             t.reason
+        ));
+    }
+    if let Some(i) = &e.idle_checks {
+        s.push_str(&format!(
+            "  {}  idle: {} {} found nothing to do (the last ended {})\n",
+            short(&i.since),
+            i.count,
+            if i.count == 1 { "check" } else { "checks" },
+            short(&i.last)
         ));
     }
     for w in &e.warnings {

@@ -819,9 +819,8 @@ fn not_blocked_when_no_reboot_is_required() {
 last reason: no reboot required; next check 2026-11-27T03:01:01Z
 not blocked: no reboot is required
 next check: 2026-11-27T03:01:01Z (in 30s)
-last 2 transitions:
-  2026-11-27T03:00:00Z  Idle → Detecting  check started: running detectors
-  2026-11-27T03:00:01Z  Detecting → Idle  no reboot required; next check 2026-11-27T03:01:01Z
+last transitions: idle checks only
+  2026-11-27T03:00:00Z  idle: 1 check found nothing to do (the last ended 2026-11-27T03:00:01Z)
 ",
     );
     let j = render_json(&e);
@@ -913,4 +912,80 @@ fn pid_liveness() {
     assert!(pid_alive(std::process::id()));
     assert!(!pid_alive(0));
     assert!(!pid_alive(u32::MAX));
+}
+
+/// Issue #19: idle checks are counted, not listed, and the history before a long idle stretch
+/// (more idle records than the tail holds) is still shown.
+#[test]
+fn idle_checks_are_counted_and_older_history_survives_them() {
+    use StateName::*;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("journal.jsonl");
+    let (mut j, _) =
+        crate::replay::DaemonJournal::open(&path, crate::journal::JournalOptions::default())
+            .expect("journal");
+    let mut reboot = rec(
+        T0,
+        Recovering,
+        Idle,
+        Event::Tick {
+            gates: Gates::default(),
+        },
+        "post-reboot health passed; slot released",
+    );
+    reboot.outcome = Some(Outcome::NoAction);
+    j.append(&reboot).expect("append");
+    let checks = TAIL_RECORDS as u64; // two records each: more than the tail
+    for k in 0..checks {
+        let at = T0 + (k + 1) * MIN;
+        j.append(&rec(
+            at,
+            Idle,
+            Detecting,
+            Event::Tick {
+                gates: Gates::default(),
+            },
+            "check started: running detectors",
+        ))
+        .expect("append");
+        j.append(&ended(
+            rec(
+                at + 100,
+                Detecting,
+                Idle,
+                Event::DetectorsEvaluated {
+                    id: k,
+                    result: DetectorResult::NotRequired,
+                },
+                "no reboot required",
+            ),
+            Some(Outcome::NoAction),
+            Exit::Ok,
+        ))
+        .expect("append");
+    }
+    drop(j);
+    let (records, warnings) = read_journal_tail(&path).expect("tail");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let st = state(
+        Idle,
+        T0 + checks * MIN + 100,
+        "no reboot required",
+        Some("no_action"),
+        T0,
+    );
+    let e = explain(&st, &records, &ctx(T0 + checks * MIN + 200));
+    let reasons: Vec<&str> = e.transitions.iter().map(|t| t.reason.as_str()).collect();
+    assert_eq!(reasons, ["post-reboot health passed; slot released"]);
+    let idle = e.idle_checks.clone().expect("idle checks");
+    // All of them, also those before the tail.
+    assert_eq!(idle.count, checks);
+    assert_eq!(idle.since, fmt_ts(T0 + MIN));
+    assert_eq!(idle.last, fmt_ts(T0 + checks * MIN + 100));
+    let text = render_text(&e, T0 + checks * MIN + 200);
+    assert!(
+        text.contains(&format!("idle: {checks} checks found nothing to do")),
+        "{text}"
+    );
+    assert!(!text.contains("Idle → Detecting"), "{text}");
 }

@@ -103,6 +103,18 @@ impl StateName {
     }
 }
 
+/// Whether a transition belongs to a check that found nothing to do: the check starting
+/// (`Idle -> Detecting`) or ending with `no_action` (`Detecting -> Idle`). An idle node makes
+/// one pair per interval: logs keep them at debug and `status --explain` counts them instead
+/// of listing them (issue #19).
+pub fn is_idle_check(from: StateName, to: StateName, outcome: Option<Outcome>) -> bool {
+    match (from, to) {
+        (StateName::Idle, StateName::Detecting) => true,
+        (StateName::Detecting, StateName::Idle) => outcome == Some(Outcome::NoAction),
+        _ => false,
+    }
+}
+
 impl std::fmt::Display for StateName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
