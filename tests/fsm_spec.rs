@@ -105,7 +105,7 @@ fn positions() -> Vec<(&'static str, &'static str, At)> {
         .ok()
         .ok()
     };
-    let to_cooldown = |c: FsmConfig| to_locking(c).ok().ok().ok().ok().ok().ok();
+    let to_cooldown = |c: FsmConfig| to_locking(c).ok().ok().ok().ok().ok().ok().ok();
     let await_shutdown = || to_cooldown(base()).ok().ok().ok().ok().ok();
     let recovering = || {
         await_shutdown().feed(Event::Started {
@@ -208,8 +208,13 @@ fn positions() -> Vec<(&'static str, &'static str, At)> {
         ),
         (
             "HealthPost",
-            "script",
+            "cooldown",
             to_locking(base()).ok().ok().ok().ok().ok(),
+        ),
+        (
+            "HealthPost",
+            "script",
+            to_locking(base()).ok().ok().ok().ok().ok().ok(),
         ),
         ("Cooldown", "-", to_cooldown(base())),
         ("Cooldown", "once", to_cooldown(once)),

@@ -114,6 +114,10 @@ pub enum PostStep {
     Detectors,
     /// Cluster policy.
     Policy,
+    /// A first cooldown read, before the health script (issue #19): a queued node that takes
+    /// the slot while another node's cooldown runs gives it back without running the script.
+    /// The `Cooldown` state reads it again right before the reboot.
+    Cooldown,
     /// Health script.
     Script,
     /// The policy failed only because of other slot holders' planned downtime: keeping the
@@ -916,13 +920,10 @@ impl Core {
                     Ok(None) => {
                         let id = self.alloc();
                         next(
-                            PostStep::Script,
-                            Effect::RunHealthScript {
-                                id,
-                                phase: Phase::PostLock,
-                            },
+                            PostStep::Cooldown,
+                            Effect::ReadCooldown { id },
                             context,
-                            "cluster policy passed under the slot; running health script (post-lock)",
+                            "cluster policy passed under the slot; reading the cluster cooldown before the health script",
                         )
                     }
                     Ok(Some(reasons)) => {
@@ -940,6 +941,44 @@ impl Core {
                     }
                 }
             }
+            Event::CooldownRead { status, .. } => match status {
+                CooldownStatus::Clear => {
+                    let id = self.alloc();
+                    next(
+                        PostStep::Script,
+                        Effect::RunHealthScript {
+                            id,
+                            phase: Phase::PostLock,
+                        },
+                        context,
+                        "cooldown clear under the slot; running health script (post-lock)",
+                    )
+                }
+                CooldownStatus::Active { until, by } => {
+                    let why = format!(
+                        "cluster cooldown started by {by} active until {} (under the slot, before the health script): giving the slot back",
+                        fmt_ms(*until)
+                    );
+                    self.await_cluster(context);
+                    self.stop(
+                        context,
+                        event,
+                        PassEnd::Outcome(Outcome::CooldownActive),
+                        why,
+                        Next::At(*until),
+                    )
+                }
+                CooldownStatus::Error { detail } => {
+                    let why = format!("cooldown unreadable under the slot: {detail}");
+                    self.stop(
+                        context,
+                        event,
+                        PassEnd::Outcome(Outcome::LockUnavailable),
+                        why,
+                        Next::Backoff,
+                    )
+                }
+            },
             Event::HealthChecked { result, .. } => {
                 if let Some(stopped) = self.health_answer(context, event, result, Phase::PostLock) {
                     return stopped;
@@ -960,6 +999,7 @@ impl Core {
                     PostStep::Policy | PostStep::Script | PostStep::WaitHolders => {
                         PassEnd::Outcome(Outcome::HealthBlocked)
                     }
+                    PostStep::Cooldown => PassEnd::Outcome(Outcome::LockUnavailable),
                     PostStep::Gates | PostStep::Window => PassEnd::Exit(Exit::Runtime),
                 };
                 let why = format!("check under the slot timed out ({step:?})");
@@ -980,6 +1020,7 @@ impl Core {
                 phase: Phase::PostLock,
             },
             PostStep::Policy => Effect::ReadClusterHealth { id },
+            PostStep::Cooldown => Effect::ReadCooldown { id },
             PostStep::Script => Effect::RunHealthScript {
                 id,
                 phase: Phase::PostLock,
@@ -1838,6 +1879,7 @@ fn post_expects(step: PostStep) -> &'static [EventKind] {
         PostStep::Window => &[EventKind::WindowEvaluated],
         PostStep::Detectors => &[EventKind::DetectorsEvaluated],
         PostStep::Policy => &[EventKind::ClusterHealthEvaluated],
+        PostStep::Cooldown => &[EventKind::CooldownRead],
         PostStep::Script => &[EventKind::HealthChecked],
         PostStep::WaitHolders => &[EventKind::ClusterChanged],
     }

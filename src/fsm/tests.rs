@@ -812,7 +812,7 @@ fn held_back_under_the_slot_keeps_it_and_waits_for_a_change() {
     assert_eq!(names(&s), ["ReadClusterHealth"]);
     // The holder recovered: the policy passes and the checks go on under the same slot.
     let s = policy(&mut r, PolicyVerdict::Pass);
-    assert_eq!(names(&s), ["RunHealthScript"]);
+    assert_eq!(names(&s), ["ReadCooldown"]);
     let s = r.happy_until(s, StateName::Rebooting);
     assert_eq!(s.to, StateName::Rebooting);
     assert!(
@@ -822,6 +822,69 @@ fn held_back_under_the_slot_keeps_it_and_waits_for_a_change() {
             .any(|e| matches!(e, Effect::ReleaseSlot | Effect::LeaveQueue)),
         "never gave the slot back while waiting"
     );
+}
+
+/// Issue #19: under the slot the cooldown is read before the post-lock health script, so a
+/// queued node that gets the slot during another node's cooldown gives it back without
+/// running the script; a clear cooldown is read once more right before the reboot.
+#[test]
+fn under_the_slot_the_cooldown_is_read_before_the_health_script() {
+    let mut r = Run::start(cfg());
+    let mut s = r.tick();
+    // Walk until the policy read under the slot.
+    for _ in 0..20 {
+        if s.from == StateName::HealthPost && names(&s) == ["ReadClusterHealth"] {
+            break;
+        }
+        let ev = s.effects.iter().find_map(answer::success).expect("answer");
+        s = r.feed(ev);
+    }
+    let s = policy(&mut r, PolicyVerdict::Pass);
+    assert_eq!(names(&s), ["ReadCooldown"]);
+    let until = r.now + 600_000;
+    let s = r.feed(Event::CooldownRead {
+        id: r.pending(),
+        status: CooldownStatus::Active {
+            until,
+            by: "node-2".into(),
+        },
+    });
+    assert_eq!(s.to, StateName::Idle);
+    assert_eq!(s.outcome, Some(Outcome::CooldownActive));
+    assert_eq!(
+        names(&s),
+        ["AwaitClusterChange", "ReleaseSlot", "ScheduleTick"]
+    );
+    assert!(
+        !r.steps.iter().flat_map(|s| &s.effects).any(|e| matches!(
+            e,
+            Effect::RunHealthScript {
+                phase: Phase::PostLock,
+                ..
+            }
+        )),
+        "the post-lock script ran although the cooldown gave the slot back"
+    );
+    // A clear cooldown: the script, then the final read in the Cooldown state.
+    let mut r = Run::start(cfg());
+    let s = r.tick();
+    let s = r.happy_until(s, StateName::Rebooting);
+    assert_eq!(s.to, StateName::Rebooting);
+    let order: Vec<&str> = r
+        .steps
+        .iter()
+        .flat_map(|s| &s.effects)
+        .filter_map(|e| match e {
+            Effect::ReadCooldown { .. } => Some("cooldown"),
+            Effect::RunHealthScript {
+                phase: Phase::PostLock,
+                ..
+            } => Some("script"),
+            _ => None,
+        })
+        .collect();
+    // Before queueing, under the slot before the script, and right before the reboot.
+    assert_eq!(order, ["cooldown", "cooldown", "script", "cooldown"]);
 }
 
 #[test]

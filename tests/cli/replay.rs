@@ -57,7 +57,7 @@ fn a_recorded_journal_replays_identically() {
     let path = write_journal(dir.path());
     let (code, out, err) = outcome(&["simulate", "--trace", &path.display().to_string()]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("replay identical: 22 inputs"), "{out}");
+    assert!(out.contains("replay identical: 23 inputs"), "{out}");
 }
 
 #[test]
@@ -73,7 +73,7 @@ fn an_edited_recorded_effect_is_reported_as_divergence() {
     std::fs::write(&path, edited).expect("write");
     let (code, _, err) = outcome(&["simulate", "--trace", &path.display().to_string()]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("divergence at input 22"), "{err}");
+    assert!(err.contains("divergence at input 23"), "{err}");
     assert!(
         err.contains("recorded:   Recovering -> Idle  [PublishHealth, LeaveQueue"),
         "{err}"
@@ -96,7 +96,7 @@ fn a_journal_that_starts_with_a_snapshot_replays_from_it() {
     let mut records = Vec::new();
     let mut snapshot = None;
     replay::run(&trace, |input, _| {
-        if records.len() == 16 {
+        if records.len() == 17 {
             snapshot = Some(m.snapshot());
         }
         let step = m.handle(input);
@@ -107,7 +107,7 @@ fn a_journal_that_starts_with_a_snapshot_replays_from_it() {
         journal.append(r).expect("append");
     }
     journal
-        .compact(&snapshot.expect("snapshot"), &records[16..])
+        .compact(&snapshot.expect("snapshot"), &records[17..])
         .expect("compact");
     let (code, out, err) = outcome(&["simulate", "--trace", &path.display().to_string()]);
     assert_eq!(code, 0, "{out}{err}");
