@@ -169,6 +169,8 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
             state: StateName::Idle,
             lock_attempts: 0,
             join_started: None,
+            join_contended: false,
+            kill_switch_error: std::sync::atomic::AtomicBool::new(false),
             withhold_unhealthy: false,
             report: PassReport::default(),
         },

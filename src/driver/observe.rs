@@ -63,6 +63,11 @@ impl<C: Coordinator> Driver<C> {
                 .map_or(0, |q| i64::from(q.position)),
         );
         match &input.event {
+            // The Tick that starts a pass carries Go's pre-lock kill-switch check.
+            Event::Tick { gates } if step.from == StateName::Idle => {
+                let result = self.node.kill_switch_result(gates);
+                self.node.metrics.kill_switch_check("pre-lock", result);
+            }
             Event::WindowEvaluated { verdict, .. } => {
                 self.node.metrics.window_evaluation(match verdict {
                     WindowVerdict::Open { .. } => "allowed",
@@ -74,7 +79,12 @@ impl<C: Coordinator> Driver<C> {
                 })
             }
             Event::CooldownRead { status, .. } => self.node.metrics.cooldown_check(
-                "post-lock",
+                // Go reads it before the lock; we read it there too, and again under the slot.
+                if step.from == StateName::HealthPre {
+                    "pre-lock"
+                } else {
+                    "post-lock"
+                },
                 match status {
                     CooldownStatus::Clear => "inactive",
                     CooldownStatus::Active { .. } => "active",
@@ -88,13 +98,7 @@ impl<C: Coordinator> Driver<C> {
                     } else {
                         "pre-lock"
                     },
-                    match verdict {
-                        PolicyVerdict::Pass => "healthy",
-                        // Go has no such value; the thresholds failed, so Go's word is "unhealthy".
-                        PolicyVerdict::HeldBack { .. } => "unhealthy",
-                        PolicyVerdict::Blocked { .. } => "unhealthy",
-                        PolicyVerdict::Error { .. } => "error",
-                    },
+                    cluster_check_result(verdict),
                 )
             }
             Event::SlotAcquired { .. } if step.to == StateName::HealthPost => {
@@ -105,12 +109,39 @@ impl<C: Coordinator> Driver<C> {
                         .lock_attempt("success", t.elapsed().as_secs_f64());
                 }
             }
-            Event::SlotUnavailable { .. } => self.node.metrics.lock_attempt("error", 0.0),
+            // A join that has to wait is Go's `contended` attempt (counted once per join; the
+            // watch, not a retry, then hands the slot over and counts the `success`).
+            Event::SlotQueued { .. } if !self.node.join_contended => {
+                self.node.join_contended = true;
+                let waited = self
+                    .node
+                    .join_started
+                    .map_or(0.0, |t| t.elapsed().as_secs_f64());
+                self.node.metrics.lock_attempt("contended", waited);
+            }
+            Event::SlotUnavailable { .. } => {
+                let took = self
+                    .node
+                    .join_started
+                    .take()
+                    .map_or(0.0, |t| t.elapsed().as_secs_f64());
+                self.node.metrics.lock_attempt("error", took);
+            }
             Event::RebootCommandFinished {
                 result: StepResult::Failed { .. },
                 ..
             } => self.node.metrics.reboot("failed"),
             _ => {}
+        }
+        // The wait for the slot ended without it and without an error (shutdown, kill switch
+        // or pause, the window closing, the wait's time limit): Go's `canceled` attempt.
+        if step.from == StateName::Locking
+            && step.to != StateName::Locking
+            && let Some(t) = self.node.join_started.take()
+        {
+            self.node
+                .metrics
+                .lock_attempt("canceled", t.elapsed().as_secs_f64());
         }
         if step.from == StateName::Recovering
             && step.to == StateName::Idle
@@ -244,5 +275,71 @@ fn log_level(event: &Event, step: &Step) -> tracing::Level {
         // Called off after the decision to reboot (window closed at the last moment, …).
         _ if step.from == StateName::Rebooting && step.to != StateName::Rebooting => Level::WARN,
         _ => Level::INFO,
+    }
+}
+
+/// Go's `cluster_health_checks_total` result: it looked at the records, not at the policy —
+/// `unhealthy` when some record is not healthy, `error` when they could not be read, else
+/// `healthy` (also when only the thresholds, the fallback rule or a slot holder's planned
+/// downtime hold the node back).
+fn cluster_check_result(verdict: &PolicyVerdict) -> &'static str {
+    let reasons = match verdict {
+        PolicyVerdict::Pass => return "healthy",
+        PolicyVerdict::Error { .. } => return "error",
+        PolicyVerdict::Blocked { reasons } | PolicyVerdict::HeldBack { reasons } => reasons,
+    };
+    if reasons
+        .iter()
+        .any(|r| r.kind == BlockKind::UnreadableRecords)
+    {
+        "error"
+    } else if reasons.iter().any(|r| {
+        matches!(
+            r.kind,
+            BlockKind::UnhealthyPeers
+                | BlockKind::RebootInProgress
+                | BlockKind::StaleRecords
+                | BlockKind::Other
+        )
+    }) {
+        "unhealthy"
+    } else {
+        "healthy"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_check_results_are_go_s_record_verdicts() {
+        let blocked = |kinds: &[BlockKind]| PolicyVerdict::Blocked {
+            reasons: kinds.iter().map(|k| BlockReason::new(*k, "x")).collect(),
+        };
+        let cases = [
+            (PolicyVerdict::Pass, "healthy"),
+            (PolicyVerdict::Error { detail: "x".into() }, "error"),
+            (blocked(&[BlockKind::UnhealthyPeers]), "unhealthy"),
+            (blocked(&[BlockKind::StaleRecords]), "unhealthy"),
+            (blocked(&[BlockKind::RebootInProgress]), "unhealthy"),
+            // Only the thresholds fail: every record Go read was healthy.
+            (blocked(&[BlockKind::TooFewHealthy]), "healthy"),
+            (blocked(&[BlockKind::OnlyFallbackLeft]), "healthy"),
+            (
+                blocked(&[BlockKind::TooFewHealthy, BlockKind::UnhealthyPeers]),
+                "unhealthy",
+            ),
+            (blocked(&[BlockKind::UnreadableRecords]), "error"),
+            (
+                PolicyVerdict::HeldBack {
+                    reasons: vec![BlockReason::new(BlockKind::PlannedDowntime, "x")],
+                },
+                "healthy",
+            ),
+        ];
+        for (verdict, want) in cases {
+            assert_eq!(cluster_check_result(&verdict), want, "{verdict:?}");
+        }
     }
 }
