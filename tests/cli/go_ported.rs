@@ -510,3 +510,330 @@ etcd_endpoints:
         assert!(out.contains(needle), "{needle:?}: {out}");
     }
 }
+
+// ------------------------------------------------- pkg/orchestrator/runner_test.go (binary)
+
+/// One `pkg/orchestrator` runner case, through `run --once` against a real etcd. Go's runner
+/// tests use fakes for the detectors, the health script and the locker; here they are real
+/// files and scripts that behave like those fakes (`D` in a script is the node's directory).
+struct RunnerCase {
+    go_test: &'static str,
+    args: &'static [&'static str],
+    /// The reboot-required detectors (YAML list); `{D}` is the node's directory.
+    detectors: &'static str,
+    /// The health script's body after `#!/bin/sh`.
+    health: &'static str,
+    /// Further config lines (`{D}` is the node's directory, `{WINDOW}` a window that is closed
+    /// now).
+    extra: &'static str,
+    /// Keys written before the run (`{NOW}` is the current time, RFC 3339).
+    puts: &'static [(&'static str, &'static str)],
+    code: i32,
+    stdout_has: &'static [&'static str],
+    stdout_lacks: &'static [&'static str],
+    /// `(file in D, text)` that must be in that file after the run.
+    file_has: &'static [(&'static str, &'static str)],
+    /// Files in D that must not exist after the run.
+    files_absent: &'static [&'static str],
+}
+
+const FILE_DETECTOR: &str = "[{type: file, path: '{D}/reboot-required'}]";
+const LOGGING_HEALTH: &str = "echo \"$RC_PHASE held=$RC_LOCK_HELD attempts=$RC_LOCK_ATTEMPTS enabled=$RC_LOCK_ENABLED\" >> {D}/health.log\nexit 0\n";
+/// Passes on its first run, fails on the second: the fake whose pre-lock step passes and whose
+/// post-lock step blocks.
+const HEALTH_FAILS_SECOND: &str = "n=$(cat {D}/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > {D}/count\n[ $n -ge 2 ] && exit 1\nexit 0\n";
+
+const RUNNER: RunnerCase = RunnerCase {
+    go_test: "",
+    args: &["run", "--once"],
+    detectors: FILE_DETECTOR,
+    health: LOGGING_HEALTH,
+    extra: "",
+    puts: &[],
+    code: 0,
+    stdout_has: &[],
+    stdout_lacks: &[],
+    file_has: &[],
+    files_absent: &[],
+};
+
+/// A window of one minute twelve hours from now (UTC): closed now, whatever the time.
+fn closed_window() -> String {
+    let start = jiff::Timestamp::now().as_second() + 12 * 3600;
+    let hm = |secs: i64| format!("{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60);
+    format!("* {}-{}", hm(start), hm(start + 60))
+}
+
+#[test]
+fn go_runner_test_cases() {
+    let cases = [
+        RunnerCase {
+            go_test: "TestRunnerBlockedByDenyWindow",
+            extra: "windows: {deny: ['* 0:00-0:00']}\n",
+            stdout_has: &["outcome: window_denied - blocked by deny window \"* 0:00-0:00\""],
+            stdout_lacks: &["lock acquired"],
+            files_absent: &["health.log"],
+            ..RUNNER
+        },
+        RunnerCase {
+            go_test: "TestRunnerOutsideAllowWindow",
+            extra: "windows: {allow: ['{WINDOW}']}\n",
+            stdout_has: &["outcome: window_outside_allow - outside configured allow windows"],
+            stdout_lacks: &["lock acquired"],
+            files_absent: &["health.log"],
+            ..RUNNER
+        },
+        RunnerCase {
+            go_test: "TestRunnerWithinAllowWindow",
+            extra: "windows: {allow: ['* 0:00-0:00']}\n",
+            stdout_has: &[
+                "lock acquired",
+                // Go's message: "reboot prerequisites satisfied" (ours differs, §11 open).
+                "outcome: ready - ",
+                "ready outcome reached; run without --once to execute the reboot command",
+            ],
+            ..RUNNER
+        },
+        RunnerCase {
+            go_test: "TestRunnerHealthEnvironmentIncludesLockContext",
+            file_has: &[
+                ("health.log", "pre-lock held=false attempts=0 enabled=true"),
+                ("health.log", "post-lock held=true attempts=1 enabled=true"),
+            ],
+            stdout_has: &["outcome: ready"],
+            ..RUNNER
+        },
+        RunnerCase {
+            go_test: "TestRunnerExpandsRebootCommandPlaceholders",
+            args: &["run", "--once", "--dry-run"],
+            extra: "reboot_command: [/sbin/shutdown, -r, now, 'coordinated reboot for ${RC_NODE_NAME}']\n",
+            stdout_has: &[
+                "planned reboot command: /sbin/shutdown -r now coordinated reboot for node-a",
+            ],
+            ..RUNNER
+        },
+        RunnerCase {
+            go_test: "TestRunnerBlocksWhenClusterHealthReportsOthersUnhealthy",
+            puts: &[(
+                "/cluster_health/node-b",
+                r#"{"node":"node-b","healthy":false,"stage":"pre-lock","reason":"pre-lock exit 1","reported_at":"{NOW}"}"#,
+            )],
+            code: 3,
+            stdout_has: &[
+                // Go lists one line per unhealthy record here (`  - node-b (stage=…,
+                // reason=…, reported_at=…)`); ours lists the policy reasons (§11 open).
+                "cluster health blockers:",
+                "outcome: health_blocked - ",
+                "cluster health blocked by unhealthy nodes: node-b (pre-lock, pre-lock exit 1)",
+            ],
+            stdout_lacks: &["lock acquired"],
+            ..RUNNER
+        },
+        RunnerCase {
+            go_test: "TestRunnerBlocksWhenMinHealthyAbsoluteViolated",
+            extra: "cluster_policies: {min_healthy_absolute: 3}\n",
+            puts: &[
+                (
+                    "/cluster_health/node-b",
+                    r#"{"node":"node-b","healthy":true,"reported_at":"{NOW}"}"#,
+                ),
+                (
+                    "/cluster_health/node-c",
+                    r#"{"node":"node-c","healthy":false,"stage":"heartbeat","reason":"heartbeat exit 1","reported_at":"{NOW}"}"#,
+                ),
+            ],
+            code: 3,
+            // Go: "healthy nodes 2 below minimum 3" — it counted the node about to reboot as
+            // healthy; here it counts as down (deliberate, §11).
+            stdout_has: &[
+                "outcome: health_blocked",
+                "healthy nodes 1 below minimum 3 (this node counts as down)",
+            ],
+            ..RUNNER
+        },
+        RunnerCase {
+            go_test: "TestRunnerBlocksWhenMinHealthyFractionViolated",
+            extra: "cluster_policies: {min_healthy_fraction: 0.75}\n",
+            puts: &[
+                (
+                    "/cluster_health/node-b",
+                    r#"{"node":"node-b","healthy":true,"reported_at":"{NOW}"}"#,
+                ),
+                (
+                    "/cluster_health/node-c",
+                    r#"{"node":"node-c","healthy":false,"stage":"heartbeat","reason":"heartbeat exit 1","reported_at":"{NOW}"}"#,
+                ),
+                (
+                    "/cluster_health/node-d",
+                    r#"{"node":"node-d","healthy":false,"stage":"heartbeat","reason":"heartbeat exit 1","reported_at":"{NOW}"}"#,
+                ),
+            ],
+            code: 3,
+            stdout_has: &["outcome: health_blocked", "0.75"],
+            ..RUNNER
+        },
+        RunnerCase {
+            go_test: "TestRunnerBlocksWhenOnlyFallbackNodesRemainHealthy",
+            extra: "cluster_policies: {forbid_if_only_fallback_left: true, fallback_nodes: [node-a, node-b]}\n",
+            puts: &[(
+                "/cluster_health/node-b",
+                r#"{"node":"node-b","healthy":true,"reported_at":"{NOW}"}"#,
+            )],
+            code: 3,
+            // Go: "only fallback nodes remain healthy" (wording, §11 open).
+            stdout_has: &[
+                "outcome: health_blocked",
+                "only fallback nodes would remain healthy",
+            ],
+            ..RUNNER
+        },
+        RunnerCase {
+            go_test: "TestRunnerIgnoresOwnClusterHealthRecord",
+            puts: &[(
+                "/cluster_health/node-a",
+                r#"{"node":"node-a","healthy":false,"stage":"pre-lock","reason":"pre-lock exit 1","reported_at":"{NOW}"}"#,
+            )],
+            stdout_has: &["outcome: ready"],
+            ..RUNNER
+        },
+        RunnerCase {
+            go_test: "TestRunnerCooldownBlocksReboot",
+            extra: "min_reboot_interval_sec: 600\n",
+            puts: &[(
+                "/reboot_cooldown",
+                r#"{"node":"node-b","started_at":"{NOW}","duration_sec":600}"#,
+            )],
+            stdout_has: &["outcome: cooldown_active", "node-b"],
+            stdout_lacks: &["lock acquired"],
+            ..RUNNER
+        },
+        RunnerCase {
+            go_test: "TestRunnerRecheckCleared",
+            // Requires a reboot on its first run (any non-zero exit), not on the second.
+            detectors: "[{type: command, cmd: ['{D}/detector.sh']}]",
+            stdout_has: &["lock acquired", "outcome: recheck_cleared"],
+            ..RUNNER
+        },
+        RunnerCase {
+            go_test: "TestRunnerHealthBlocksAfterLock",
+            health: HEALTH_FAILS_SECOND,
+            code: 3,
+            stdout_has: &[
+                "lock acquired",
+                // Go: "health script blocked reboot under lock (exit 1)" (wording, §11 open).
+                "outcome: health_blocked - health script (post-lock) exited 1",
+            ],
+            ..RUNNER
+        },
+        RunnerCase {
+            go_test: "TestRunnerKillSwitchAfterLock",
+            // The kill switch appears while the node takes the lock (here: its pre-lock
+            // health run creates it).
+            health: "touch {D}/kill-switch\nexit 0\n",
+            code: 5,
+            stdout_has: &["outcome: kill_switch_active"],
+            ..RUNNER
+        },
+        RunnerCase {
+            go_test: "TestRunnerHealthError (deliberate: exit 3, Go 1)",
+            health: "sleep 5\nexit 0\n",
+            extra: "health_timeout_sec: 1\n",
+            code: 3,
+            stdout_has: &["outcome: health_blocked"],
+            ..RUNNER
+        },
+        RunnerCase {
+            go_test: "TestRunnerDetectorError (deliberate: exit 6, Go 1)",
+            detectors: "[{type: command, cmd: ['{D}/no-such-detector']}]",
+            code: 6,
+            ..RUNNER
+        },
+    ];
+    let e = etcd::Etcd::start(1);
+    let endpoint = e.endpoints()[0].clone();
+    let window = closed_window();
+    let mut failures = Vec::new();
+    for case in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let ds = d.display().to_string();
+        let exe = |name: &str, body: &str| {
+            let p = write(d, name, format!("#!/bin/sh\n{body}").as_bytes());
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .expect("chmod");
+            p
+        };
+        let health = exe("health.sh", &case.health.replace("{D}", &ds));
+        exe(
+            "detector.sh",
+            &"n=$(cat {D}/dcount 2>/dev/null || echo 0); n=$((n+1)); echo $n > {D}/dcount\n[ $n -ge 2 ] && exit 0\nexit 1\n"
+                .replace("{D}", &ds),
+        );
+        write(d, "reboot-required", b"1");
+        let config = format!(
+            "
+node_name: node-a
+reboot_required_detectors: {detectors}
+health_script: {health}
+etcd_endpoints:
+  - {endpoint}
+kill_switch_file: {ds}/kill-switch
+lock_key: /cluster/clusterrebootd/lock
+lock_ttl_sec: 120
+state_dir: {ds}/state
+run_dir: {ds}/run
+{extra}",
+            detectors = case.detectors.replace("{D}", &ds),
+            extra = case.extra.replace("{D}", &ds).replace("{WINDOW}", &window),
+        );
+        let c = write(d, "config.yaml", config.as_bytes());
+        let now = jiff::Timestamp::now().to_string();
+        for (key, value) in case.puts {
+            let (ok, out) = e.etcdctl(None, &["put", key, &value.replace("{NOW}", &now)]);
+            assert!(ok, "etcdctl put: {out}");
+        }
+        let mut args: Vec<&str> = case.args.to_vec();
+        args.extend(["--config", c.as_str()]);
+        let o = Command::new(env!("CARGO_BIN_EXE_clusterrebootd"))
+            .args(&args)
+            .env("TZ", "UTC")
+            .output()
+            .expect("spawn");
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        let what = format!("{}\n--- stdout\n{out}\n--- stderr\n{err}", case.go_test);
+        let mut wrong = Vec::new();
+        if o.status.code() != Some(case.code) {
+            wrong.push(format!("exit {:?}, want {}", o.status.code(), case.code));
+        }
+        for needle in case.stdout_has {
+            if !out.contains(needle) {
+                wrong.push(format!("{needle:?} missing"));
+            }
+        }
+        for needle in case.stdout_lacks {
+            if out.contains(needle) {
+                wrong.push(format!("{needle:?} unexpected"));
+            }
+        }
+        for (file, needle) in case.file_has {
+            let text = std::fs::read_to_string(d.join(file)).unwrap_or_default();
+            if !text.contains(needle) {
+                wrong.push(format!("{needle:?} not in {file}: {text}"));
+            }
+        }
+        for file in case.files_absent {
+            if d.join(file).exists() {
+                wrong.push(format!("{file} exists"));
+            }
+        }
+        if !wrong.is_empty() {
+            failures.push(format!("{}: {}\n{what}", case.go_test, wrong.join("; ")));
+        }
+        let (ok, out) = e.etcdctl(None, &["del", "--prefix", "/"]);
+        assert!(ok, "etcdctl del: {out}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
