@@ -64,6 +64,43 @@ impl PassReport {
         }
     }
 
+    /// The outcome message in the Go daemon's words where its wording is known from the
+    /// evidence of the pass (`docs/GO-COMPAT.md` §3, §6), else the machine's reason. The
+    /// machine's reasons say more (and stay in the journal and logs); this report is the Go
+    /// contract, which operators' scripts may grep.
+    fn go_message(&self) -> String {
+        let blocked_exit = |h: &Option<HealthReport>| match h.as_ref().map(|h| &h.result) {
+            Some(crate::fsm::HealthResult::Blocked { exit_code, .. }) => Some(*exit_code),
+            _ => None,
+        };
+        let no_detector_requires = !self.pre_detectors.is_empty()
+            && self
+                .pre_detectors
+                .iter()
+                .all(|d| d.outcome == crate::adapters::detectors::DetectorOutcome::Clear);
+        match self.outcome {
+            Some(Outcome::NoAction) if no_detector_requires => {
+                "no detectors require a reboot".into()
+            }
+            Some(Outcome::Ready) => "reboot prerequisites satisfied".into(),
+            Some(Outcome::RecheckCleared) => "detectors cleared after lock acquisition".into(),
+            Some(Outcome::HealthBlocked) => {
+                if let (true, Some(code)) = (self.lock_acquired, blocked_exit(&self.post_health)) {
+                    format!("health script blocked reboot under lock (exit {code})")
+                } else if let (false, Some(code)) =
+                    (self.lock_acquired, blocked_exit(&self.pre_health))
+                {
+                    format!("health script blocked reboot before lock (exit {code})")
+                } else if !self.blockers.is_empty() {
+                    self.blockers.join("; ")
+                } else {
+                    self.message.clone()
+                }
+            }
+            _ => self.message.clone(),
+        }
+    }
+
     /// The Go `reportOutcome` text.
     pub fn render(&self) -> String {
         let mut s = String::from("pre-lock detector evaluations:\n");
@@ -98,7 +135,7 @@ impl PassReport {
             }
         }
         let status = self.outcome.map_or("error", Outcome::as_str);
-        s.push_str(&format!("outcome: {status} - {}\n", self.message));
+        s.push_str(&format!("outcome: {status} - {}\n", self.go_message()));
         if let Some(cmd) = &self.planned_command {
             s.push_str(&format!("planned reboot command: {cmd}\n"));
             if self.dry_run {
@@ -109,5 +146,131 @@ impl PassReport {
             s.push_str("ready outcome reached; run without --once to execute the reboot command\n");
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::detectors::DetectorOutcome;
+    use crate::fsm::HealthResult;
+
+    fn detector(outcome: DetectorOutcome) -> DetectorReport {
+        DetectorReport {
+            name: "file:/run/reboot-required".into(),
+            outcome,
+            exit_code: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            duration: std::time::Duration::ZERO,
+        }
+    }
+
+    fn health(result: HealthResult) -> Option<HealthReport> {
+        Some(HealthReport {
+            exit_code: match &result {
+                HealthResult::Blocked { exit_code, .. } => Some(*exit_code),
+                _ => Some(0),
+            },
+            result,
+            stdout: String::new(),
+            stderr: String::new(),
+            duration: std::time::Duration::ZERO,
+            daemon_fault: false,
+        })
+    }
+
+    fn blocked(code: i32) -> HealthResult {
+        HealthResult::Blocked {
+            exit_code: code,
+            first_line: String::new(),
+        }
+    }
+
+    /// The `outcome:` line carries Go's wording (`pkg/orchestrator/runner.go`) whenever the
+    /// pass's evidence determines it, and the machine's reason otherwise.
+    #[test]
+    fn the_outcome_line_uses_go_s_words() {
+        let base = PassReport {
+            message: "the machine's reason".into(),
+            ..PassReport::default()
+        };
+        let cases = [
+            (
+                PassReport {
+                    outcome: Some(Outcome::NoAction),
+                    pre_detectors: vec![detector(DetectorOutcome::Clear)],
+                    ..base.clone()
+                },
+                "no detectors require a reboot",
+            ),
+            (
+                PassReport {
+                    outcome: Some(Outcome::Ready),
+                    ..base.clone()
+                },
+                "reboot prerequisites satisfied",
+            ),
+            (
+                PassReport {
+                    outcome: Some(Outcome::RecheckCleared),
+                    ..base.clone()
+                },
+                "detectors cleared after lock acquisition",
+            ),
+            (
+                PassReport {
+                    outcome: Some(Outcome::HealthBlocked),
+                    pre_health: health(blocked(3)),
+                    ..base.clone()
+                },
+                "health script blocked reboot before lock (exit 3)",
+            ),
+            (
+                PassReport {
+                    outcome: Some(Outcome::HealthBlocked),
+                    pre_health: health(HealthResult::Passed),
+                    lock_acquired: true,
+                    post_health: health(blocked(1)),
+                    ..base.clone()
+                },
+                "health script blocked reboot under lock (exit 1)",
+            ),
+            (
+                PassReport {
+                    outcome: Some(Outcome::HealthBlocked),
+                    blockers: vec!["a".into(), "b".into()],
+                    ..base.clone()
+                },
+                "a; b",
+            ),
+            // A timeout is no exit code: Go had no message for it (an error), ours stays.
+            (
+                PassReport {
+                    outcome: Some(Outcome::HealthBlocked),
+                    pre_health: health(HealthResult::Error {
+                        detail: "timed out".into(),
+                    }),
+                    ..base.clone()
+                },
+                "the machine's reason",
+            ),
+            (
+                PassReport {
+                    outcome: Some(Outcome::WindowDenied),
+                    ..base.clone()
+                },
+                "the machine's reason",
+            ),
+        ];
+        for (report, want) in cases {
+            let status = report.outcome.map_or("error", Outcome::as_str);
+            let line = format!("outcome: {status} - {want}\n");
+            assert!(
+                report.render().contains(&line),
+                "{line:?} not in\n{}",
+                report.render()
+            );
+        }
     }
 }

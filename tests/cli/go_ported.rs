@@ -302,7 +302,7 @@ fn go_main_test_cases() {
         MainCase {
             go_test: "TestCommandRunWithoutReboot",
             args: &["run", "--once"],
-            stdout_has: &["outcome: no_action"],
+            stdout_has: &["outcome: no_action - no detectors require a reboot"],
             stdout_lacks: &["planned reboot command"],
             ..BASE
         },
@@ -323,7 +323,9 @@ fn go_main_test_cases() {
             marker: true,
             unhealthy: true,
             code: 3,
-            stdout_has: &["outcome: health_blocked"],
+            stdout_has: &[
+                "outcome: health_blocked - health script blocked reboot before lock (exit 1)",
+            ],
             ..BASE
         },
         MainCase {
@@ -588,8 +590,7 @@ fn go_runner_test_cases() {
             extra: "windows: {allow: ['* 0:00-0:00']}\n",
             stdout_has: &[
                 "lock acquired",
-                // Go's message: "reboot prerequisites satisfied" (ours differs, §11 open).
-                "outcome: ready - ",
+                "outcome: ready - reboot prerequisites satisfied",
                 "ready outcome reached; run without --once to execute the reboot command",
             ],
             ..RUNNER
@@ -623,8 +624,7 @@ fn go_runner_test_cases() {
                 // Go lists one line per unhealthy record here (`  - node-b (stage=…,
                 // reason=…, reported_at=…)`); ours lists the policy reasons (§11 open).
                 "cluster health blockers:",
-                "outcome: health_blocked - ",
-                "cluster health blocked by unhealthy nodes: node-b (pre-lock, pre-lock exit 1)",
+                "outcome: health_blocked - cluster health blocked by unhealthy nodes: node-b (pre-lock, pre-lock exit 1)\n",
             ],
             stdout_lacks: &["lock acquired"],
             ..RUNNER
@@ -720,8 +720,7 @@ fn go_runner_test_cases() {
             code: 3,
             stdout_has: &[
                 "lock acquired",
-                // Go: "health script blocked reboot under lock (exit 1)" (wording, §11 open).
-                "outcome: health_blocked - health script (post-lock) exited 1",
+                "outcome: health_blocked - health script blocked reboot under lock (exit 1)",
             ],
             ..RUNNER
         },
