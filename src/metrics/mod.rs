@@ -529,8 +529,9 @@ impl Metrics {
     }
 
     /// `health_checks_total{phase,result}` += 1 and `health_check_seconds{phase,result,unit}`
-    /// observes `seconds`. phase: `monitor`/`pre-lock`/`post-lock`/`heartbeat` (and the new
-    /// `post-reboot`); result: `pass`/`blocked`/`error`.
+    /// observes `seconds`. phase: `pre-lock`/`post-lock`/`heartbeat` and the new
+    /// `post-reboot` (Go's `monitor` does not occur: no health run in a pass without a
+    /// required reboot); result: `pass`/`blocked`/`error`.
     pub fn health_check(&self, phase: &str, result: &str, seconds: f64) {
         let labels = phase_result_labels(phase, result);
         self.health_check_seconds
