@@ -164,6 +164,13 @@ impl<C: Coordinator> Driver<C> {
                 },
                 _,
             ) => self.node.report.blockers = BlockReason::texts(reasons),
+            (
+                Event::CooldownRead {
+                    status: CooldownStatus::Active { until, by },
+                    ..
+                },
+                _,
+            ) => self.node.report.cooldown = Some((until.saturating_sub(now), by.clone())),
             _ => {}
         }
         if step.outcome.is_some() || step.exit.is_some() {

@@ -44,6 +44,26 @@ pub struct PassReport {
     pub skip_health: bool,
     /// `run --once` (not `status`): a non-dry `ready` gets Go's hint line.
     pub once_run: bool,
+    /// An active cooldown read in this pass: ms remaining when read, and who started it.
+    pub cooldown: Option<(u64, String)>,
+}
+
+/// Go's `formatDuration` for the cooldown message: `Xm`/`XmYs` from a minute, `Xs` from a
+/// second, else Go's `Duration.String()`.
+fn go_cooldown_duration(ms: u64) -> String {
+    match ms {
+        0 => "0s".into(),
+        60_000.. => {
+            let (m, s) = (ms / 60_000, (ms % 60_000) / 1000);
+            if s == 0 {
+                format!("{m}m")
+            } else {
+                format!("{m}m{s}s")
+            }
+        }
+        1000.. => format!("{}s", ms / 1000),
+        _ => crate::adapters::go_duration(std::time::Duration::from_millis(ms)),
+    }
 }
 
 impl PassReport {
@@ -84,6 +104,23 @@ impl PassReport {
             }
             Some(Outcome::Ready) => "reboot prerequisites satisfied".into(),
             Some(Outcome::RecheckCleared) => "detectors cleared after lock acquisition".into(),
+            Some(Outcome::CooldownActive) => match &self.cooldown {
+                Some((remaining, by)) => {
+                    let mut details = Vec::new();
+                    if *remaining > 0 {
+                        details.push(format!("remaining {}", go_cooldown_duration(*remaining)));
+                    }
+                    if !by.is_empty() {
+                        details.push(format!("started by {by}"));
+                    }
+                    if details.is_empty() {
+                        "reboot cooldown active".into()
+                    } else {
+                        format!("reboot cooldown active ({})", details.join(", "))
+                    }
+                }
+                None => self.message.clone(),
+            },
             Some(Outcome::HealthBlocked) => {
                 if let (true, Some(code)) = (self.lock_acquired, blocked_exit(&self.post_health)) {
                     format!("health script blocked reboot under lock (exit {code})")
@@ -257,12 +294,39 @@ mod tests {
             ),
             (
                 PassReport {
+                    outcome: Some(Outcome::CooldownActive),
+                    cooldown: Some((599_400, "node-b".into())),
+                    ..base.clone()
+                },
+                "reboot cooldown active (remaining 9m59s, started by node-b)",
+            ),
+            (
+                PassReport {
+                    outcome: Some(Outcome::CooldownActive),
+                    cooldown: Some((120_000, String::new())),
+                    ..base.clone()
+                },
+                "reboot cooldown active (remaining 2m)",
+            ),
+            (
+                PassReport {
+                    outcome: Some(Outcome::CooldownActive),
+                    cooldown: Some((0, String::new())),
+                    ..base.clone()
+                },
+                "reboot cooldown active",
+            ),
+            (
+                PassReport {
                     outcome: Some(Outcome::WindowDenied),
                     ..base.clone()
                 },
                 "the machine's reason",
             ),
         ];
+        for (ms, want) in [(500, "500ms"), (1500, "1s"), (61_000, "1m1s")] {
+            assert_eq!(go_cooldown_duration(ms), want);
+        }
         for (report, want) in cases {
             let status = report.outcome.map_or("error", Outcome::as_str);
             let line = format!("outcome: {status} - {want}\n");

@@ -703,7 +703,10 @@ fn go_runner_test_cases() {
                 "/reboot_cooldown",
                 r#"{"node":"node-b","started_at":"{NOW}","duration_sec":600}"#,
             )],
-            stdout_has: &["outcome: cooldown_active", "node-b"],
+            stdout_has: &[
+                "outcome: cooldown_active - reboot cooldown active (remaining 9m",
+                "s, started by node-b)\n",
+            ],
             stdout_lacks: &["lock acquired"],
             ..RUNNER
         },
