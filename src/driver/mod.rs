@@ -418,6 +418,9 @@ impl<C: Coordinator> Driver<C> {
             }
             self.node.report.skip_health = self.opts.mode.skip_health;
             self.node.report.once_run = self.opts.persist && self.opts.mode.once;
+            let gates = &self.machine.core().gates;
+            self.node.report.kill_switch = (gates.kill_switch && gates.pause.is_none())
+                .then(|| self.node.settings.kill_switch_file.display().to_string());
             print!("{}", crate::text::for_terminal(&self.node.report.render()));
         }
         code

@@ -46,6 +46,8 @@ pub struct PassReport {
     pub once_run: bool,
     /// An active cooldown read in this pass: ms remaining when read, and who started it.
     pub cooldown: Option<(u64, String)>,
+    /// The kill-switch file, when the pass ended on it (and not on a pause, which Go has not).
+    pub kill_switch: Option<String>,
 }
 
 /// Go's `formatDuration` for the cooldown message: `Xm`/`XmYs` from a minute, `Xs` from a
@@ -104,6 +106,13 @@ impl PassReport {
             }
             Some(Outcome::Ready) => "reboot prerequisites satisfied".into(),
             Some(Outcome::RecheckCleared) => "detectors cleared after lock acquisition".into(),
+            Some(Outcome::KillSwitchActive) => match &self.kill_switch {
+                Some(path) if self.lock_acquired => {
+                    format!("kill switch {path} present after lock")
+                }
+                Some(path) => format!("kill switch {path} present"),
+                None => self.message.clone(),
+            },
             Some(Outcome::CooldownActive) => match &self.cooldown {
                 Some((remaining, by)) => {
                     let mut details = Vec::new();
@@ -315,6 +324,24 @@ mod tests {
                     ..base.clone()
                 },
                 "reboot cooldown active",
+            ),
+            (
+                PassReport {
+                    outcome: Some(Outcome::KillSwitchActive),
+                    kill_switch: Some("/etc/clusterrebootd/disable".into()),
+                    lock_acquired: true,
+                    ..base.clone()
+                },
+                "kill switch /etc/clusterrebootd/disable present after lock",
+            ),
+            // A pause (no kill switch): Go has none, the machine's words stay.
+            (
+                PassReport {
+                    outcome: Some(Outcome::KillSwitchActive),
+                    lock_acquired: true,
+                    ..base.clone()
+                },
+                "the machine's reason",
             ),
             (
                 PassReport {

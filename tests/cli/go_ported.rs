@@ -733,7 +733,9 @@ fn go_runner_test_cases() {
             // health run creates it).
             health: "touch {D}/kill-switch\nexit 0\n",
             code: 5,
-            stdout_has: &["outcome: kill_switch_active"],
+            stdout_has: &[
+                "outcome: kill_switch_active - kill switch {D}/kill-switch present after lock\n",
+            ],
             ..RUNNER
         },
         RunnerCase {
@@ -811,7 +813,7 @@ run_dir: {ds}/run
             wrong.push(format!("exit {:?}, want {}", o.status.code(), case.code));
         }
         for needle in case.stdout_has {
-            if !out.contains(needle) {
+            if !out.contains(&needle.replace("{D}", &ds)) {
                 wrong.push(format!("{needle:?} missing"));
             }
         }
