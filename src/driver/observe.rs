@@ -163,7 +163,10 @@ impl<C: Coordinator> Driver<C> {
                     ..
                 },
                 _,
-            ) => self.node.report.blockers = BlockReason::texts(reasons),
+            ) => {
+                self.node.report.blockers = BlockReason::texts(reasons);
+                self.node.report.unhealthy = self.exec.coord().unhealthy_records();
+            }
             (
                 Event::CooldownRead {
                     status: CooldownStatus::Active { until, by },

@@ -30,8 +30,10 @@ pub struct PassReport {
     pub post_detectors: Vec<DetectorReport>,
     /// Health script under the lock.
     pub post_health: Option<HealthReport>,
-    /// Cluster policy blockers.
+    /// Cluster policy blockers (the reasons).
     pub blockers: Vec<String>,
+    /// The unhealthy peers' records behind a policy block (Go's `ClusterUnhealthy`).
+    pub unhealthy: Vec<crate::coord::HealthRecord>,
     /// How the pass ended.
     pub outcome: Option<Outcome>,
     /// Why.
@@ -174,10 +176,23 @@ impl PassReport {
                 &skipped_health("post-lock"),
             ));
         }
-        if !self.blockers.is_empty() {
+        if !self.unhealthy.is_empty() {
             s.push_str("cluster health blockers:\n");
-            for b in &self.blockers {
-                s.push_str(&format!("  - {b}\n"));
+            for r in &self.unhealthy {
+                let details: Vec<String> = [
+                    ("stage", &r.stage),
+                    ("reason", &r.reason),
+                    ("reported_at", &r.reported_at),
+                ]
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+                if details.is_empty() {
+                    s.push_str(&format!("  - {}\n", r.node));
+                } else {
+                    s.push_str(&format!("  - {} ({})\n", r.node, details.join(", ")));
+                }
             }
         }
         let status = self.outcome.map_or("error", Outcome::as_str);
@@ -231,6 +246,45 @@ mod tests {
             exit_code: code,
             first_line: String::new(),
         }
+    }
+
+    /// Go's `cluster health blockers:` block: one line per unhealthy record, details only
+    /// when present; no block without such a record (a threshold alone).
+    #[test]
+    fn cluster_health_blockers_list_the_unhealthy_records_as_go_does() {
+        let rec = |node: &str, stage: &str, reason: &str| crate::coord::HealthRecord {
+            node: node.into(),
+            healthy: false,
+            stage: stage.into(),
+            reason: reason.into(),
+            reported_at: if stage.is_empty() {
+                String::new()
+            } else {
+                "2026-11-27T10:00:00Z".into()
+            },
+        };
+        let report = PassReport {
+            outcome: Some(Outcome::HealthBlocked),
+            blockers: vec![
+                "cluster health blocked by unhealthy nodes: b (heartbeat, heartbeat exit 1), c"
+                    .into(),
+            ],
+            unhealthy: vec![rec("b", "heartbeat", "heartbeat exit 1"), rec("c", "", "")],
+            ..PassReport::default()
+        };
+        assert!(
+            report.render().contains(
+                "cluster health blockers:\n  - b (stage=heartbeat, reason=heartbeat exit 1, reported_at=2026-11-27T10:00:00Z)\n  - c\noutcome: health_blocked - cluster health blocked by unhealthy nodes: b (heartbeat, heartbeat exit 1), c\n"
+            ),
+            "{}",
+            report.render()
+        );
+        let threshold_only = PassReport {
+            outcome: Some(Outcome::HealthBlocked),
+            blockers: vec!["healthy nodes 1 below minimum 3".into()],
+            ..PassReport::default()
+        };
+        assert!(!threshold_only.render().contains("cluster health blockers:"));
     }
 
     /// The `outcome:` line carries Go's wording (`pkg/orchestrator/runner.go`) whenever the

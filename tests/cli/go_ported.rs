@@ -621,9 +621,7 @@ fn go_runner_test_cases() {
             )],
             code: 3,
             stdout_has: &[
-                // Go lists one line per unhealthy record here (`  - node-b (stage=…,
-                // reason=…, reported_at=…)`); ours lists the policy reasons (§11 open).
-                "cluster health blockers:",
+                "cluster health blockers:\n  - node-b (stage=pre-lock, reason=pre-lock exit 1, reported_at=",
                 "outcome: health_blocked - cluster health blocked by unhealthy nodes: node-b (pre-lock, pre-lock exit 1)\n",
             ],
             stdout_lacks: &["lock acquired"],
