@@ -344,7 +344,7 @@ fn go_main_test_cases() {
             lock_held: true,
             extra: "backoff_min_sec: 1\nbackoff_max_sec: 1\n",
             code: 4,
-            stdout_has: &["outcome: lock_unavailable"],
+            stdout_has: &["outcome: lock_unavailable - failed to acquire lock after 5 attempts\n"],
             ..BASE
         },
         MainCase {
@@ -373,7 +373,10 @@ fn go_main_test_cases() {
             marker: true,
             lock_held: true,
             code: 4,
-            stdout_has: &["outcome: lock_unavailable"],
+            // Go: "failed to acquire lock after 1 attempts"; ours names the holder (§11).
+            stdout_has: &[
+                "outcome: lock_unavailable - cannot join the slot queue: all 1 reboot slot(s) held by lock-holder\n",
+            ],
             ..BASE
         },
         MainCase {
