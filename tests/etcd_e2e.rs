@@ -397,3 +397,99 @@ fn an_etcdctl_lock_and_this_daemon_exclude_each_other() {
     assert_eq!(a.read("reboots.log").lines().count(), 1);
     sigterm(&mut da);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn scrape_metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").expect("write");
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf
+}
+
+/// Issue #14: the lock metrics carry Go's label values through a real contended slot — a
+/// queued join is `contended`, a wait ended by the kill switch `canceled`, the hand-off
+/// `success` — and the release after the reboot is measured by the restarted process.
+#[test]
+fn lock_metrics_use_go_s_label_values() {
+    let e = etcd::Etcd::start(1);
+    let key = "/e2e/cluster/clusterrebootd/lock";
+    let (mut go, acquired) = etcdctl_lock(&e, key);
+    acquired
+        .recv_timeout(Duration::from_secs(20))
+        .expect("etcdctl lock acquires the free mutex");
+    let port = free_port();
+    let a = Node::named(
+        "node-a",
+        &format!(
+            "lock_backend: etcd\netcd_endpoints: [{}]\netcd_namespace: /e2e\nmin_reboot_interval_sec: 0\nmetrics: {{enabled: true, listen: '127.0.0.1:{port}'}}\n",
+            e.endpoints().join(", ")
+        ),
+    );
+    let mut da = a.start();
+    a.wait_for("node-a queued behind the mutex holder", 30, |n| {
+        n.state()["state"] == "Locking" && !n.state()["slot"]["queue_position"].is_null()
+    });
+    let body = scrape_metrics(port);
+    for needle in [
+        "clusterrebootd_lock_attempts_total{result=\"contended\"} 1",
+        "clusterrebootd_kill_switch_checks_total{result=\"inactive\",stage=\"pre-lock\"} 1",
+        "clusterrebootd_cluster_health_checks_total{phase=\"pre-lock\",result=\"healthy\"} 1",
+    ] {
+        assert!(body.contains(needle), "missing {needle:?} in\n{body}");
+    }
+    assert!(
+        !body.contains("lock_attempts_total{result=\"success\"}"),
+        "{body}"
+    );
+
+    // The kill switch ends the wait: Go's `canceled`.
+    std::fs::write(a.path("disable"), "").expect("kill switch");
+    a.wait_for("the wait to be canceled", 30, |_| {
+        scrape_metrics(port).contains("clusterrebootd_lock_attempts_total{result=\"canceled\"} 1")
+    });
+    std::fs::remove_file(a.path("disable")).expect("kill switch off");
+
+    // The mutex is released: the next join gets the slot (maybe after waiting once more).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(go.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal etcdctl");
+    let _ = go.wait();
+    a.wait_for("the reboot", 60, |n| !n.read("reboots.log").is_empty());
+    a.wait_for("state Rebooting", 10, |n| n.state()["state"] == "Rebooting");
+    let body = scrape_metrics(port);
+    for needle in [
+        "clusterrebootd_lock_attempts_total{result=\"success\"} 1",
+        "clusterrebootd_lock_acquire_seconds_count{result=\"success\",unit=\"seconds\"} 1",
+        "clusterrebootd_kill_switch_checks_total{result=\"inactive\",stage=\"post-lock\"}",
+    ] {
+        assert!(body.contains(needle), "missing {needle:?} in\n{body}");
+    }
+    // Held through the reboot: not released by this process.
+    assert!(!body.contains("lock_release_seconds_count"), "{body}");
+
+    let mut da = reboot(&a, &mut da, "boot-b");
+    a.wait_for("recovery to finish", 60, |n| n.state()["state"] == "Idle");
+    a.wait_for("the release to be measured", 30, |_| {
+        scrape_metrics(port).contains(
+            "clusterrebootd_lock_release_seconds_count{result=\"success\",unit=\"seconds\"} 1",
+        )
+    });
+    let body = scrape_metrics(port);
+    assert!(
+        body.contains("clusterrebootd_reboot_duration_seconds_count{unit=\"seconds\"} 1"),
+        "{body}"
+    );
+    sigterm(&mut da);
+}

@@ -164,7 +164,7 @@ fn once_and_status_exit_codes_and_go_sections() {
     let (code, out, _) = n.once(&["run", "--once"]);
     assert_eq!(code, 0);
     assert!(
-        out.contains("outcome: no_action - no reboot required"),
+        out.contains("outcome: no_action - no detectors require a reboot"),
         "{out}"
     );
 }

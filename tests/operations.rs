@@ -138,6 +138,12 @@ fn metrics_after_a_cycle_and_only_on_slash_metrics() {
         // The record each health gate publishes, counted as Go does (issue #14).
         "clusterrebootd_cluster_health_updates_total{phase=\"pre-lock\",result=\"success\",status=\"healthy\"} 1",
         "clusterrebootd_cluster_health_updates_total{phase=\"post-lock\",result=\"success\",status=\"healthy\"} 1",
+        // Go's stages and phases (issue #14): the pass's first kill-switch check is pre-lock,
+        // the one under the slot post-lock; the cooldown is read before the queue.
+        "clusterrebootd_kill_switch_checks_total{result=\"inactive\",stage=\"pre-lock\"} 1",
+        "clusterrebootd_kill_switch_checks_total{result=\"inactive\",stage=\"post-lock\"}",
+        "clusterrebootd_cooldown_checks_total{phase=\"pre-lock\",result=\"inactive\"} 1",
+        "clusterrebootd_cluster_health_checks_total{phase=\"pre-lock\",result=\"healthy\"} 1",
     ] {
         assert!(body.contains(needle), "missing {needle:?} in\n{body}");
     }
@@ -166,6 +172,45 @@ fn metrics_after_a_cycle_and_only_on_slash_metrics() {
         body.contains("clusterrebootd_reboot_duration_seconds_count{unit=\"seconds\"} 1"),
         "{body}"
     );
+    // The slot is held through the reboot and released by the new process after recovery:
+    // Go's release histogram is there although the process restarted (issue #14).
+    assert!(
+        body.contains(
+            "clusterrebootd_lock_release_seconds_count{result=\"success\",unit=\"seconds\"} 1"
+        ),
+        "{body}"
+    );
+    sigterm(&mut daemon);
+}
+
+/// Go's `error` result of a kill-switch check: the file cannot be checked (here: a path
+/// below a regular file, ENOTDIR). The gate fails closed (`kill_switch_active`).
+#[test]
+fn an_unreadable_kill_switch_is_counted_as_go_s_error() {
+    let port = free_port();
+    let n = Node::new(&format!(
+        "metrics: {{enabled: true, listen: '127.0.0.1:{port}'}}\n"
+    ));
+    let kill = n.path("disable");
+    let below_a_file = n.path("reboot-required").join("disable");
+    set_config(
+        &n,
+        &format!("kill_switch_file: {}", kill.display()),
+        &format!("kill_switch_file: {}", below_a_file.display()),
+    );
+    let mut daemon = n.start();
+    n.wait_for("the pass to end on the kill switch", 30, |n| {
+        n.read("state/journal.jsonl")
+            .contains("\"outcome\":\"kill_switch_active\"")
+    });
+    let (_, body) = scrape(port, "/metrics");
+    assert!(
+        body.contains(
+            "clusterrebootd_kill_switch_checks_total{result=\"error\",stage=\"pre-lock\"}"
+        ),
+        "{body}"
+    );
+    assert!(n.read("reboots.log").is_empty());
     sigterm(&mut daemon);
 }
 

@@ -226,6 +226,8 @@ struct Inner {
     reboot_task: Option<JoinHandle<()>>,
     /// The last `node_state` written and the lease it is on (a repeat writes nothing).
     node_state: Option<(Vec<u8>, LeaseId)>,
+    /// Peers' records that said "not healthy" at the last `cluster_health` read.
+    unhealthy: Vec<HealthRecord>,
 }
 
 /// The etcd coordination backend.
@@ -949,6 +951,10 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         Ok(())
     }
 
+    fn unhealthy_records(&self) -> Vec<HealthRecord> {
+        lock(&self.inner).unhealthy.clone()
+    }
+
     async fn cluster_health(&self) -> Result<PolicyVerdict, CoordError> {
         // Every pass reads the policy first: a restored or replaced store is noticed here.
         self.check_store().await?;
@@ -970,6 +976,12 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
                 }
             }
         }
+        lock(&self.inner).unhealthy = facts
+            .records
+            .iter()
+            .filter(|r| !r.healthy && r.node.trim() != self.cfg.node)
+            .cloned()
+            .collect();
         let ip_prefix = self.cfg.keys.in_progress_prefix();
         facts.in_progress = self
             .kv

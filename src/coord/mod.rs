@@ -168,6 +168,12 @@ pub trait Coordinator: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), CoordError>> + Send;
     /// Reads the cluster-health registry and applies the policies.
     fn cluster_health(&self) -> impl Future<Output = Result<PolicyVerdict, CoordError>> + Send;
+    /// The peers' records that said "not healthy" at the last [`Coordinator::cluster_health`]
+    /// read: what the Go pass report lists under `cluster health blockers:`. Empty for a
+    /// backend without a registry.
+    fn unhealthy_records(&self) -> Vec<HealthRecord> {
+        Vec::new()
+    }
     /// Publishes this node's health record.
     fn publish_health(
         &self,

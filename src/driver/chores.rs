@@ -65,6 +65,7 @@ impl Chores {
             while let Some(chore) = rx.recv().await {
                 let mut delay = Duration::from_millis(500);
                 loop {
+                    let started = std::time::Instant::now();
                     let result = match chore {
                         Chore::LeaveQueue => coord.leave_queue().await,
                         Chore::ReleaseSlot => coord.release_slot().await,
@@ -72,6 +73,13 @@ impl Chores {
                         Chore::StartCooldown(d) => coord.start_cooldown(d).await,
                         Chore::CompleteRecovery(d) => coord.complete_recovery(d).await,
                     };
+                    if matches!(chore, Chore::ReleaseSlot | Chore::CompleteRecovery(_)) {
+                        // Go's `lock_release_seconds`: each try, so a retried release shows
+                        // its failed tries as `error` and the last one as `success`.
+                        let took = started.elapsed().as_secs_f64();
+                        let res = if result.is_ok() { "success" } else { "error" };
+                        metrics.lock_release(res, took);
+                    }
                     let starts_cooldown = match chore {
                         Chore::StartCooldown(_) => true,
                         Chore::CompleteRecovery(d) => !d.is_zero(),

@@ -169,6 +169,8 @@ pub async fn run<C: Coordinator>(opts: Options, coord: Arc<C>) -> Exit {
             state: StateName::Idle,
             lock_attempts: 0,
             join_started: None,
+            join_contended: false,
+            kill_switch_error: std::sync::atomic::AtomicBool::new(false),
             withhold_unhealthy: false,
             report: PassReport::default(),
         },
@@ -416,6 +418,9 @@ impl<C: Coordinator> Driver<C> {
             }
             self.node.report.skip_health = self.opts.mode.skip_health;
             self.node.report.once_run = self.opts.persist && self.opts.mode.once;
+            let gates = &self.machine.core().gates;
+            self.node.report.kill_switch = (gates.kill_switch && gates.pause.is_none())
+                .then(|| self.node.settings.kill_switch_file.display().to_string());
             print!("{}", crate::text::for_terminal(&self.node.report.render()));
         }
         code

@@ -39,6 +39,11 @@ pub(super) struct NodeAdapters<C: Coordinator> {
     pub(super) state: StateName,
     pub(super) lock_attempts: u32,
     pub(super) join_started: Option<std::time::Instant>,
+    /// The current queue join already counted its wait as a `contended` lock attempt.
+    pub(super) join_contended: bool,
+    /// The last kill-switch check could not stat the file (counted as Go's `error` result;
+    /// the gate itself fails closed).
+    pub(super) kill_switch_error: std::sync::atomic::AtomicBool,
     /// The last health-script run failed because this daemon ran out of resources
     /// ([`crate::adapters::health::HealthReport::daemon_fault`]): the machine's unhealthy publish for it is withheld.
     pub(super) withhold_unhealthy: bool,
@@ -66,6 +71,22 @@ impl<C: Coordinator> NodeAdapters<C> {
         let mut env = self.rc_env.as_ref().clone();
         env.extend(self.call(phase).to_env());
         env
+    }
+
+    /// Go's `kill_switch_checks_total` result for `gates` as just sampled: `error` when the
+    /// file could not be checked, else `active`/`inactive` (the pause is not a kill-switch
+    /// file, Go has none).
+    pub(super) fn kill_switch_result(&self, gates: &Gates) -> &'static str {
+        if self
+            .kill_switch_error
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            "error"
+        } else if gates.kill_switch {
+            "active"
+        } else {
+            "inactive"
+        }
     }
 
     /// Heartbeat (SPEC §6.2): the health script outside the machine, result published.
@@ -227,7 +248,12 @@ impl<C: Coordinator> Adapters for NodeAdapters<C> {
     }
 
     fn kill_switch(&self) -> bool {
-        match std::fs::metadata(&self.settings.kill_switch_file) {
+        let seen = std::fs::metadata(&self.settings.kill_switch_file);
+        self.kill_switch_error.store(
+            matches!(&seen, Err(e) if e.kind() != std::io::ErrorKind::NotFound),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        match seen {
             Ok(_) => true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(e) => {
@@ -239,15 +265,14 @@ impl<C: Coordinator> Adapters for NodeAdapters<C> {
     }
 
     fn gates_checked(&mut self, gates: &Gates) {
-        self.metrics.kill_switch_check(
-            "post-lock",
-            if gates.active() { "active" } else { "inactive" },
-        );
+        self.metrics
+            .kill_switch_check("post-lock", self.kill_switch_result(gates));
     }
 
     fn joining(&mut self) {
         self.lock_attempts += 1;
         self.join_started = Some(std::time::Instant::now());
+        self.join_contended = false;
     }
 
     fn run_hooks(&mut self, id: EffectId, stage: HookStage) {

@@ -66,6 +66,11 @@ impl<C: Coordinator> Driver<C> {
                 .map_or(0, |q| i64::from(q.position)),
         );
         match &input.event {
+            // The Tick that starts a pass carries Go's pre-lock kill-switch check.
+            Event::Tick { gates } if step.from == StateName::Idle => {
+                let result = self.node.kill_switch_result(gates);
+                self.node.metrics.kill_switch_check("pre-lock", result);
+            }
             Event::WindowEvaluated { verdict, .. } => {
                 self.node.metrics.window_evaluation(match verdict {
                     WindowVerdict::Open { .. } => "allowed",
@@ -77,7 +82,12 @@ impl<C: Coordinator> Driver<C> {
                 })
             }
             Event::CooldownRead { status, .. } => self.node.metrics.cooldown_check(
-                "post-lock",
+                // Go reads it before the lock; we read it there too, and again under the slot.
+                if step.from == StateName::HealthPre {
+                    "pre-lock"
+                } else {
+                    "post-lock"
+                },
                 match status {
                     CooldownStatus::Clear => "inactive",
                     CooldownStatus::Active { .. } => "active",
@@ -91,13 +101,7 @@ impl<C: Coordinator> Driver<C> {
                     } else {
                         "pre-lock"
                     },
-                    match verdict {
-                        PolicyVerdict::Pass => "healthy",
-                        // Go has no such value; the thresholds failed, so Go's word is "unhealthy".
-                        PolicyVerdict::HeldBack { .. } => "unhealthy",
-                        PolicyVerdict::Blocked { .. } => "unhealthy",
-                        PolicyVerdict::Error { .. } => "error",
-                    },
+                    cluster_check_result(verdict),
                 )
             }
             Event::SlotAcquired { .. } if step.to == StateName::HealthPost => {
@@ -108,12 +112,39 @@ impl<C: Coordinator> Driver<C> {
                         .lock_attempt("success", t.elapsed().as_secs_f64());
                 }
             }
-            Event::SlotUnavailable { .. } => self.node.metrics.lock_attempt("error", 0.0),
+            // A join that has to wait is Go's `contended` attempt (counted once per join; the
+            // watch, not a retry, then hands the slot over and counts the `success`).
+            Event::SlotQueued { .. } if !self.node.join_contended => {
+                self.node.join_contended = true;
+                let waited = self
+                    .node
+                    .join_started
+                    .map_or(0.0, |t| t.elapsed().as_secs_f64());
+                self.node.metrics.lock_attempt("contended", waited);
+            }
+            Event::SlotUnavailable { .. } => {
+                let took = self
+                    .node
+                    .join_started
+                    .take()
+                    .map_or(0.0, |t| t.elapsed().as_secs_f64());
+                self.node.metrics.lock_attempt("error", took);
+            }
             Event::RebootCommandFinished {
                 result: StepResult::Failed { .. },
                 ..
             } => self.node.metrics.reboot("failed"),
             _ => {}
+        }
+        // The wait for the slot ended without it and without an error (shutdown, kill switch
+        // or pause, the window closing, the wait's time limit): Go's `canceled` attempt.
+        if step.from == StateName::Locking
+            && step.to != StateName::Locking
+            && let Some(t) = self.node.join_started.take()
+        {
+            self.node
+                .metrics
+                .lock_attempt("canceled", t.elapsed().as_secs_f64());
         }
         if step.from == StateName::Recovering
             && step.to == StateName::Idle
@@ -135,7 +166,17 @@ impl<C: Coordinator> Driver<C> {
                     ..
                 },
                 _,
-            ) => self.node.report.blockers = BlockReason::texts(reasons),
+            ) => {
+                self.node.report.blockers = BlockReason::texts(reasons);
+                self.node.report.unhealthy = self.exec.coord().unhealthy_records();
+            }
+            (
+                Event::CooldownRead {
+                    status: CooldownStatus::Active { until, by },
+                    ..
+                },
+                _,
+            ) => self.node.report.cooldown = Some((until.saturating_sub(now), by.clone())),
             _ => {}
         }
         if step.outcome.is_some() || step.exit.is_some() {
@@ -251,5 +292,71 @@ fn log_level(event: &Event, step: &Step) -> tracing::Level {
         // logged by the outcome line, and a finding (`Detecting -> WindowCheck`) at info.
         _ if is_idle_check(step.from, step.to, step.outcome) => Level::DEBUG,
         _ => Level::INFO,
+    }
+}
+
+/// Go's `cluster_health_checks_total` result: it looked at the records, not at the policy —
+/// `unhealthy` when some record is not healthy, `error` when they could not be read, else
+/// `healthy` (also when only the thresholds, the fallback rule or a slot holder's planned
+/// downtime hold the node back).
+fn cluster_check_result(verdict: &PolicyVerdict) -> &'static str {
+    let reasons = match verdict {
+        PolicyVerdict::Pass => return "healthy",
+        PolicyVerdict::Error { .. } => return "error",
+        PolicyVerdict::Blocked { reasons } | PolicyVerdict::HeldBack { reasons } => reasons,
+    };
+    if reasons
+        .iter()
+        .any(|r| r.kind == BlockKind::UnreadableRecords)
+    {
+        "error"
+    } else if reasons.iter().any(|r| {
+        matches!(
+            r.kind,
+            BlockKind::UnhealthyPeers
+                | BlockKind::RebootInProgress
+                | BlockKind::StaleRecords
+                | BlockKind::Other
+        )
+    }) {
+        "unhealthy"
+    } else {
+        "healthy"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_check_results_are_go_s_record_verdicts() {
+        let blocked = |kinds: &[BlockKind]| PolicyVerdict::Blocked {
+            reasons: kinds.iter().map(|k| BlockReason::new(*k, "x")).collect(),
+        };
+        let cases = [
+            (PolicyVerdict::Pass, "healthy"),
+            (PolicyVerdict::Error { detail: "x".into() }, "error"),
+            (blocked(&[BlockKind::UnhealthyPeers]), "unhealthy"),
+            (blocked(&[BlockKind::StaleRecords]), "unhealthy"),
+            (blocked(&[BlockKind::RebootInProgress]), "unhealthy"),
+            // Only the thresholds fail: every record Go read was healthy.
+            (blocked(&[BlockKind::TooFewHealthy]), "healthy"),
+            (blocked(&[BlockKind::OnlyFallbackLeft]), "healthy"),
+            (
+                blocked(&[BlockKind::TooFewHealthy, BlockKind::UnhealthyPeers]),
+                "unhealthy",
+            ),
+            (blocked(&[BlockKind::UnreadableRecords]), "error"),
+            (
+                PolicyVerdict::HeldBack {
+                    reasons: vec![BlockReason::new(BlockKind::PlannedDowntime, "x")],
+                },
+                "healthy",
+            ),
+        ];
+        for (verdict, want) in cases {
+            assert_eq!(cluster_check_result(&verdict), want, "{verdict:?}");
+        }
     }
 }

@@ -36,6 +36,12 @@
 //!   `config_reloads_total`. The PRD named `reboots_total`/`reboot_blocked_total`; Go never
 //!   implemented them.
 //!
+//! - **Lock attempts.** Go polled a mutex (`TryLock` up to 5 times); we wait in a FIFO queue
+//!   woken by a watch. The Go label values keep their meaning: a join that has to wait counts
+//!   one `contended` attempt, the hand-off one `success`, a failed join `error`, a wait that
+//!   ended without the slot `canceled` (Go: its context ended). `--once` therefore shows one
+//!   `contended` where Go showed five.
+//!
 //! # Label values
 //! Label names are written in sorted order, like Go. Label values come from the driver's fixed
 //! vocabularies (outcome names, phases, results, state names). As a guard against secrets or
@@ -523,8 +529,9 @@ impl Metrics {
     }
 
     /// `health_checks_total{phase,result}` += 1 and `health_check_seconds{phase,result,unit}`
-    /// observes `seconds`. phase: `monitor`/`pre-lock`/`post-lock`/`heartbeat` (and the new
-    /// `post-reboot`); result: `pass`/`blocked`/`error`.
+    /// observes `seconds`. phase: `pre-lock`/`post-lock`/`heartbeat` and the new
+    /// `post-reboot` (Go's `monitor` does not occur: no health run in a pass without a
+    /// required reboot); result: `pass`/`blocked`/`error`.
     pub fn health_check(&self, phase: &str, result: &str, seconds: f64) {
         let labels = phase_result_labels(phase, result);
         self.health_check_seconds
@@ -575,8 +582,10 @@ impl Metrics {
     }
 
     /// `lock_attempts_total{result}` += 1 and `lock_acquire_seconds{result,unit}` observes
-    /// `seconds` (the duration of this one attempt). result:
-    /// `success`/`contended`/`error`/`canceled`.
+    /// `seconds` (the duration of this one attempt). result, Go's words for our queue:
+    /// `contended` (a join had to wait, once per join), `success` (the slot was ours),
+    /// `error` (the join failed), `canceled` (the wait ended without the slot: shutdown, kill
+    /// switch or pause, window closing, time limit).
     pub fn lock_attempt(&self, result: &str, seconds: f64) {
         let labels = result_labels(result);
         self.lock_acquire_seconds
@@ -585,7 +594,8 @@ impl Metrics {
         self.lock_attempts.get_or_create(&labels).inc();
     }
 
-    /// `lock_release_seconds{result,unit}` observes `seconds`. result: `success`/`error`.
+    /// `lock_release_seconds{result,unit}` observes `seconds`, one per try of a slot release
+    /// (also the release after a reboot, by the restarted process). result: `success`/`error`.
     pub fn lock_release(&self, result: &str, seconds: f64) {
         self.lock_release_seconds
             .get_or_create(&result_unit_labels(&result_labels(result)))

@@ -6,6 +6,7 @@ mod completions;
 mod config_cmd;
 mod exit_codes;
 mod go_dropin;
+mod go_ported;
 mod planner;
 mod replay;
 mod windows_cmd;
