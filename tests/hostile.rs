@@ -560,3 +560,44 @@ fn idle_metrics_connections_do_not_make_the_node_unhealthy() {
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     sigterm(&mut d);
 }
+
+/// Issue #20: a command given as an interpreter and its script runs the script as root, so
+/// the script is checked like the program: a world-writable one passed to `/bin/sh` is refused
+/// by its argument's field, and only warned about with the main file's opt-out.
+#[test]
+fn a_writable_script_given_to_an_interpreter_is_refused() {
+    let n = Node::new("");
+    let script = n.path("drain.sh");
+    node::script(&script, "#!/bin/sh\nexit 0\n");
+    chmod(&script, 0o757);
+    let main = n.read("config.yaml");
+    std::fs::write(
+        n.path("config.yaml"),
+        format!(
+            "{main}hooks: {{pre_reboot: [[/bin/sh, {}]]}}\n",
+            script.display()
+        ),
+    )
+    .expect("config");
+    let (code, out, err) = n.once(&["validate-config"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let why = format!(
+        "hooks.pre_reboot[0][1]: file {} is writable by others (mode 0757)",
+        script.display()
+    );
+    assert!(err.contains(&why), "{err}");
+    let (code, _, err) = n.once(&["run", "--once"]);
+    assert_eq!(code, 2, "run must refuse too: {err}");
+    assert_eq!(reboots(&n), 0);
+
+    // The main file's opt-out: a warning naming the same field, and the configuration loads.
+    let cfg = n.read("config.yaml");
+    std::fs::write(
+        n.path("config.yaml"),
+        format!("{cfg}insecure_allow_writable_files: true\n"),
+    )
+    .expect("config");
+    let (code, out, err) = n.once(&["validate-config"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("warning") && err.contains(&why), "{err}");
+}
