@@ -157,18 +157,17 @@ fn awaiting_shutdown(s: &Value) -> bool {
     s["state"] == "Rebooting"
 }
 
-fn now() -> String {
-    jiff::Timestamp::now().to_string()
-}
-
 fn big(n: usize) -> Vec<u8> {
     vec![b'x'; n]
 }
 
-/// Every row. Values in `{now}` are stamped when the table is built (a few seconds before the
-/// row runs, well inside every staleness limit).
+/// Stands for the current time in a value; replaced when the row puts it (records must be
+/// fresh when the daemon reads them, however long earlier rows took).
+const NOW: &str = "@NOW@";
+
+/// Every row.
 fn table() -> Vec<Row> {
-    let now = now();
+    let now = NOW;
     let healthy = |n: &str| format!(r#"{{"node":"{n}","healthy":true,"reported_at":"{now}"}}"#);
     let policy = "cluster_policies: {min_healthy_absolute: 1}\n";
     let cool = "/reboot_cooldown";
@@ -274,6 +273,9 @@ fn table() -> Vec<Row> {
             .explain(0, "corrupt"),
         // --- cluster_health/<peer> (min_healthy_absolute 1: that record is the only healthy
         // peer there could be)
+        row("cluster_health: valid (control)", "/cluster_health/n2", healthy("n2"))
+            .extra(policy)
+            .reboots(),
         row("cluster_health: not JSON", "/cluster_health/n2", "not JSON")
             .extra(policy)
             .settled(health_blocked)
@@ -519,7 +521,13 @@ fn reboots(n: &Node) -> usize {
 /// Runs one row in namespace `ns`; panics (with the daemon's log) when an assertion fails.
 fn run_row(e: &etcd::Etcd, ns: &str, r: &Row) -> String {
     for (k, v) in &r.puts {
-        put(e, &format!("{ns}{k}"), v);
+        let v = match std::str::from_utf8(v) {
+            Ok(text) if text.contains(NOW) => text
+                .replace(NOW, &jiff::Timestamp::now().to_string())
+                .into_bytes(),
+            _ => v.clone(),
+        };
+        put(e, &format!("{ns}{k}"), &v);
     }
     let n = Node::named(
         "node-a",
