@@ -601,3 +601,46 @@ fn a_writable_script_given_to_an_interpreter_is_refused() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("warning") && err.contains(&why), "{err}");
 }
+
+/// A bare command name runs whatever `PATH` finds first, so a world-writable directory
+/// searched before the real one is refused (naming it), like a writable program.
+#[test]
+fn a_writable_path_directory_ahead_of_a_bare_command_is_refused() {
+    let n = Node::new("");
+    let open = n.path("open-bin");
+    std::fs::create_dir(&open).expect("mkdir");
+    chmod(&open, 0o777);
+    let main = n.read("config.yaml");
+    std::fs::write(
+        n.path("config.yaml"),
+        format!("{main}hooks: {{post_reboot: [[true]]}}\n"),
+    )
+    .expect("config");
+    let path = format!("{}:/usr/bin:/bin", open.display());
+    let o = n
+        .cmd(&["validate-config"])
+        .env("PATH", &path)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "hooks.post_reboot[0][0]: directory {} is writable by group and others (mode 0777)",
+            open.display()
+        )) && err.contains("on PATH before `true`"),
+        "{err}"
+    );
+    // The same command with only safe directories on PATH loads.
+    let o = n
+        .cmd(&["validate-config"])
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("run");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -554,7 +554,8 @@ fn run_row(e: &etcd::Etcd, ns: &str, r: &Row) -> String {
     let mut d = Daemon(n.start());
     let ctx = |what: &str| {
         format!(
-            "{what}\n--- state.json\n{}\n--- daemon.log (tail)\n{}",
+            "{what}\n--- the reboot command ran {} time(s)\n--- state.json\n{}\n--- daemon.log (tail)\n{}",
+            reboots(&n),
             clip(&n.read("run/state.json")),
             clip(&tail(&n.read("daemon.log"), 15))
         )
