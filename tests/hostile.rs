@@ -281,6 +281,17 @@ fn a_foreign_queue_entry_is_removed_by_the_command_explain_names() {
     // Nothing outside the lock prefix can be removed this way.
     let (code, _, err) = a.once(&["cluster", "forget", "--key", "../pause", "--yes"]);
     assert_eq!(code, 64, "{err}");
+    // An entry under a nested key holds a slot too; explain names it by its whole key below
+    // the prefix (tests/hostile_etcd.rs), and that is what `--key` removes.
+    put(&e, "/cluster/clusterrebootd/lock/deep/0bad", "x");
+    let (code, out, err) = a.once(&["cluster", "forget", "--key", "deep/0bad", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("removed queue entry /hostile/cluster/clusterrebootd/lock/deep/0bad"),
+        "{out}"
+    );
+    let (code, _, err) = a.once(&["cluster", "forget", "--key", "deep//0bad", "--yes"]);
+    assert_eq!(code, 64, "{err}");
     sigterm(&mut d);
 }
 

@@ -227,9 +227,7 @@ fn table() -> Vec<Row> {
         row("lock entry: nested key", &format!("{LOCK}deep/er/0bad"), "x")
             .settled(queued)
             .status(0, "unknown (")
-            // Named by its last segment only: `cluster forget --key` refuses nested keys
-            // (remove it with etcdctl); see docs/SECURITY.md.
-            .explain(0, "no node's record (0bad under lock_key)"),
+            .explain(0, "cluster forget --key deep/er/0bad"),
         // --- the cooldown record
         row("cooldown: not JSON", cool, "{\"node\": 12")
             .settled(cooldown_blocks)

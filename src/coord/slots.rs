@@ -81,6 +81,23 @@ pub fn holder_of(kv: &KeyValue) -> SlotHolder {
     }
 }
 
+/// [`holder_of`], with an entry that is not a daemon's record named by its key below `prefix`
+/// (`unknown (a/b)` for `<prefix>a/b`): the name `status --explain` hands to `cluster forget
+/// --key`, so an entry under a nested key is named so that the command finds it.
+pub fn holder_under(prefix: &str, kv: &KeyValue) -> SlotHolder {
+    let h = holder_of(kv);
+    match kv.key.strip_prefix(prefix) {
+        Some(rest) if rest.contains('/') && decode(&kv.value).is_none() => SlotHolder {
+            node: format!(
+                "unknown ({})",
+                crate::text::cap(rest.to_string(), MAX_NODE_NAME)
+            ),
+            ..h
+        },
+        _ => h,
+    }
+}
+
 /// Where an entry stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Standing {
@@ -158,7 +175,12 @@ pub async fn standing<K: Kv>(
         .position(|e| e.key == key)
         .ok_or_else(|| SlotError::Lost(key.into()))?;
     let cap = capacity.max(1) as usize;
-    let holders = r.kvs.iter().take(cap).map(holder_of).collect();
+    let holders = r
+        .kvs
+        .iter()
+        .take(cap)
+        .map(|e| holder_under(prefix, e))
+        .collect();
     let foreign = r
         .kvs
         .iter()
