@@ -281,6 +281,17 @@ fn a_foreign_queue_entry_is_removed_by_the_command_explain_names() {
     // Nothing outside the lock prefix can be removed this way.
     let (code, _, err) = a.once(&["cluster", "forget", "--key", "../pause", "--yes"]);
     assert_eq!(code, 64, "{err}");
+    // An entry under a nested key holds a slot too; explain names it by its whole key below
+    // the prefix (tests/hostile_etcd.rs), and that is what `--key` removes.
+    put(&e, "/cluster/clusterrebootd/lock/deep/0bad", "x");
+    let (code, out, err) = a.once(&["cluster", "forget", "--key", "deep/0bad", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("removed queue entry /hostile/cluster/clusterrebootd/lock/deep/0bad"),
+        "{out}"
+    );
+    let (code, _, err) = a.once(&["cluster", "forget", "--key", "deep//0bad", "--yes"]);
+    assert_eq!(code, 64, "{err}");
     sigterm(&mut d);
 }
 
@@ -559,4 +570,88 @@ fn idle_metrics_connections_do_not_make_the_node_unhealthy() {
     c.read_to_string(&mut reply).expect("read");
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     sigterm(&mut d);
+}
+
+/// Issue #20: a command given as an interpreter and its script runs the script as root, so
+/// the script is checked like the program: a world-writable one passed to `/bin/sh` is refused
+/// by its argument's field, and only warned about with the main file's opt-out.
+#[test]
+fn a_writable_script_given_to_an_interpreter_is_refused() {
+    let n = Node::new("");
+    let script = n.path("drain.sh");
+    node::script(&script, "#!/bin/sh\nexit 0\n");
+    chmod(&script, 0o757);
+    let main = n.read("config.yaml");
+    std::fs::write(
+        n.path("config.yaml"),
+        format!(
+            "{main}hooks: {{pre_reboot: [[/bin/sh, {}]]}}\n",
+            script.display()
+        ),
+    )
+    .expect("config");
+    let (code, out, err) = n.once(&["validate-config"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let why = format!(
+        "hooks.pre_reboot[0][1]: file {} is writable by others (mode 0757)",
+        script.display()
+    );
+    assert!(err.contains(&why), "{err}");
+    let (code, _, err) = n.once(&["run", "--once"]);
+    assert_eq!(code, 2, "run must refuse too: {err}");
+    assert_eq!(reboots(&n), 0);
+
+    // The main file's opt-out: a warning naming the same field, and the configuration loads.
+    let cfg = n.read("config.yaml");
+    std::fs::write(
+        n.path("config.yaml"),
+        format!("{cfg}insecure_allow_writable_files: true\n"),
+    )
+    .expect("config");
+    let (code, out, err) = n.once(&["validate-config"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("warning") && err.contains(&why), "{err}");
+}
+
+/// A bare command name runs whatever `PATH` finds first, so a world-writable directory
+/// searched before the real one is refused (naming it), like a writable program.
+#[test]
+fn a_writable_path_directory_ahead_of_a_bare_command_is_refused() {
+    let n = Node::new("");
+    let open = n.path("open-bin");
+    std::fs::create_dir(&open).expect("mkdir");
+    chmod(&open, 0o777);
+    let main = n.read("config.yaml");
+    std::fs::write(
+        n.path("config.yaml"),
+        format!("{main}hooks: {{post_reboot: [[true]]}}\n"),
+    )
+    .expect("config");
+    let path = format!("{}:/usr/bin:/bin", open.display());
+    let o = n
+        .cmd(&["validate-config"])
+        .env("PATH", &path)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "hooks.post_reboot[0][0]: directory {} is writable by group and others (mode 0777)",
+            open.display()
+        )) && err.contains("on PATH before `true`"),
+        "{err}"
+    );
+    // The same command with only safe directories on PATH loads.
+    let o = n
+        .cmd(&["validate-config"])
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("run");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

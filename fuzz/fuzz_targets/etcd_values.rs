@@ -30,6 +30,7 @@ use clusterrebootd::config::load::from_strs;
 use clusterrebootd::config::{Policies, Settings, ValidateEnv, validate_loaded};
 use clusterrebootd::coord::etcd::{
     CooldownRecord, EtcdBackend, EtcdConfig, LeaseStore, MAX_COOLDOWN_SEC, StoreAccepted,
+    decode_request,
 };
 use clusterrebootd::coord::keys::Keys;
 use clusterrebootd::coord::kv::{Kv, RangeOpts};
@@ -338,9 +339,10 @@ async fn request(kv: &MemKv, clock: &Clock, flags: u8, value: &[u8]) {
     let node = if for_me { ME } else { "other" };
     put(kv, &keys().request(node), value).await;
     let b = backend(kv, clock, memory(), 1);
+    // Only `cluster request-reboot`'s record is a request (fail closed).
     assert_eq!(
         b.reboot_requested().await.expect("memkv is available"),
-        for_me
+        for_me && decode_request(value).is_ok()
     );
     status(kv).await;
 }

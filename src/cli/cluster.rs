@@ -283,7 +283,10 @@ async fn execute<K: Kv>(
             } else {
                 format!("{prefix}{}", key.trim_start_matches('/'))
             };
-            if full.len() <= prefix.len() || full[prefix.len()..].contains('/') {
+            // A nested entry (`<lock_key>/a/b`) holds a slot too and can be removed; a
+            // segment that is empty, `.` or `..` is refused (it names no entry of ours).
+            let rest = full.get(prefix.len()..).unwrap_or_default();
+            if rest.is_empty() || rest.split('/').any(|seg| matches!(seg, "" | "." | "..")) {
                 eprintln!(
                     "clusterrebootd cluster forget --key: {key:?} is not a queue entry under {prefix}"
                 );

@@ -12,7 +12,9 @@
 //! themselves, where a stranger could still plant files.
 //!
 //! Paths that do not exist yet are checked from their nearest existing directory up. A command
-//! given without a `/` is found through `PATH` and not checked here.
+//! given without a `/` is checked where `PATH` finds it (and every `PATH` directory searched
+//! before it); arguments that are absolute paths of existing files are checked too, since an
+//! interpreter's script (`[/bin/sh, /etc/x/check.sh]`) is the code that really runs.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -51,39 +53,31 @@ pub fn check(main: &Path, files: &[PathBuf], raw: &RawConfig) -> Findings {
             f.excusable.push(Problem::new("", why));
         }
     }
-    let program = |field: String, p: &str, f: &mut Findings| {
-        if p.starts_with('/')
-            && let Some(why) = untrusted(Path::new(p), me, false)
-        {
-            f.excusable.push(Problem::new(
-                field,
-                format!("{why}; the daemon runs it as root"),
-            ));
-        }
-    };
-    program("health_script".into(), &raw.health_script, &mut f);
+    if raw.health_script.starts_with('/')
+        && let Some(why) = untrusted(Path::new(&raw.health_script), me, false)
+    {
+        f.excusable.push(Problem::new(
+            "health_script",
+            format!("{why}; the daemon runs it as root"),
+        ));
+    }
     for (i, d) in raw.reboot_required_detectors.iter().enumerate() {
-        if let Some(argv0) = d.cmd.first() {
-            program(
-                format!("reboot_required_detectors[{i}].cmd[0]"),
-                argv0,
-                &mut f,
-            );
-        }
+        command(
+            &format!("reboot_required_detectors[{i}].cmd"),
+            &d.cmd,
+            me,
+            &mut f,
+        );
     }
     for (list, hooks) in [
         ("pre_reboot", &raw.hooks.pre_reboot),
         ("post_reboot", &raw.hooks.post_reboot),
     ] {
         for (i, argv) in hooks.iter().enumerate() {
-            if let Some(argv0) = argv.first() {
-                program(format!("hooks.{list}[{i}][0]"), argv0, &mut f);
-            }
+            command(&format!("hooks.{list}[{i}]"), argv, me, &mut f);
         }
     }
-    if let Some(argv0) = raw.reboot_command.first() {
-        program("reboot_command[0]".into(), argv0, &mut f);
-    }
+    command("reboot_command", &raw.reboot_command, me, &mut f);
     for (field, dir) in [("state_dir", &raw.state_dir), ("run_dir", &raw.run_dir)] {
         if dir.starts_with('/')
             && let Some(why) = untrusted(Path::new(dir), me, true)
@@ -101,6 +95,84 @@ pub fn check(main: &Path, files: &[PathBuf], raw: &RawConfig) -> Findings {
     f.excusable
         .retain(|p| seen.insert((p.field.clone(), p.message.clone())));
     f
+}
+
+/// Checks one command line the daemon runs as root (`field` is its path, e.g.
+/// `reboot_command`): the program, and every argument that names an existing regular file by
+/// absolute path — the script an interpreter runs (`[/bin/sh, /etc/x/check.sh]`, `[python3,
+/// /opt/check.py]`) is the real code, so it must be as safe as the program. A program given
+/// as a bare name is checked where `PATH` finds it, together with every `PATH` directory
+/// searched before it (a file planted there would run instead).
+fn command(field: &str, argv: &[String], me: u32, f: &mut Findings) {
+    let Some(program) = argv.first() else {
+        return;
+    };
+    if program.contains('/') {
+        if let Some(why) = untrusted(Path::new(program), me, false) {
+            f.excusable.push(Problem::new(
+                format!("{field}[0]"),
+                format!("{why}; the daemon runs it as root"),
+            ));
+        }
+    } else if !program.is_empty() && !program.contains('$') {
+        let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
+        for why in path_lookup(program, &path, me) {
+            f.excusable.push(Problem::new(format!("{field}[0]"), why));
+        }
+    }
+    for (j, arg) in argv.iter().enumerate().skip(1) {
+        // `$VAR` is expanded at run time (hooks, reboot command): what it becomes is unknown.
+        if !arg.starts_with('/') || arg.contains('$') {
+            continue;
+        }
+        let is_file = std::fs::metadata(arg).is_ok_and(|m| m.is_file());
+        if is_file && let Some(why) = untrusted(Path::new(arg), me, false) {
+            f.excusable.push(Problem::new(
+                format!("{field}[{j}]"),
+                format!(
+                    "{why}; it is an argument of {program}, which runs as root and may execute it (an interpreter's script)"
+                ),
+            ));
+        }
+    }
+}
+
+/// What `execvp` searches when `PATH` is not set (glibc's default, without the current
+/// directory).
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
+
+/// Problems with running the bare command `name` through `path` (a `PATH` value): the file
+/// found, and each directory searched up to it (all of them when nothing is found, since a
+/// file planted in any would be run). An empty or relative entry names a directory relative
+/// to wherever the daemon runs: untrusted.
+pub fn path_lookup(name: &str, path: &std::ffi::OsStr, me: u32) -> Vec<String> {
+    let mut problems = Vec::new();
+    for dir in std::env::split_paths(path) {
+        if !dir.is_absolute() {
+            problems.push(format!(
+                "PATH entry {:?} is not an absolute directory: `{name}` is looked up relative to the daemon's working directory; give the command's absolute path",
+                dir.display().to_string()
+            ));
+            continue;
+        }
+        let candidate = dir.join(name);
+        let found =
+            std::fs::metadata(&candidate).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0);
+        if found {
+            if let Some(why) = untrusted(&candidate, me, false) {
+                problems.push(format!(
+                    "{why}; `{name}` is found there through PATH and the daemon runs it as root"
+                ));
+            }
+            return problems;
+        }
+        if let Some(why) = untrusted(&dir, me, true) {
+            problems.push(format!(
+                "{why}; it is on PATH before `{name}` is found, so a `{name}` planted there would run as root"
+            ));
+        }
+    }
+    problems
 }
 
 /// Why `path` (and the directories above it, and its real location when it is a symlink)
@@ -244,6 +316,109 @@ mod tests {
         chmod(&d.join("real.sh"), 0o755);
         std::os::unix::fs::symlink(d.join("real.sh"), &link).expect("symlink");
         assert!(untrusted(&link, me(), false).is_some());
+    }
+
+    /// Issue #20: the script an interpreter runs is the real code. `[/bin/sh, <script>]` with
+    /// a script others can write is refused by its argument's field; an argument that is no
+    /// file (a flag, a missing path, `$VAR`) is not judged.
+    #[test]
+    fn an_interpreters_script_argument_is_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = dir.path().join("check.sh");
+        std::fs::write(&script, "exit 0\n").expect("write");
+        chmod(&script, 0o644);
+        let argv = |extra: &str| -> Vec<String> {
+            vec![
+                "/bin/sh".into(),
+                "-e".into(),
+                script.display().to_string(),
+                extra.into(),
+            ]
+        };
+        let mut f = Findings::default();
+        command("hooks.pre_reboot[0]", &argv("/no/such/file"), me(), &mut f);
+        assert!(f.excusable.is_empty(), "{:?}", f.excusable);
+        chmod(&script, 0o646);
+        let mut f = Findings::default();
+        command("hooks.pre_reboot[0]", &argv("$RC_X"), me(), &mut f);
+        assert_eq!(f.excusable.len(), 1, "{:?}", f.excusable);
+        let p = &f.excusable[0];
+        assert_eq!(p.field, "hooks.pre_reboot[0][2]");
+        assert!(
+            p.message.contains(&format!(
+                "file {} is writable by others (mode 0646)",
+                script.display()
+            )) && p.message.contains("argument of /bin/sh"),
+            "{}",
+            p.message
+        );
+        // A swappable directory above the script counts the same.
+        chmod(&script, 0o644);
+        chmod(dir.path(), 0o777);
+        let mut f = Findings::default();
+        command("reboot_command", &argv(""), me(), &mut f);
+        assert_eq!(f.excusable.len(), 1, "{:?}", f.excusable);
+        assert_eq!(f.excusable[0].field, "reboot_command[2]");
+        chmod(dir.path(), 0o700);
+    }
+
+    /// A bare command name is judged where `PATH` finds it, and every `PATH` directory
+    /// searched before it must be safe too (a file planted there would run instead).
+    #[test]
+    fn a_bare_command_is_checked_where_path_finds_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (open, good) = (dir.path().join("open"), dir.path().join("good"));
+        for d in [&open, &good] {
+            std::fs::create_dir(d).expect("mkdir");
+            chmod(d, 0o755);
+        }
+        let cmd = good.join("mycheck");
+        std::fs::write(&cmd, "#!/bin/sh\n").expect("write");
+        chmod(&cmd, 0o755);
+        let path = |dirs: &[&Path]| std::env::join_paths(dirs).expect("join");
+        assert_eq!(
+            path_lookup("mycheck", &path(&[&good]), me()),
+            Vec::<String>::new()
+        );
+        // The command itself writable by others.
+        chmod(&cmd, 0o757);
+        let why = path_lookup("mycheck", &path(&[&good]), me());
+        assert_eq!(why.len(), 1, "{why:?}");
+        assert!(
+            why[0].contains(&format!("file {} is writable by others", cmd.display()))
+                && why[0].contains("found there through PATH"),
+            "{why:?}"
+        );
+        chmod(&cmd, 0o755);
+        // A writable directory searched first: refused; searched after the match: irrelevant.
+        chmod(&open, 0o777);
+        let why = path_lookup("mycheck", &path(&[&open, &good]), me());
+        assert_eq!(why.len(), 1, "{why:?}");
+        assert!(
+            why[0].contains(&format!("directory {} is writable", open.display()))
+                && why[0].contains("on PATH before `mycheck`"),
+            "{why:?}"
+        );
+        assert_eq!(
+            path_lookup("mycheck", &path(&[&good, &open]), me()),
+            Vec::<String>::new()
+        );
+        // Not found at all: every directory counts. A relative entry is never trusted.
+        assert_eq!(path_lookup("nosuch", &path(&[&good, &open]), me()).len(), 1);
+        let why = path_lookup("mycheck", std::ffi::OsStr::new("bin:/usr/bin"), me());
+        assert!(
+            why[0].contains("PATH entry \"bin\" is not an absolute"),
+            "{why:?}"
+        );
+        // Through `command`: the field is argv[0]'s. The real PATH's `sh` is trusted.
+        let mut f = Findings::default();
+        command(
+            "reboot_command",
+            &["sh".into(), "-c".into(), "true".into()],
+            me(),
+            &mut f,
+        );
+        assert!(f.excusable.is_empty(), "{:?}", f.excusable);
     }
 
     /// A file owned by another non-root user is refused (needs root to chown; skipped else).

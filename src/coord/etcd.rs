@@ -183,6 +183,34 @@ pub struct PauseRecord {
     pub at: String,
 }
 
+/// An operator's reboot request `{"by","at"}` (`cluster request-reboot`). Both fields are
+/// required: the request makes a node reboot, so only the record the command writes counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebootRequest {
+    /// Who asked (`user@host`).
+    pub by: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// The largest value read from etcd as one of the daemon's small records (reboot request,
+/// health record, in-progress marker); anything larger is not one (docs/SECURITY.md "Size
+/// limits"). The records the daemons write are well under 1 KiB.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024;
+
+/// Reads a reboot request; `Err` says why the value is not one.
+pub fn decode_request(v: &[u8]) -> Result<(), String> {
+    if v.len() > MAX_RECORD_BYTES {
+        return Err(format!(
+            "value is {} bytes, more than the {MAX_RECORD_BYTES}-byte limit",
+            v.len()
+        ));
+    }
+    serde_json::from_slice::<RebootRequest>(v)
+        .map(|_| ())
+        .map_err(|e| format!("not a reboot request: {e}"))
+}
+
 /// The Go cooldown record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CooldownRecord {
@@ -454,8 +482,13 @@ impl<K: Kv + Clone> EtcdBackend<K> {
             .is_none_or(|p| p.cluster_id == current && now.revision >= p.revision);
         if !ok {
             let accepted = match self.kv.get(&self.cfg.keys.store_accepted()).await? {
-                (Some(kv), _) => serde_json::from_slice::<StoreAccepted>(&kv.value)
-                    .is_ok_and(|a| a.cluster_id == current),
+                (Some(kv), _) => match serde_json::from_slice::<StoreAccepted>(&kv.value) {
+                    Ok(a) => a.cluster_id == current,
+                    Err(e) => {
+                        tracing::warn!(event = "store_accepted_invalid", key = %kv.key, error = %e, "the store acceptance cannot be read; it accepts nothing (run `clusterrebootd cluster accept-store` again)");
+                        false
+                    }
+                },
                 (None, _) => false,
             };
             let p = pinned.clone().unwrap_or(PinnedStore {
@@ -628,7 +661,7 @@ async fn watch_pause<K: Kv>(kv: K, key: String, notices: broadcast::Sender<Notic
         let start = match kv.get(&key).await {
             Ok((v, rev)) => {
                 let _ = notices.send(Notice::PauseChanged(
-                    v.and_then(|kv| pause_reason(&kv.value)),
+                    v.and_then(|kv| pause_reason(&kv.key, &kv.value)),
                 ));
                 rev + 1
             }
@@ -641,7 +674,7 @@ async fn watch_pause<K: Kv>(kv: K, key: String, notices: broadcast::Sender<Notic
             while let Some(Ok(events)) = w.recv().await {
                 for e in events {
                     let state = match e {
-                        WatchEvent::Put(kv) if kv.key == key => pause_reason(&kv.value),
+                        WatchEvent::Put(kv) if kv.key == key => pause_reason(&kv.key, &kv.value),
                         WatchEvent::Delete { key: k, .. } if k == key => None,
                         _ => continue,
                     };
@@ -653,7 +686,7 @@ async fn watch_pause<K: Kv>(kv: K, key: String, notices: broadcast::Sender<Notic
     }
 }
 
-fn pause_reason(v: &[u8]) -> Option<String> {
+fn pause_reason(key: &str, v: &[u8]) -> Option<String> {
     // Capped (issue #20): the reason is copied into state.json and every journal record, and a
     // 1 MB value in etcd must not push those over their limits. Raw bytes are cut before the
     // lossy conversion so a huge non-JSON value is never copied whole.
@@ -666,7 +699,11 @@ fn pause_reason(v: &[u8]) -> Option<String> {
             crate::text::cap(p.by, 256),
             crate::text::cap(p.at, 64)
         ),
-        Err(_) => crate::text::cap_bytes(v, cap),
+        Err(e) => {
+            // Still a pause (fail closed): anyone who can write the key can pause anyway.
+            tracing::warn!(event = "pause_record_invalid", key = %key, error = %e, "the pause key holds no pause record; the cluster counts as paused (`clusterrebootd cluster resume` deletes it)");
+            crate::text::cap_bytes(v, cap)
+        }
     };
     Some(text)
 }
@@ -912,6 +949,13 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
                 message: format!("parse cooldown payload: {e}"),
             })?;
         let now = self.cfg.clock.now().as_millisecond();
+        if rec
+            .started_at
+            .parse::<jiff::Timestamp>()
+            .is_ok_and(|t| t.as_millisecond() > now.saturating_add(60_000))
+        {
+            tracing::warn!(event = "cooldown_in_future", key = %key, started_at = %crate::text::cap(rec.started_at.clone(), 64), "the cooldown record starts in the future (a clock ahead?); its duration counts from now");
+        }
         let remaining = if kv.lease != 0 {
             self.kv.lease_ttl(kv.lease).await?
         } else {
@@ -959,6 +1003,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         // Every pass reads the policy first: a restored or replaced store is noticed here.
         self.check_store().await?;
         let health_prefix = self.cfg.keys.health_prefix();
+        let stale_after = self.policies.lock().unwrap_or_else(|p| p.into_inner()).1;
         let mut facts = ClusterFacts::default();
         for kv in self
             .kv
@@ -967,7 +1012,20 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             .kvs
         {
             match decode_health(&health_prefix, &kv) {
-                Ok(r) => facts.records.push(r),
+                Ok(r) => {
+                    if kv.value.len() > MAX_RECORD_BYTES {
+                        tracing::warn!(event = "health_record_oversized", key = %kv.key, bytes = kv.value.len(), "a cluster_health record is larger than {MAX_RECORD_BYTES} bytes; its text is cut");
+                    }
+                    let now = self.cfg.clock.now();
+                    let ahead = r
+                        .reported_at
+                        .parse::<jiff::Timestamp>()
+                        .map(|t| t.duration_since(now).unsigned_abs() > stale_after && t > now);
+                    if !ahead.is_ok_and(|a| !a) {
+                        tracing::warn!(event = "health_record_time_invalid", key = %kv.key, reported_at = %crate::text::cap(r.reported_at.clone(), 64), "a cluster_health record's reported_at is unreadable or in the future; it counts as not healthy");
+                    }
+                    facts.records.push(r)
+                }
                 Err((node, why)) => {
                     tracing::warn!(event = "health_record_invalid", key = %kv.key, error = %why, "a cluster_health record cannot be read; it counts as not healthy");
                     if !node.is_empty() {
@@ -989,11 +1047,18 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             .await?
             .kvs
             .iter()
-            .map(|kv| InProgress {
-                node: kv.key[ip_prefix.len().min(kv.key.len())..].to_string(),
-                since: serde_json::from_slice::<serde_json::Value>(&kv.value)
-                    .ok()
-                    .and_then(|v| v["since"].as_str().map(str::to_string)),
+            .map(|kv| {
+                let node = kv.key[ip_prefix.len().min(kv.key.len())..].to_string();
+                // Whatever its value, a marker counts (unplanned trouble blocks); one that is
+                // not a daemon's marker is named so that an operator can find it.
+                let since = match decode_marker(&node, &kv.value) {
+                    Ok(since) => Some(since),
+                    Err(why) => {
+                        tracing::warn!(event = "in_progress_marker_invalid", key = %kv.key, error = %why, "an in-progress marker is not a daemon's record; it still counts as a reboot in progress (`clusterrebootd cluster forget NODE` removes it)");
+                        None
+                    }
+                };
+                InProgress { node, since }
             })
             .collect();
         // Slot holders: the first K entries. Those ahead of our own entry (all of them when we
@@ -1104,15 +1169,21 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             if !ours_now && v.boot_id == self.cfg.boot_id {
                 self.kv.delete(&kv.key).await?;
                 tracing::warn!(event = "stale_queue_entry_removed", key = %kv.key, state = %v.state, "removed a queue entry left by an earlier process of this daemon");
+            } else if !ours_now {
+                tracing::warn!(event = "queue_entry_of_this_node", key = %kv.key, boot_id = %crate::text::cap(v.boot_id.clone(), 64), "a queue entry names this node but is not this process's (another boot, or written by someone else); it keeps its place until its lease ends or it is removed (`clusterrebootd cluster forget --key ENTRY`)");
             }
         }
         // This node's marker counts as an unfinished reboot whether or not it can be read
         // (found by fuzzing): an unreadable value must not make the node forget it.
         let marker = marker.map(|kv| {
-            serde_json::from_slice::<serde_json::Value>(&kv.value).unwrap_or_else(|e| {
-                tracing::warn!(event = "in_progress_marker_invalid", key = %kv.key, error = %e, "this node's in-progress marker cannot be read; it still counts as an unfinished reboot");
-                serde_json::Value::Null
-            })
+            if let Err(why) = decode_marker(&self.cfg.node, &kv.value) {
+                tracing::warn!(event = "in_progress_marker_invalid", key = %kv.key, error = %why, "this node's in-progress marker is not a daemon's record; it still counts as an unfinished reboot");
+            }
+            if kv.value.len() > MAX_RECORD_BYTES {
+                return serde_json::Value::Null;
+            }
+            serde_json::from_slice::<serde_json::Value>(&kv.value)
+                .unwrap_or(serde_json::Value::Null)
         });
         // Re-attached after a boot: the reboot has happened (the entry says `recovering`).
         let rebooted = on_reboot_lease.is_some_and(|(_, v)| v.state == "recovering");
@@ -1262,12 +1333,24 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
 
     async fn pause(&self) -> Result<Option<String>, CoordError> {
         let (kv, _) = self.kv.get(&self.cfg.keys.pause()).await?;
-        Ok(kv.and_then(|kv| pause_reason(&kv.value)))
+        Ok(kv.and_then(|kv| pause_reason(&kv.key, &kv.value)))
     }
 
     async fn reboot_requested(&self) -> Result<bool, CoordError> {
         let (kv, _) = self.kv.get(&self.cfg.keys.request(&self.cfg.node)).await?;
-        Ok(kv.is_some())
+        let Some(kv) = kv else {
+            return Ok(false);
+        };
+        // The request is the only thing that makes a node without a reboot-required detector
+        // reboot: a value that is not `cluster request-reboot`'s record is no request (fail
+        // closed), with a warning naming the key (issue #20, the hostile-etcd table).
+        match decode_request(&kv.value) {
+            Ok(()) => Ok(true),
+            Err(why) => {
+                tracing::warn!(event = "reboot_request_invalid", key = %kv.key, error = %why, "this node's reboot request cannot be read; counting it as not requested (remove it, or write it again with `clusterrebootd cluster request-reboot`)");
+                Ok(false)
+            }
+        }
     }
 
     fn notices(&self) -> broadcast::Receiver<Notice> {
@@ -1339,15 +1422,63 @@ pub fn decode_health(prefix: &str, kv: &KeyValue) -> Result<HealthRecord, (Strin
     }
     let mut r = serde_json::from_slice::<HealthRecord>(&kv.value)
         .map_err(|e| (node.clone(), format!("not a health record: {e}")))?;
+    // Text others wrote is copied into reasons, the journal and state.json: capped. An
+    // oversized record is not counted healthy; one saying unhealthy still says so (either
+    // way it can only hold reboots back).
+    if kv.value.len() > MAX_RECORD_BYTES && r.healthy {
+        return Err((
+            node,
+            format!(
+                "value is {} bytes, more than the {MAX_RECORD_BYTES}-byte limit",
+                kv.value.len()
+            ),
+        ));
+    }
+    r.reason = crate::text::cap(std::mem::take(&mut r.reason), 1024);
+    r.stage = crate::text::cap(std::mem::take(&mut r.stage), 64);
+    r.reported_at = crate::text::cap(std::mem::take(&mut r.reported_at), 64);
     if r.node.is_empty() {
         r.node = node.clone();
     } else if r.node != node {
         return Err((
             node.clone(),
-            format!("record under {} claims to be node {:?}", kv.key, r.node),
+            format!(
+                "record under {} claims to be node {:?}",
+                kv.key,
+                crate::text::cap(r.node, 256)
+            ),
         ));
     }
     Ok(r)
+}
+
+/// Reads one `reboot_in_progress/<node>` marker `{"node","since","boot_id"}`: its `since`, or
+/// why the value is not one (too large, not JSON, another node's name, no `since`). A marker
+/// counts whatever its value says; this only decides what is shown and logged.
+pub fn decode_marker(node: &str, v: &[u8]) -> Result<String, String> {
+    if v.len() > MAX_RECORD_BYTES {
+        return Err(format!(
+            "value is {} bytes, more than the {MAX_RECORD_BYTES}-byte limit",
+            v.len()
+        ));
+    }
+    let j: serde_json::Value =
+        serde_json::from_slice(v).map_err(|e| format!("not an in-progress marker: {e}"))?;
+    match j["node"].as_str() {
+        Some(n) if n == node => {}
+        Some(n) => {
+            return Err(format!(
+                "the marker of {node:?} claims to be node {:?}",
+                crate::text::cap(n.to_string(), 256)
+            ));
+        }
+        None => return Err("not an in-progress marker: no node".into()),
+    }
+    j["since"]
+        .as_str()
+        .filter(|t| t.parse::<jiff::Timestamp>().is_ok())
+        .map(|t| crate::text::cap(t.to_string(), 64))
+        .ok_or_else(|| "not an in-progress marker: no readable since".into())
 }
 
 #[cfg(test)]
@@ -1430,5 +1561,97 @@ mod reconcile_tests {
                 rebooted: false,
             })
         );
+    }
+}
+
+#[cfg(test)]
+mod hostile_value_tests {
+    use super::*;
+    use crate::coord::memkv::MemKv;
+
+    /// Issue #20, the hostile-etcd table: the reboot request is the only thing that makes a
+    /// node without a reboot-required detector reboot, so only `cluster request-reboot`'s
+    /// record counts; garbage, an empty or an oversized value is no request.
+    #[tokio::test]
+    async fn only_a_readable_reboot_request_is_one() {
+        let kv = MemKv::new();
+        let keys = Keys::new("/prod", "/lock");
+        let cfg = EtcdConfig::new(
+            "n1",
+            "boot-1",
+            keys.clone(),
+            1,
+            Duration::from_secs(30),
+            LeaseStore::Memory(Default::default()),
+        );
+        let backend = EtcdBackend::new(kv.clone(), cfg);
+        let big = format!(r#"{{"by":"{}","at":"now"}}"#, "x".repeat(MAX_RECORD_BYTES));
+        for value in [
+            &b"not json"[..],
+            b"",
+            br#"{"by":5,"at":[]}"#,
+            br#"{}"#,
+            big.as_bytes(),
+        ] {
+            kv.put(&keys.request("n1"), value.to_vec(), 0)
+                .await
+                .expect("put");
+            assert!(
+                !backend.reboot_requested().await.expect("read"),
+                "{:?} counted as a request",
+                String::from_utf8_lossy(&value[..value.len().min(40)])
+            );
+        }
+        kv.put(
+            &keys.request("n1"),
+            br#"{"by":"ops@host","at":"2026-12-07T00:00:00Z"}"#.to_vec(),
+            0,
+        )
+        .await
+        .expect("put");
+        assert!(backend.reboot_requested().await.expect("read"));
+    }
+
+    /// Text others wrote is capped before it is copied anywhere; an oversized record that
+    /// claims healthy is not counted, one that says unhealthy still does.
+    #[test]
+    fn health_records_are_capped_and_oversized_healthy_ones_refused() {
+        let kv = |value: String| KeyValue {
+            key: "/cluster_health/n2".into(),
+            value: value.into_bytes(),
+            create_revision: 1,
+            mod_revision: 1,
+            version: 1,
+            lease: 0,
+        };
+        let reason = "r".repeat(MAX_RECORD_BYTES);
+        let r = decode_health(
+            "/cluster_health/",
+            &kv(format!(
+                r#"{{"node":"n2","healthy":false,"reason":"{reason}","reported_at":"x"}}"#
+            )),
+        )
+        .expect("an unhealthy record still counts");
+        assert!(!r.healthy && r.reason.len() < 2048, "{}", r.reason.len());
+        let e = decode_health(
+            "/cluster_health/",
+            &kv(format!(
+                r#"{{"node":"n2","healthy":true,"reason":"{reason}","reported_at":"x"}}"#
+            )),
+        )
+        .expect_err("an oversized healthy record is refused");
+        assert!(e.1.contains("byte limit"), "{e:?}");
+    }
+
+    #[test]
+    fn markers_that_are_not_a_daemons_are_named() {
+        assert!(decode_marker("n2", br#"{"node":"n2","since":"2026-12-07T00:00:00Z"}"#).is_ok());
+        for v in [
+            &b"garbage"[..],
+            br#"{"node":"n3","since":"2026-12-07T00:00:00Z"}"#,
+            br#"{"node":"n2","since":5}"#,
+        ] {
+            assert!(decode_marker("n2", v).is_err(), "{v:?}");
+        }
     }
 }

@@ -40,11 +40,23 @@ impl SlotValue {
     }
 }
 
+/// The longest node name copied from a queue entry (longer ones are cut with a marker).
+pub const MAX_NODE_NAME: usize = 256;
+
+/// A daemon's entry value, or `None` for anything else: not JSON, not the shape, or a node
+/// name longer than [`MAX_NODE_NAME`] (the name is copied into every journal record and
+/// state.json; a value in etcd must not push those over their limits, issue #20).
+pub fn decode(v: &[u8]) -> Option<SlotValue> {
+    serde_json::from_slice::<SlotValue>(v)
+        .ok()
+        .filter(|s| s.node.len() <= MAX_NODE_NAME)
+}
+
 /// Who an entry belongs to, as far as its value tells (Go entries may have an empty value
 /// until the Go daemon writes its JSON).
 pub fn holder_of(kv: &KeyValue) -> SlotHolder {
-    match serde_json::from_slice::<SlotValue>(&kv.value) {
-        Ok(v) => SlotHolder {
+    match decode(&kv.value) {
+        Some(v) => SlotHolder {
             node: v.node,
             since: v
                 .acquired_at
@@ -52,13 +64,37 @@ pub fn holder_of(kv: &KeyValue) -> SlotHolder {
                 .ok()
                 .and_then(|t| u64::try_from(t.as_millisecond()).ok()),
         },
-        Err(_) => SlotHolder {
+        None => SlotHolder {
             node: format!(
                 "unknown ({})",
-                kv.key.rsplit('/').next().unwrap_or(kv.key.as_str())
+                crate::text::cap(
+                    kv.key
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or(kv.key.as_str())
+                        .to_string(),
+                    MAX_NODE_NAME
+                )
             ),
             since: None,
         },
+    }
+}
+
+/// [`holder_of`], with an entry that is not a daemon's record named by its key below `prefix`
+/// (`unknown (a/b)` for `<prefix>a/b`): the name `status --explain` hands to `cluster forget
+/// --key`, so an entry under a nested key is named so that the command finds it.
+pub fn holder_under(prefix: &str, kv: &KeyValue) -> SlotHolder {
+    let h = holder_of(kv);
+    match kv.key.strip_prefix(prefix) {
+        Some(rest) if rest.contains('/') && decode(&kv.value).is_none() => SlotHolder {
+            node: format!(
+                "unknown ({})",
+                crate::text::cap(rest.to_string(), MAX_NODE_NAME)
+            ),
+            ..h
+        },
+        _ => h,
     }
 }
 
@@ -73,6 +109,8 @@ pub struct Standing {
     pub holders: Vec<SlotHolder>,
     /// Store revision of the read.
     pub revision: Revision,
+    /// Keys of the holders whose value is not a daemon's record (named in a warning).
+    pub foreign: Vec<String>,
 }
 
 /// Why waiting for a slot ended without one.
@@ -137,8 +175,21 @@ pub async fn standing<K: Kv>(
         .position(|e| e.key == key)
         .ok_or_else(|| SlotError::Lost(key.into()))?;
     let cap = capacity.max(1) as usize;
-    let holders = r.kvs.iter().take(cap).map(holder_of).collect();
+    let holders = r
+        .kvs
+        .iter()
+        .take(cap)
+        .map(|e| holder_under(prefix, e))
+        .collect();
+    let foreign = r
+        .kvs
+        .iter()
+        .take(cap)
+        .filter(|e| decode(&e.value).is_none())
+        .map(|e| crate::text::cap(e.key.clone(), 512))
+        .collect();
     Ok(Standing {
+        foreign,
         held: idx < cap,
         position: if idx < cap { 0 } else { (idx - cap + 1) as u32 },
         holders,
@@ -198,6 +249,11 @@ pub async fn wait_for_slot<K: Kv>(
             holders: s.holders,
         };
         if last.as_ref() != Some(&update) {
+            // A holder whose value is not a daemon's record holds its slot until someone
+            // removes it: say which key, every time the queue changes (issue #20).
+            for key in &s.foreign {
+                tracing::warn!(event = "queue_entry_foreign", key = %key, "the queue entry {key} holds a slot but is not a daemon's record; it blocks the queue until it is removed (`clusterrebootd cluster status` shows it, `clusterrebootd cluster forget --key ENTRY` removes it)");
+            }
             // Never block the protocol on a slow or gone reader: a dropped update only means a
             // status line is a little behind.
             let _ = updates.try_send(update.clone());

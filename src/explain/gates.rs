@@ -405,7 +405,7 @@ pub(super) fn health_block(result: &HealthResult, from: StateName) -> Option<Blo
 }
 
 /// The entry name of a queue entry whose value is not a node's JSON: the coordination layer
-/// names its holder `unknown (<last key segment>)`; `cluster forget --key` takes that segment.
+/// names its holder `unknown (<key below the lock prefix>)`; `cluster forget --key` takes it.
 pub(super) fn foreign_entry(node: &str) -> Option<&str> {
     node.strip_prefix("unknown (")?.strip_suffix(')')
 }
