@@ -1,7 +1,7 @@
 //! `fsm-spec/machine.yaml`: the machine-readable description of the machine (states, events,
 //! effects, transitions, invariants), compiled into the binary.
 //!
-//! The file is the reviewable truth: `tests/fsm_spec.rs` drives the real machine through every
+//! The file is the reviewable truth: `tests/model/fsm_spec.rs` drives the real machine through every
 //! state × event pair and fails if code and table disagree in either direction.
 //! `clusterrebootd fsm --format mermaid|dot|json` renders it.
 

@@ -2,8 +2,7 @@
 //! messages, and the /metrics endpoint of a running daemon.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-#[path = "support/node.rs"]
-mod node;
+use crate::node;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;

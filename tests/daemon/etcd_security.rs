@@ -4,12 +4,9 @@
 //! a failure is an error, never a hang.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-#[path = "support/etcd.rs"]
-mod etcd;
-#[path = "support/node.rs"]
-mod node;
-#[path = "support/tls.rs"]
-mod tls;
+use crate::etcd;
+use crate::node;
+use crate::tls;
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;

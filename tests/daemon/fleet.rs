@@ -5,14 +5,10 @@
 //! receivers (one of which hangs).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-#[path = "support/browser.rs"]
-mod browser;
-#[path = "support/etcd.rs"]
-mod etcd;
-#[path = "support/node.rs"]
-mod node;
-#[path = "support/tls.rs"]
-mod tls;
+use crate::browser;
+use crate::etcd;
+use crate::node;
+use crate::tls;
 
 use std::time::{Duration, Instant};
 

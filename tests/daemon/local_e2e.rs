@@ -4,8 +4,7 @@
 //! removes the reboot-required marker and starts the daemon again.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-#[path = "support/node.rs"]
-mod node;
+use crate::node;
 
 use std::time::Duration;
 

@@ -1,8 +1,7 @@
 //! Log output of the real binary: Go-format JSON lines on stderr, and no secrets anywhere.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-#[path = "support/node.rs"]
-mod node;
+use crate::node;
 
 use std::os::unix::fs::PermissionsExt;
 

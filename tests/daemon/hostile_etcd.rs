@@ -13,10 +13,8 @@
 //! a row name>` runs only the matching rows (to debug one).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-#[path = "support/etcd.rs"]
-mod etcd;
-#[path = "support/node.rs"]
-mod node;
+use crate::etcd;
+use crate::node;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,10 +2,8 @@
 //! need a reboot, one slot. The second reboots only after the first is back and healthy.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-#[path = "support/etcd.rs"]
-mod etcd;
-#[path = "support/node.rs"]
-mod node;
+use crate::etcd;
+use crate::node;
 
 use std::time::Duration;
 

@@ -3,8 +3,7 @@
 //! says so and falls back to the dry-run evaluation.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-#[path = "support/node.rs"]
-mod node;
+use crate::node;
 
 use node::*;
 

@@ -2,8 +2,7 @@
 //! state directory, and a journal damaged in the middle.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-#[path = "support/node.rs"]
-mod node;
+use crate::node;
 
 use std::process::Command;
 

@@ -2,10 +2,8 @@
 //! write, and nothing we lose, unlocks a reboot.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-#[path = "support/etcd.rs"]
-mod etcd;
-#[path = "support/node.rs"]
-mod node;
+use crate::etcd;
+use crate::node;
 
 use std::time::Duration;
 
