@@ -565,6 +565,7 @@ impl FakeKube {
             &format!(
                 r#"#!/bin/sh
 echo "$*" >> {d}/kubectl.log
+echo "${{RC_PHASE:-}} ${{RC_STATE:-}}" >> {d}/env.log
 case "$1" in
   get)
     case "$*" in
@@ -756,6 +757,17 @@ fn kube_drain_runs_as_the_daemons_hooks_around_a_reboot() {
     });
     assert_eq!(k.log().last().map(String::as_str), Some("uncordon node-1"));
     assert_eq!(k.log().len(), 4, "{:?}", k.log());
+    // What a hook can tell the two lists apart by (docs/CONFIG.md, hooks).
+    let env = std::fs::read_to_string(k.dir.path().join("env.log")).expect("env.log");
+    assert_eq!(
+        env.lines().collect::<Vec<_>>(),
+        [
+            "post-lock Rebooting",
+            "post-lock Rebooting",
+            "post-lock Recovering",
+            "post-lock Recovering"
+        ]
+    );
     sigterm(&mut daemon);
 
     // A drain that fails aborts the reboot: no reboot command, the node uncordoned again.
