@@ -552,6 +552,8 @@ fn peers_healthy_cannot_check_without_etcd() {
 /// A directory with a fake `kubectl` that appends its arguments to `kubectl.log`, answers
 /// `get node … jsonpath={.spec.unschedulable}` with the file `unschedulable`, keeps the
 /// annotation in the file `annotation`, and exits with the content of `drain-exit` on drain.
+/// While the file `fail` holds a number > 0, every call fails (the API server not up yet) and
+/// counts it down.
 struct FakeKube {
     dir: tempfile::TempDir,
 }
@@ -566,6 +568,12 @@ impl FakeKube {
                 r#"#!/bin/sh
 echo "$*" >> {d}/kubectl.log
 echo "${{RC_PHASE:-}} ${{RC_STATE:-}}" >> {d}/env.log
+fails=$(cat {d}/fail 2>/dev/null || echo 0)
+if [ "$fails" -gt 0 ]; then
+  echo $((fails - 1)) > {d}/fail
+  echo "The connection to the server was refused" >&2
+  exit 1
+fi
 case "$1" in
   get)
     case "$*" in
@@ -704,6 +712,30 @@ fn kube_drain_failure_uncordons_and_a_node_cordoned_before_stays_cordoned() {
     );
     assert!(
         !k.log().iter().any(|l| l.starts_with("uncordon")),
+        "{:?}",
+        k.log()
+    );
+
+    // Right after the boot the API server may not answer yet: uncordon retries.
+    let k = FakeKube::new();
+    let path = k.path();
+    let retrying = [
+        ("PATH", path.as_str()),
+        ("RC_NODE_NAME", "node-1"),
+        ("KUBE_UNCORDON_ATTEMPTS", "3"),
+        ("KUBE_RETRY_INTERVAL", "0"),
+    ];
+    k.set("fail", "2");
+    let (code, out) = run(&script, &["uncordon"], &retrying);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(k.log().len(), 4, "{:?}", k.log());
+    assert_eq!(k.log().last().map(String::as_str), Some("uncordon node-1"));
+    k.set("fail", "5");
+    let (code, out) = run(&script, &["uncordon"], &retrying);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("gave up after 3 attempts"), "{out}");
+    assert!(
+        !k.log()[4..].iter().any(|l| l.starts_with("uncordon")),
         "{:?}",
         k.log()
     );

@@ -23,6 +23,10 @@
 #                             raise both together, e.g. 600s with hooks.timeout_sec: 660)
 #   KUBE_DRAIN_EXTRA_ARGS     more drain flags, split on spaces (e.g. "--force --grace-period=60")
 #   KUBE_UNCORDON_ON_FAILURE  true (default) / false: uncordon when the drain failed
+#   KUBE_UNCORDON_ATTEMPTS    uncordon: tries per kubectl call (default 8), KUBE_RETRY_INTERVAL
+#                             seconds apart (default 5): right after the boot the API server may
+#                             not answer yet (on a control-plane node it is starting itself);
+#                             keep attempts x interval below hooks.timeout_sec
 #   KUBECTL                   the kubectl binary (default: kubectl from PATH)
 #   KUBECONFIG                read by kubectl
 #
@@ -38,6 +42,8 @@ node=${KUBE_NODE_NAME:-${RC_NODE_NAME:-}}
 kubectl=${KUBECTL:-kubectl}
 timeout=${KUBE_DRAIN_TIMEOUT:-45s}
 uncordon_on_failure=${KUBE_UNCORDON_ON_FAILURE:-true}
+attempts=${KUBE_UNCORDON_ATTEMPTS:-8}
+interval=${KUBE_RETRY_INTERVAL:-5}
 mark=clusterrebootd.io/cordoned-before-drain
 
 case $mode in
@@ -53,14 +59,27 @@ if ! command -v "$kubectl" >/dev/null 2>&1; then
   exit 2
 fi
 
+# Runs "$@" up to $attempts times, $interval seconds apart.
+retry() {
+  n=1
+  until "$@"; do
+    if [ "$n" -ge "$attempts" ]; then
+      echo "kube-drain: gave up after $n attempts: $*" >&2
+      return 1
+    fi
+    n=$((n + 1))
+    sleep "$interval"
+  done
+}
+
 if [ "$mode" = uncordon ]; then
-  was=$("$kubectl" get node "$node" -o "jsonpath={.metadata.annotations.clusterrebootd\\.io/cordoned-before-drain}")
+  was=$(retry "$kubectl" get node "$node" -o "jsonpath={.metadata.annotations.clusterrebootd\\.io/cordoned-before-drain}")
   if [ "$was" = true ]; then
-    "$kubectl" annotate node "$node" "$mark-"
+    retry "$kubectl" annotate node "$node" "$mark-"
     echo "kube-drain: $node was cordoned before the drain: left cordoned"
     exit 0
   fi
-  "$kubectl" uncordon "$node"
+  retry "$kubectl" uncordon "$node"
   echo "kube-drain: $node uncordoned"
   exit 0
 fi
