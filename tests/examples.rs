@@ -508,6 +508,19 @@ fn peers_healthy_blocks_on_an_unhealthy_or_silent_peer() {
     let (code, out) = run(&script, &[], &as_a(&[("PEERS_STALE_OK", "true")]));
     assert_eq!(code, 0, "{out}");
 
+    // A fleet record nobody can read counts too (fail closed).
+    let (ok, out) = e.etcdctl(None, &["put", "/ex/node_state/node-d", "{not json"]);
+    assert!(ok, "{out}");
+    let (code, out) = run(&script, &[], &as_a(&[("PEERS_STALE_OK", "true")]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("node-d (unreadable record: "), "{out}");
+    let (code, out) = run(
+        &script,
+        &[],
+        &as_a(&[("PEERS_STALE_OK", "true"), ("PEERS_IGNORE", "node-d")]),
+    );
+    assert_eq!(code, 0, "{out}");
+
     // Run by the daemon as its health script: the node's own `status` pass is blocked by the
     // stale peer, which the daemon alone (no cluster_policies) would not count.
     let config = a.read("config.yaml").replace(
