@@ -325,6 +325,16 @@ fn deb_contents_modes_and_scripts() {
             "/usr/share/doc/clusterrebootd/examples/health/system-running.sh",
             "-rwxr-xr-x",
         ),
+        (
+            "/usr/share/doc/clusterrebootd/examples/health/etcd-quorum.sh",
+            "-rwxr-xr-x",
+        ),
+        (
+            "/usr/share/doc/clusterrebootd/examples/hooks/kube-drain.sh",
+            "-rwxr-xr-x",
+        ),
+        ("/usr/share/doc/clusterrebootd/MIGRATION.md", "-rw-r--r--"),
+        ("/usr/share/doc/clusterrebootd/RUNBOOKS.md", "-rw-r--r--"),
     ];
     for (path, mode) in expect {
         let got = files
