@@ -19,7 +19,7 @@
 #
 # Environment:
 #   RC_NODE_NAME            set by clusterrebootd: this node (never counted)
-#   RC_PHASE                set by clusterrebootd: pre-lock, post-lock, heartbeat, post-reboot
+#   RC_PHASE                set by clusterrebootd: pre-lock, post-lock, heartbeat, post-reboot, monitor
 #                           (unset when run by hand: checked)
 #   PEERS_IGNORE            space- or comma-separated node names never counted (default none)
 #   PEERS_STALE_OK          true: do not count stale health records (default false)

@@ -108,7 +108,7 @@ pub fn base_env(s: &Settings, x: &EnvExtras) -> Vec<(String, String)> {
 /// The per-call variables: which gate is asking and what the node holds at that moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallEnv {
-    /// `RC_PHASE`: `pre-lock`, `post-lock`, `heartbeat` or `post-reboot`.
+    /// `RC_PHASE`: `pre-lock`, `post-lock`, `heartbeat`, `post-reboot` or `monitor` (a one-shot pass with nothing required).
     pub phase: Phase,
     /// `RC_LOCK_ENABLED`: false only when locking is skipped (`status --skip-lock`).
     pub lock_enabled: bool,

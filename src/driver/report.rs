@@ -24,6 +24,8 @@ pub struct PassReport {
     pub pre_detectors: Vec<DetectorReport>,
     /// Health script before the lock.
     pub pre_health: Option<HealthReport>,
+    /// Health script of a one-shot pass that found nothing required (Go's `monitor` phase).
+    pub monitor_health: Option<HealthReport>,
     /// Whether the slot was acquired.
     pub lock_acquired: bool,
     /// Detector results under the lock.
@@ -84,6 +86,7 @@ impl PassReport {
         match phase {
             Phase::PostLock => self.post_health = Some(report),
             Phase::PreLock => self.pre_health = Some(report),
+            Phase::Monitor => self.monitor_health = Some(report),
             _ => {}
         }
     }
@@ -132,6 +135,12 @@ impl PassReport {
                 }
                 None => self.message.clone(),
             },
+            Some(Outcome::HealthBlocked) if blocked_exit(&self.monitor_health).is_some() => {
+                format!(
+                    "health script reported unhealthy during monitoring (exit {})",
+                    blocked_exit(&self.monitor_health).unwrap_or_default()
+                )
+            }
             Some(Outcome::HealthBlocked) => {
                 if let (true, Some(code)) = (self.lock_acquired, blocked_exit(&self.post_health)) {
                     format!("health script blocked reboot under lock (exit {code})")
@@ -155,6 +164,8 @@ impl PassReport {
         s.push_str(&format_reports(&self.pre_detectors));
         if let Some(h) = &self.pre_health {
             s.push_str(&format_report("pre-lock health", h));
+        } else if let Some(h) = &self.monitor_health {
+            s.push_str(&format_report("monitor health", h));
         } else if self.skip_health && !self.pre_detectors.is_empty() {
             s.push_str(&format_report(
                 "pre-lock health",

@@ -58,6 +58,9 @@ pub struct Core {
     /// The `AwaitClusterChange` an idle node waits on after a pass blocked by cluster state
     /// (policy, cooldown): its answer starts the next pass at once instead of the timer.
     pub cluster_wait: Option<EffectId>,
+    /// `Detecting` waits for the monitor health check of a one-shot pass (nothing required),
+    /// not for the detectors.
+    pub monitoring: bool,
 }
 
 /// Where the node waits in the queue.
@@ -328,7 +331,7 @@ impl Core {
                     Handled
                 } else {
                     context.reason("check started: running detectors");
-                    Transition(State::detecting(self.alloc()))
+                    self.detect()
                 }
             }
             Event::ConfigReloaded { config } => {
@@ -344,12 +347,12 @@ impl Core {
                     return Handled;
                 }
                 context.reason("cluster state changed (watch): checking again now");
-                Transition(State::detecting(self.alloc()))
+                self.detect()
             }
             Event::GatesObserved { id: None, gates } if self.gates.active() && !gates.active() => {
                 self.gates = gates.clone();
                 context.reason("kill switch and pause lifted: checking now");
-                Transition(State::detecting(self.alloc()))
+                self.detect()
             }
             _ => Super,
         }
@@ -365,10 +368,38 @@ impl Core {
         context: &mut Ctx,
         event: &Input,
     ) -> Flow<State> {
-        if !fits(event, *pending, &[EventKind::DetectorsEvaluated]) {
+        let expected: &[EventKind] = if self.monitoring {
+            &[EventKind::HealthChecked]
+        } else {
+            &[EventKind::DetectorsEvaluated]
+        };
+        if !fits(event, *pending, expected) {
             return Super;
         }
         match &event.event {
+            Event::HealthChecked { result, .. } => {
+                self.monitoring = false;
+                if let Some(stopped) = self.health_answer(context, event, result, Phase::Monitor) {
+                    return stopped;
+                }
+                self.stop(
+                    context,
+                    event,
+                    PassEnd::Outcome(Outcome::NoAction),
+                    "no reboot required; health script (monitor) passed".into(),
+                    Next::Interval,
+                )
+            }
+            Event::EffectTimedOut { .. } if self.monitoring => {
+                self.monitoring = false;
+                self.stop(
+                    context,
+                    event,
+                    PassEnd::Outcome(Outcome::HealthBlocked),
+                    "no reboot required; health script (monitor) timed out".into(),
+                    Next::Backoff,
+                )
+            }
             Event::DetectorsEvaluated { result, .. } => match result {
                 DetectorResult::Required { .. }
                     if self.rebooted_on.as_deref() == Some(&self.boot_id) =>
@@ -388,6 +419,18 @@ impl Core {
                 DetectorResult::Required { by } => {
                     context.reason(format!("reboot required by {}", by.join(", ")));
                     Transition(State::window_check(self.alloc()))
+                }
+                // A one-shot pass runs the health script as Go does (`monitor`); the daemon
+                // publishes its health by the heartbeat instead.
+                DetectorResult::NotRequired if self.config.once && !self.config.skip_health => {
+                    self.monitoring = true;
+                    *pending = self.alloc();
+                    context.push(Effect::RunHealthScript {
+                        id: *pending,
+                        phase: Phase::Monitor,
+                    });
+                    context.reason("no reboot required; running the health script (monitor)");
+                    Handled
                 }
                 DetectorResult::NotRequired => self.stop(
                     context,
@@ -1579,6 +1622,13 @@ impl Core {
 
 /// Helpers shared by the state handlers.
 impl Core {
+    /// A new check: into `Detecting`, waiting for the detectors (not a monitor check). Not
+    /// done in the entry action: entry actions run again when a snapshot is restored.
+    fn detect(&mut self) -> Flow<State> {
+        self.monitoring = false;
+        Transition(State::detecting(self.alloc()))
+    }
+
     fn alloc(&mut self) -> EffectId {
         self.next_id = self.next_id.wrapping_add(1);
         self.next_id
@@ -1594,6 +1644,7 @@ impl Core {
         ctx.outcome = outcome;
         ctx.exit = Some(exit);
         self.last_exit = Some(exit);
+        self.monitoring = false;
         let at = match next {
             Next::Interval => {
                 self.failures = 0;

@@ -24,6 +24,9 @@ pub enum Phase {
     Heartbeat,
     /// After the node came back, before the slot is released.
     PostReboot,
+    /// A one-shot pass (`run --once`, `status`) that found no reboot required: the Go daemon
+    /// runs the health script then and exits 3 when it fails (a cron health probe relies on it).
+    Monitor,
 }
 
 impl Phase {
@@ -34,6 +37,7 @@ impl Phase {
             Phase::PostLock => "post-lock",
             Phase::Heartbeat => "heartbeat",
             Phase::PostReboot => "post-reboot",
+            Phase::Monitor => "monitor",
         }
     }
 }

@@ -143,8 +143,10 @@ fn nothing_to_do(s: &Value) -> bool {
     s["state"] == "Idle" && s["outcome"] == "no_action"
 }
 
+/// A finished pass that the cooldown record ended (active, or unreadable: fail closed). Only
+/// a finished pass: "reading the cluster cooldown" in the middle of one is not a decision.
 fn cooldown_blocks(s: &Value) -> bool {
-    s["outcome"] == "cooldown_active" || reason(s).contains("cooldown")
+    s["state"] == "Idle" && (s["outcome"] == "cooldown_active" || reason(s).contains("cooldown"))
 }
 
 fn store_refused(s: &Value) -> bool {

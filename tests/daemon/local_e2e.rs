@@ -158,14 +158,33 @@ fn once_and_status_exit_codes_and_go_sections() {
     assert!(n.read("reboots.log").is_empty());
     assert!(!n.path("state/slot.json").exists());
 
-    // No reboot required: no_action.
+    // No reboot required: no_action, after the health script ran in Go's `monitor` phase.
     std::fs::remove_file(n.path("reboot-required")).expect("marker");
+    let runs = n.read("health.log").lines().count();
     let (code, out, _) = n.once(&["run", "--once"]);
     assert_eq!(code, 0);
     assert!(
         out.contains("outcome: no_action - no detectors require a reboot"),
         "{out}"
     );
+    assert!(out.contains("monitor health: exit=0"), "{out}");
+    let log = n.read("health.log");
+    assert_eq!(log.lines().count(), runs + 1, "{log}");
+    assert!(log.ends_with("monitor node-1 false\n"), "{log}");
+
+    // ... and a failing script makes the one-shot pass exit 3, as in Go (a cron health probe).
+    std::fs::write(n.path("block"), "").expect("block");
+    for args in [&["run", "--once"][..], &["status"][..]] {
+        let (code, out, err) = n.once(args);
+        assert_eq!(code, 3, "{args:?}\n{out}\n{err}");
+        assert!(
+            out.contains("outcome: health_blocked - health script reported unhealthy during monitoring (exit 3)"),
+            "{args:?}\n{out}"
+        );
+    }
+    // `--skip-health` skips it.
+    let (code, out, err) = n.once(&["status", "--skip-health"]);
+    assert_eq!(code, 0, "{out}\n{err}");
 }
 
 #[test]

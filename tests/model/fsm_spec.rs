@@ -178,6 +178,15 @@ fn positions() -> Vec<(&'static str, &'static str, At)> {
         ("Idle", "gates_active", paused),
         ("Detecting", "after_failed_reboot", after_failed_reboot),
         ("Detecting", "-", At::start(base()).tick()),
+        ("Detecting", "once", At::start(once.clone()).tick()),
+        ("Detecting", "monitor", {
+            let a = At::start(once.clone()).tick();
+            let id = a.pending();
+            a.feed(Event::DetectorsEvaluated {
+                id,
+                result: DetectorResult::NotRequired,
+            })
+        }),
         ("WindowCheck", "-", At::start(base()).tick().ok()),
         ("HealthPre", "policy", At::start(base()).tick().ok().ok()),
         (
