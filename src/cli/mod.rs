@@ -85,7 +85,7 @@ pub struct PlanArgs {
 #[derive(Debug, Parser)]
 #[command(
     name = "clusterrebootd",
-    version = crate::version::VERSION,
+    version = crate::version::LONG,
     about = "Safe, automatic, cluster-coordinated reboots of Linux nodes",
     after_help = EXIT_HELP
 )]

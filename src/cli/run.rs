@@ -46,7 +46,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
 
 fn boot_id(s: &Settings) -> Result<String, Exit> {
     read_boot_id(&s.boot_id_path).map_err(|e| {
-        eprintln!("clusterrebootd: {e}");
+        startup_error(s, e);
         Exit::Runtime
     })
 }
@@ -68,7 +68,7 @@ fn drive(rt: &tokio::runtime::Runtime, opts: Options, read_only: bool) -> Exit {
             let kv = match EtcdKv::connect(&s.etcd, &EtcdOptions::default()).await {
                 Ok(kv) => kv,
                 Err(e) => {
-                    eprintln!("clusterrebootd: {e}");
+                    startup_error(&s, e);
                     return Exit::Config;
                 }
             };
@@ -91,6 +91,16 @@ fn drive(rt: &tokio::runtime::Runtime, opts: Options, read_only: bool) -> Exit {
     }
 }
 
+/// A start-up failure after logging is set up: a JSON log line when the logs are JSON (so that
+/// everything the daemon writes parses, issue #19), else the plain `clusterrebootd: …` line.
+fn startup_error(s: &Settings, msg: impl std::fmt::Display) {
+    if s.log.format == crate::config::LogFormat::Json {
+        tracing::error!(event = "startup_failed", "{msg}");
+    } else {
+        eprintln!("clusterrebootd: {msg}");
+    }
+}
+
 /// Common start of `run` and `status`: settings, logging, boot id.
 fn prepare(config: &Path) -> Result<(Settings, String), Exit> {
     let s = settings(config)?;
@@ -109,7 +119,7 @@ pub fn run(config: &Path, dry_run: bool, once: bool) -> Exit {
     let _lock = match LocalBackend::lock_daemon(&s.state_dir) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("clusterrebootd: {e}");
+            startup_error(&s, e);
             return Exit::Runtime;
         }
     };

@@ -27,6 +27,15 @@ fn help_and_version_flags_exit_zero() {
     assert_eq!(outcome(&["--version"]).0, 0);
 }
 
+/// Issue #19: `--version` prints the revision too, exactly like `version`.
+#[test]
+fn the_version_flag_prints_what_version_prints() {
+    let (_, flag, _) = outcome(&["--version"]);
+    let (_, cmd, _) = outcome(&["version"]);
+    assert_eq!(flag, cmd);
+    assert!(flag.contains("(revision "), "{flag}");
+}
+
 #[test]
 fn version_prints_version_and_revision() {
     let (code, out, _) = outcome(&["version"]);

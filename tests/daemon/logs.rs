@@ -164,3 +164,27 @@ fn an_idle_node_is_quiet_and_explain_counts_its_checks() {
         loud.join("\n")
     );
 }
+
+/// Issue #19: with JSON logs a start-up failure (here: a second daemon on the same `state_dir`)
+/// is a JSON log line too, not plain text that breaks `jq`.
+#[test]
+fn a_start_up_failure_is_a_json_line() {
+    let n = node::Node::new("");
+    std::fs::remove_file(n.path("reboot-required")).expect("no reboot needed");
+    let mut d = n.start();
+    n.wait_for("the first daemon's state file", 30, |n| {
+        n.path("run/state.json").exists()
+    });
+    let (code, _, err) = n.once(&["run"]);
+    node::sigterm(&mut d);
+    assert_ne!(code, 0, "a second daemon started:\n{err}");
+    assert!(err.contains("daemon.lock"), "{err}");
+    for line in err.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{err}"));
+        if line.contains("daemon.lock") {
+            assert_eq!(v["level"], "error", "{line}");
+            assert_eq!(v["event"], "startup_failed", "{line}");
+        }
+    }
+}
