@@ -58,6 +58,20 @@ impl Run {
         panic!("no progress towards {stop}: {:?}", self.steps.last());
     }
 
+    /// From `Idle`, answers every request with success until the policy read under the slot
+    /// is pending; returns that step.
+    fn walk_to_policy_under_the_slot(&mut self) -> Step {
+        let mut s = self.tick();
+        for _ in 0..20 {
+            if s.from == StateName::HealthPost && names(&s) == ["ReadClusterHealth"] {
+                break;
+            }
+            let ev = s.effects.iter().find_map(answer::success).expect("answer");
+            s = self.feed(ev);
+        }
+        s
+    }
+
     fn pending(&self) -> EffectId {
         self.m.state().pending().expect("a pending request")
     }
@@ -787,15 +801,7 @@ fn planned_downtime_before_the_lock_queues_instead_of_blocking() {
 #[test]
 fn held_back_under_the_slot_keeps_it_and_waits_for_a_change() {
     let mut r = Run::start(cfg());
-    let mut s = r.tick();
-    // Walk until the policy read under the slot.
-    for _ in 0..20 {
-        if s.from == StateName::HealthPost && names(&s) == ["ReadClusterHealth"] {
-            break;
-        }
-        let ev = s.effects.iter().find_map(answer::success).expect("answer");
-        s = r.feed(ev);
-    }
+    let s = r.walk_to_policy_under_the_slot();
     assert_eq!(names(&s), ["ReadClusterHealth"]);
     let s = policy(&mut r, held_back());
     assert_eq!(s.to, StateName::HealthPost, "the slot is kept");
@@ -830,15 +836,7 @@ fn held_back_under_the_slot_keeps_it_and_waits_for_a_change() {
 #[test]
 fn under_the_slot_the_cooldown_is_read_before_the_health_script() {
     let mut r = Run::start(cfg());
-    let mut s = r.tick();
-    // Walk until the policy read under the slot.
-    for _ in 0..20 {
-        if s.from == StateName::HealthPost && names(&s) == ["ReadClusterHealth"] {
-            break;
-        }
-        let ev = s.effects.iter().find_map(answer::success).expect("answer");
-        s = r.feed(ev);
-    }
+    r.walk_to_policy_under_the_slot();
     let s = policy(&mut r, PolicyVerdict::Pass);
     assert_eq!(names(&s), ["ReadCooldown"]);
     let until = r.now + 600_000;
