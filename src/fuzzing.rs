@@ -23,3 +23,18 @@ pub async fn cluster_status<K: Kv>(
     let text = crate::text::for_terminal(&crate::fleet::table::render(&view, now)).into_owned();
     Ok((text, view.cooldown_corrupt.is_some()))
 }
+
+/// A scratch directory for one fuzz target in this process, on tmpfs when there is one (the
+/// targets create many files per second): `<base>/clusterrebootd-fuzz-<target>-<pid>`.
+pub fn scratch_dir(target: &str) -> std::path::PathBuf {
+    let shm = std::path::PathBuf::from("/dev/shm");
+    let base = if shm.is_dir() {
+        shm
+    } else {
+        std::env::temp_dir()
+    };
+    base.join(format!(
+        "clusterrebootd-fuzz-{target}-{}",
+        std::process::id()
+    ))
+}

@@ -32,21 +32,10 @@ const OPTS: JournalOptions = JournalOptions {
     max_line_bytes: 8192,
 };
 
-/// A directory of this process (tmpfs when there is one: many files per second).
+/// This process's scratch directory.
 fn dir() -> &'static PathBuf {
     static D: OnceLock<PathBuf> = OnceLock::new();
-    D.get_or_init(|| {
-        let base = PathBuf::from("/dev/shm");
-        let base = if base.is_dir() {
-            base
-        } else {
-            std::env::temp_dir()
-        };
-        base.join(format!(
-            "clusterrebootd-fuzz-journal-{}",
-            std::process::id()
-        ))
-    })
+    D.get_or_init(|| clusterrebootd::fuzzing::scratch_dir("journal"))
 }
 
 type Read = Loaded<Record, Snapshot>;

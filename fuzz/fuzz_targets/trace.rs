@@ -16,18 +16,10 @@ use clusterrebootd::journal::{JournalError, JournalOptions};
 use clusterrebootd::replay::{self, DaemonJournal};
 use libfuzzer_sys::fuzz_target;
 
-/// A directory of this process (tmpfs when there is one).
+/// This process's scratch directory.
 fn dir() -> &'static PathBuf {
     static D: OnceLock<PathBuf> = OnceLock::new();
-    D.get_or_init(|| {
-        let base = PathBuf::from("/dev/shm");
-        let base = if base.is_dir() {
-            base
-        } else {
-            std::env::temp_dir()
-        };
-        base.join(format!("clusterrebootd-fuzz-trace-{}", std::process::id()))
-    })
+    D.get_or_init(|| clusterrebootd::fuzzing::scratch_dir("trace"))
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -135,14 +135,12 @@ impl PassReport {
                 }
                 None => self.message.clone(),
             },
-            Some(Outcome::HealthBlocked) if blocked_exit(&self.monitor_health).is_some() => {
-                format!(
-                    "health script reported unhealthy during monitoring (exit {})",
-                    blocked_exit(&self.monitor_health).unwrap_or_default()
-                )
-            }
             Some(Outcome::HealthBlocked) => {
-                if let (true, Some(code)) = (self.lock_acquired, blocked_exit(&self.post_health)) {
+                if let Some(code) = blocked_exit(&self.monitor_health) {
+                    format!("health script reported unhealthy during monitoring (exit {code})")
+                } else if let (true, Some(code)) =
+                    (self.lock_acquired, blocked_exit(&self.post_health))
+                {
                     format!("health script blocked reboot under lock (exit {code})")
                 } else if let (false, Some(code)) =
                     (self.lock_acquired, blocked_exit(&self.pre_health))
