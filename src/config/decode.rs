@@ -24,6 +24,10 @@ pub struct Decoded {
     pub problems: Vec<Problem>,
     /// Field paths that had a decode problem: validation findings at or below them are noise.
     pub errored: Vec<String>,
+    /// Every field path the decoder accepts at the mappings it visited (`etcd_tls.ca_file`,
+    /// `reboot_required_detectors[0].cmd`): the test that keeps docs/CONFIG.md equal to the
+    /// decoder reads it, so a new field cannot go undocumented.
+    pub accepted: Vec<String>,
 }
 
 /// The Go daemon's top-level fields (everything else is new in this daemon).
@@ -164,6 +168,9 @@ impl Dec<'_> {
                 return None;
             }
         };
+        self.out
+            .accepted
+            .extend(known.iter().map(|k| join(path, k)));
         let mut out = Vec::new();
         for (k, v) in entries {
             let name = k.scalar().map(|s| s.text.as_str()).unwrap_or("?");

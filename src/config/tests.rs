@@ -683,3 +683,108 @@ fn credentials_in_an_endpoint_url_are_rejected_without_echoing_them() {
         assert!(!err.contains("s3cret"), "{err}");
     }
 }
+
+/// Every field the decoder accepts, found by decoding a document in which every section is
+/// present (so the decoder visits each mapping once).
+fn accepted_fields() -> Vec<String> {
+    const EVERY_SECTION: &str = r#"
+reboot_required_detectors: [{type: file, path: /x}]
+etcd_tls: {}
+cluster_policies: {}
+windows: {}
+metrics: {}
+etcd_auth: {}
+hooks: {}
+webhooks: {}
+log: {}
+"#;
+    let doc = super::yaml::parse(EVERY_SECTION, 0)
+        .ok()
+        .and_then(|p| p.doc)
+        .unwrap_or_else(|| panic!("the test document must parse"));
+    let (_, decoded) = super::decode::decode(&doc, &[]);
+    // `reboot_required_detectors[0].cmd` → `reboot_required_detectors.cmd`
+    let mut all: Vec<String> = decoded
+        .accepted
+        .iter()
+        .map(|p| p.replace("[0]", ""))
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// The backticked names in the first column of the field tables of docs/CONFIG.md (the Go
+/// fields and the new fields; `etcd_tls.cert_file`, `etcd_tls.key_file` in one cell are two).
+fn documented_fields(doc: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_fields = false;
+    for line in doc.lines() {
+        if line.starts_with('#') {
+            in_fields =
+                line.starts_with("## Fields of the Go daemon") || line.starts_with("## New fields");
+            continue;
+        }
+        let Some(row) = line.strip_prefix("| ") else {
+            continue;
+        };
+        if !in_fields {
+            continue;
+        }
+        let first = row.split(" | ").next().unwrap_or_default();
+        out.extend(
+            first
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|name| !name.is_empty())
+                .map(String::from),
+        );
+    }
+    out
+}
+
+#[test]
+fn config_md_documents_exactly_the_fields_the_decoder_accepts() {
+    let doc = include_str!("../../docs/CONFIG.md");
+    let accepted = accepted_fields();
+    assert!(
+        accepted.len() > 60,
+        "the decoder visited too few sections: {accepted:?}"
+    );
+    // Every accepted field is documented: as a table row (`etcd_tls.ca_file`), as the prefix of
+    // documented rows (`etcd_tls` → `etcd_tls.…`), or, for a detector field, in the Detectors
+    // section.
+    let documented = documented_fields(doc);
+    assert!(
+        documented.len() > 40,
+        "field tables not found: {documented:?}"
+    );
+    let detectors = doc
+        .split("### Detectors")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .unwrap_or_default();
+    let undocumented: Vec<&String> = accepted
+        .iter()
+        .filter(|f| match f.strip_prefix("reboot_required_detectors.") {
+            Some(leaf) => !detectors.contains(&format!("`{leaf}`")),
+            None => !documented
+                .iter()
+                .any(|d| d == *f || d.starts_with(&format!("{f}."))),
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "fields the decoder accepts but docs/CONFIG.md does not document: {undocumented:?}"
+    );
+    // Every documented field row names a field the decoder accepts.
+    let unknown: Vec<&String> = documented
+        .iter()
+        .filter(|d| !accepted.contains(d))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "docs/CONFIG.md documents fields the decoder does not accept: {unknown:?}"
+    );
+}
