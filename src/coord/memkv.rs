@@ -103,6 +103,10 @@ struct State {
     keys: BTreeMap<String, KeyValue>,
     /// Live leases.
     leases: BTreeMap<LeaseId, Lease>,
+    /// Every live lease by (deadline, id): expiring overdue leases, which every call does,
+    /// looks at the overdue ones only instead of scanning every lease (a 1 000-node simulation
+    /// spent a sixth of its time in that scan, issue #18).
+    deadlines: BTreeSet<(Instant, LeaseId)>,
     /// Next lease id to hand out.
     next_lease: LeaseId,
     /// Events of every revision ≥ `compacted`, one entry per revision, oldest first.
@@ -125,6 +129,7 @@ impl Default for State {
             revision: 1,
             keys: BTreeMap::new(),
             leases: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
             next_lease: 1,
             history: Vec::new(),
             compacted: 1,
@@ -155,15 +160,24 @@ impl State {
     /// Expires every lease whose deadline has passed, oldest deadline first (ties by id), each
     /// at its own revision.
     fn expire_overdue(&mut self, now: Instant) {
-        let mut overdue: Vec<(Instant, LeaseId)> = self
-            .leases
-            .iter()
-            .filter(|(_, l)| l.deadline <= now)
-            .map(|(id, l)| (l.deadline, *id))
-            .collect();
-        overdue.sort();
-        for (_, id) in overdue {
-            self.remove_lease(id, now);
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                return;
+            }
+            if !self.remove_lease(id, now) {
+                // Not a live lease (cannot happen: both collections change together); drop
+                // the entry so the loop ends.
+                self.deadlines.remove(&(deadline, id));
+            }
+        }
+    }
+
+    /// Moves lease `id`'s deadline (grant, keep-alive), keeping [`State::deadlines`] in step.
+    fn set_deadline(&mut self, id: LeaseId, deadline: Instant) {
+        if let Some(l) = self.leases.get_mut(&id) {
+            self.deadlines.remove(&(l.deadline, id));
+            l.deadline = deadline;
+            self.deadlines.insert((deadline, id));
         }
     }
 
@@ -172,6 +186,7 @@ impl State {
         let Some(lease) = self.leases.remove(&id) else {
             return false;
         };
+        self.deadlines.remove(&(lease.deadline, id));
         let rev = self.revision + 1;
         let events: Vec<WatchEvent> = lease
             .keys
@@ -378,6 +393,7 @@ impl MemKv {
         state.cancel_watches(&KvError::Unavailable("store replaced (memkv)".into()));
         state.keys.clear();
         state.leases.clear();
+        state.deadlines.clear();
         state.history.clear();
         state.revision = 1;
         state.compacted = 1;
@@ -440,14 +456,16 @@ impl MemKv {
         let mut state = self.available_state()?;
         let id = state.next_lease;
         state.next_lease += 1;
+        let deadline = Instant::now() + ttl;
         state.leases.insert(
             id,
             Lease {
                 ttl,
-                deadline: Instant::now() + ttl,
+                deadline,
                 keys: BTreeSet::new(),
             },
         );
+        state.deadlines.insert((deadline, id));
         Ok(id)
     }
 
@@ -470,7 +488,9 @@ impl MemKv {
         let (queue, queue_rx) = mpsc::unbounded_channel();
         let (cancel, cancel_rx) = oneshot::channel();
         let deliver_at = Instant::now() + state.watch_delay;
-        for (_, events) in state.history.iter().filter(|(rev, _)| *rev >= start) {
+        // The history is in revision order: find the start instead of scanning it all.
+        let from = state.history.partition_point(|(rev, _)| *rev < start);
+        for (_, events) in &state.history[from..] {
             let batch = matching(events, prefix);
             if !batch.is_empty() {
                 // The receiver is alive: it was created above.
@@ -646,12 +666,9 @@ impl Kv for MemKv {
 
     async fn lease_keep_alive(&self, id: LeaseId) -> Result<Duration, KvError> {
         let mut state = self.available_state()?;
-        let lease = state
-            .leases
-            .get_mut(&id)
-            .ok_or(KvError::LeaseNotFound(id))?;
-        lease.deadline = Instant::now() + lease.ttl;
-        Ok(lease.ttl)
+        let ttl = state.leases.get(&id).ok_or(KvError::LeaseNotFound(id))?.ttl;
+        state.set_deadline(id, Instant::now() + ttl);
+        Ok(ttl)
     }
 
     async fn lease_revoke(&self, id: LeaseId) -> Result<(), KvError> {
