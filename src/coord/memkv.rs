@@ -80,6 +80,30 @@ pub struct MemKvStats {
     pub history: usize,
 }
 
+/// What clients asked of the store since it was created ([`MemKv::load`]): the etcd load a
+/// simulated fleet causes, per kind of request (issue #18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemKvLoad {
+    /// Range reads (prefix reads).
+    pub ranges: u64,
+    /// Single-key reads.
+    pub gets: u64,
+    /// Requests that wrote (put, delete, transactions whose branch wrote something).
+    pub writes: u64,
+    /// Transactions, whatever their branch did (a put is one).
+    pub txns: u64,
+    /// Leases granted.
+    pub lease_grants: u64,
+    /// Lease keep-alives.
+    pub keep_alives: u64,
+    /// Lease revokes and TTL lookups.
+    pub lease_other: u64,
+    /// Watches opened.
+    pub watches: u64,
+    /// Watch events queued to watchers (each event counted once per watcher that gets it).
+    pub watch_events: u64,
+}
+
 /// One batch queued for a watcher: when to deliver it, and the events.
 type Batch = (Instant, Vec<WatchEvent>);
 
@@ -121,6 +145,8 @@ struct State {
     watch_delay: Duration,
     /// The cluster id every response carries (a replaced store has another one).
     cluster_id: u64,
+    /// Requests counted so far.
+    load: MemKvLoad,
 }
 
 impl Default for State {
@@ -137,6 +163,7 @@ impl Default for State {
             available: true,
             watch_delay: Duration::ZERO,
             cluster_id: 0x00c1_5e7e_0001,
+            load: MemKvLoad::default(),
         }
     }
 }
@@ -209,6 +236,7 @@ impl State {
         }
         self.revision = rev;
         let deliver_at = now + self.watch_delay;
+        let mut delivered = 0;
         // A watch whose stream was dropped (its forwarding task ended) goes at the next write,
         // whatever its prefix: pruning only those that failed a send kept every dead watch on
         // a key that never changes (the soak found one per daemon incarnation, issue #20).
@@ -217,8 +245,10 @@ impl State {
                 return false;
             }
             let batch = matching(&events, &w.prefix);
+            delivered += batch.len() as u64;
             batch.is_empty() || w.queue.send((deliver_at, batch)).is_ok()
         });
+        self.load.watch_events += delivered;
         self.history.push((rev, events));
     }
 
@@ -451,9 +481,16 @@ impl MemKv {
         }
     }
 
+    /// Every request counted since the store was created (not reset by
+    /// [`MemKv::replace_with_empty`]): what the fleet would ask of etcd.
+    pub fn load(&self) -> MemKvLoad {
+        lock(&self.inner).load
+    }
+
     /// Grants a lease (synchronous part of [`Kv::lease_grant`]); the caller spawns its timer.
     fn grant(&self, ttl: Duration) -> Result<LeaseId, KvError> {
         let mut state = self.available_state()?;
+        state.load.lease_grants += 1;
         let id = state.next_lease;
         state.next_lease += 1;
         let deadline = Instant::now() + ttl;
@@ -490,13 +527,17 @@ impl MemKv {
         let deliver_at = Instant::now() + state.watch_delay;
         // The history is in revision order: find the start instead of scanning it all.
         let from = state.history.partition_point(|(rev, _)| *rev < start);
+        let mut replayed = 0;
         for (_, events) in &state.history[from..] {
             let batch = matching(events, prefix);
+            replayed += batch.len() as u64;
             if !batch.is_empty() {
                 // The receiver is alive: it was created above.
                 let _ = queue.send((deliver_at, batch));
             }
         }
+        state.load.watches += 1;
+        state.load.watch_events += replayed;
         state.watchers.push(Watcher {
             prefix: prefix.to_owned(),
             queue,
@@ -578,7 +619,8 @@ async fn forward_watch(
 
 impl Kv for MemKv {
     async fn range(&self, prefix: &str, opts: RangeOpts) -> Result<RangeResult, KvError> {
-        let state = self.available_state()?;
+        let mut state = self.available_state()?;
+        state.load.ranges += 1;
         let mut kvs: Vec<KeyValue> = state
             .keys
             .range(prefix.to_owned()..)
@@ -614,7 +656,8 @@ impl Kv for MemKv {
     }
 
     async fn get(&self, key: &str) -> Result<(Option<KeyValue>, Revision), KvError> {
-        let state = self.available_state()?;
+        let mut state = self.available_state()?;
+        state.load.gets += 1;
         Ok((state.get(key), state.revision))
     }
 
@@ -636,6 +679,7 @@ impl Kv for MemKv {
     async fn delete(&self, key: &str) -> Result<(Revision, bool), KvError> {
         let mut state = self.available_state()?;
         let existed = state.keys.contains_key(key);
+        state.load.writes += 1;
         state.apply(vec![TxnOp::Delete(key.to_owned())], Instant::now());
         Ok((state.revision, existed))
     }
@@ -650,6 +694,10 @@ impl Kv for MemKv {
         let succeeded = compares.iter().all(|c| state.compare(c));
         let ops = if succeeded { success } else { failure };
         state.validate(&ops)?;
+        state.load.txns += 1;
+        if ops.iter().any(|op| !matches!(op, TxnOp::Get(_))) {
+            state.load.writes += 1;
+        }
         let gets = state.apply(ops, Instant::now());
         Ok(TxnResult {
             succeeded,
@@ -666,18 +714,22 @@ impl Kv for MemKv {
 
     async fn lease_keep_alive(&self, id: LeaseId) -> Result<Duration, KvError> {
         let mut state = self.available_state()?;
+        state.load.keep_alives += 1;
         let ttl = state.leases.get(&id).ok_or(KvError::LeaseNotFound(id))?.ttl;
         state.set_deadline(id, Instant::now() + ttl);
         Ok(ttl)
     }
 
     async fn lease_revoke(&self, id: LeaseId) -> Result<(), KvError> {
-        self.available_state()?.remove_lease(id, Instant::now());
+        let mut state = self.available_state()?;
+        state.load.lease_other += 1;
+        state.remove_lease(id, Instant::now());
         Ok(())
     }
 
     async fn lease_ttl(&self, id: LeaseId) -> Result<Option<Duration>, KvError> {
-        let state = self.available_state()?;
+        let mut state = self.available_state()?;
+        state.load.lease_other += 1;
         let now = Instant::now();
         Ok(state
             .leases

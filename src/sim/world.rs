@@ -505,6 +505,7 @@ async fn run_async(spec: SimSpec) -> SimReport {
         violations: std::mem::take(&mut w.violations),
         steps: w.steps,
         soak: std::mem::take(&mut w.soak),
+        kv_load: sh.kv.load(),
     };
     for n in &mut w.nodes {
         n.close(end_ms);
