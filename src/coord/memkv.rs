@@ -16,7 +16,8 @@
 //!   deliver live changes. History older than the compaction point is gone.
 //! - Faults are injected through inherent methods ([`MemKv::set_available`],
 //!   [`MemKv::expire_lease`], [`MemKv::drop_watches`], [`MemKv::delay_watch_events`],
-//!   [`MemKv::compact`]); [`MemKv::dump`] exposes the keys for invariant checks.
+//!   [`MemKv::compact`]); [`MemKv::dump`] exposes the keys for invariant checks, and
+//!   [`MemKv::load`] counts the requests made (the etcd load of a simulated fleet).
 //! - Deterministic: no randomness, no wall clock, `BTreeMap` iteration everywhere. Clones share
 //!   one store, like several clients of one cluster.
 //!
