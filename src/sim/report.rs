@@ -123,6 +123,8 @@ pub struct SimReport {
     pub steps: u64,
     /// A soak's reboot count and checkpoints (empty outside a soak).
     pub soak: Progress,
+    /// The requests the fleet made of the simulated etcd over the run (its load, issue #18).
+    pub kv_load: crate::coord::memkv::MemKvLoad,
 }
 
 /// `+1h02m03.004s`-style offset for logs.

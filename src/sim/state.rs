@@ -124,6 +124,8 @@ pub struct World {
     pub pending_actions: usize,
     /// A soak's progress ([`super::soak`]).
     pub soak: Progress,
+    /// The node that kept the run from being quiet at the last check (checked first next time).
+    pub busy_hint: usize,
 }
 
 /// What every task of the simulation shares.

@@ -284,19 +284,36 @@ impl Shared {
     /// Whether the run can stop: no more actions, every node up (or gone for good), idle,
     /// without pending updates and out of its reboot span.
     fn quiet(&self) -> bool {
-        let w = self.world();
+        let mut w = self.world();
         if w.soak.done {
             return true;
         }
-        w.pending_actions == 0
-            && w.nodes.iter().enumerate().all(|(i, n)| {
-                let gone = !n.powered && self.spec.never_return.contains(&i);
-                gone || (n.powered
-                    && n.daemon.is_some()
-                    && !n.needs_reboot
-                    && !n.in_span
-                    && n.activity.0 == Activity::State(StateName::Idle))
-            })
+        if w.pending_actions != 0 {
+            return false;
+        }
+        let done = |i: usize, n: &NodeState| {
+            let gone = !n.powered && self.spec.never_return.contains(&i);
+            gone || (n.powered
+                && n.daemon.is_some()
+                && !n.needs_reboot
+                && !n.in_span
+                && n.activity.0 == Activity::State(StateName::Idle))
+        };
+        // Asked after every node's arrival in Idle: start with the node that kept the run
+        // going last time (usually still busy) instead of walking every node each time, which
+        // made an N-node plan cost O(N) per idle check (issue #18). Same answer either way.
+        let len = w.nodes.len();
+        let hint = w.busy_hint.min(len.saturating_sub(1));
+        let busy = (0..len)
+            .map(|k| (hint + k) % len)
+            .find(|&i| !done(i, &w.nodes[i]));
+        match busy {
+            Some(i) => {
+                w.busy_hint = i;
+                false
+            }
+            None => true,
+        }
     }
 }
 
@@ -439,6 +456,7 @@ async fn run_async(spec: SimSpec) -> SimReport {
             steps: 0,
             pending_actions: actions.len(),
             soak: Progress::default(),
+            busy_hint: 0,
         }),
         spec,
     });
@@ -487,6 +505,7 @@ async fn run_async(spec: SimSpec) -> SimReport {
         violations: std::mem::take(&mut w.violations),
         steps: w.steps,
         soak: std::mem::take(&mut w.soak),
+        kv_load: sh.kv.load(),
     };
     for n in &mut w.nodes {
         n.close(end_ms);

@@ -6,4 +6,5 @@
 mod architecture;
 mod fsm_spec;
 mod sim;
+mod sim_load;
 mod sim_soak;
