@@ -212,6 +212,20 @@ fn every_rule_names_its_field() {
             "reboot_lease_ttl_sec: 0",
             "reboot_lease_ttl_sec: must be greater than 0",
         ),
+        ("group: 'db/shard'", "group: must be at most 64 characters"),
+        ("group: '..'", "group: must be at most 64 characters"),
+        (
+            "{group: db, group_max_concurrent_reboots: 0}",
+            "group_max_concurrent_reboots: must be between 1",
+        ),
+        (
+            "{group: db, lock_backend: local}",
+            "group: needs lock_backend: etcd",
+        ),
+        (
+            "{group: db, lock_key: /reboot_group/db}",
+            "lock_key: must not contain or lie under the group pools' prefix",
+        ),
         (
             "post_reboot_health_timeout_sec: 0",
             "post_reboot_health_timeout_sec: must be greater than 0",
@@ -682,4 +696,28 @@ fn credentials_in_an_endpoint_url_are_rejected_without_echoing_them() {
         );
         assert!(!err.contains("s3cret"), "{err}");
     }
+}
+
+#[test]
+fn reboot_group_settings() {
+    let s = with("{group: ' db-1 ', group_max_concurrent_reboots: 2}")
+        .expect("valid")
+        .settings;
+    assert_eq!(
+        s.group,
+        Some(RebootGroup {
+            name: "db-1".into(),
+            max_concurrent_reboots: 2
+        })
+    );
+    let v = with("group_max_concurrent_reboots: 3").expect("valid");
+    assert_eq!(v.settings.group, None);
+    assert!(
+        v.warnings
+            .iter()
+            .any(|w| w.to_string().contains("group_max_concurrent_reboots")),
+        "{:?}",
+        v.warnings
+    );
+    assert_eq!(with("{}").expect("valid").settings.group, None);
 }

@@ -54,6 +54,9 @@ impl<C: Coordinator> Driver<C> {
             })
             .await;
         self.node.coord.set_capacity(applied.max_concurrent_reboots);
+        if let Some(g) = &applied.group {
+            self.node.coord.set_group_capacity(g.max_concurrent_reboots);
+        }
         self.node
             .coord
             .set_policies(applied.policies.clone(), applied.health_stale_after);
@@ -92,5 +95,12 @@ pub fn hot_reload(old: &Settings, new: Settings) -> (Settings, Vec<&'static str>
     keep!(metrics_listen, "metrics.listen");
     keep!(lock_ttl, "lock_ttl_sec");
     keep!(webhooks, "webhooks");
+    // The group itself needs a restart (a node never changes pools while queued or holding);
+    // its pool size is applied like max_concurrent_reboots.
+    let name = |g: &Option<crate::config::RebootGroup>| g.as_ref().map(|g| g.name.clone());
+    if name(&s.group) != name(&old.group) {
+        ignored.push("group");
+        s.group = old.group.clone();
+    }
     (s, ignored)
 }

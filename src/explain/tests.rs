@@ -473,6 +473,7 @@ fn slot_held_by_another_node() {
                 node: "node-3".into(),
                 since: Some(T0 - 25 * MIN),
             }],
+            pool: None,
         },
         "waiting for slot, position 2, held by node-3 since 2026-11-27T02:35:00Z",
     ));
