@@ -1359,7 +1359,22 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
     async fn fleet_view(&self) -> Result<super::fleet_view::FleetView, CoordError> {
         let stale_after = self.policies.lock().unwrap_or_else(|p| p.into_inner()).1;
         let capacity = *self.capacity.borrow();
-        Ok(super::fleet_view::read(&self.kv, &self.cfg.keys, capacity, stale_after).await?)
+        let group_capacity = *self.group_capacity.borrow();
+        let own = self
+            .cfg
+            .group
+            .as_ref()
+            .map(|g| (g.name.as_str(), group_capacity));
+        Ok(
+            super::fleet_view::read_with_group(
+                &self.kv,
+                &self.cfg.keys,
+                capacity,
+                own,
+                stale_after,
+            )
+            .await?,
+        )
     }
 
     async fn pause(&self) -> Result<Option<String>, CoordError> {

@@ -515,6 +515,49 @@ last 4 transitions:
     assert_eq!(j["next_check_at"], Value::Null);
 }
 
+/// Issue #16: a node in a reboot group says which pool it waits for and who holds it.
+#[test]
+fn group_slot_held_by_a_group_peer() {
+    use StateName::*;
+    let mut records = pass_start(T0);
+    records.push(rec(
+        T0 + 5000,
+        Locking,
+        Locking,
+        Event::SlotQueued {
+            id: 5,
+            position: 1,
+            holders: vec![SlotHolder {
+                node: "db-2".into(),
+                since: None,
+            }],
+            pool: Some("db".into()),
+        },
+        "waiting for a slot of reboot group db, position 1, held by db-2",
+    ));
+    let st = state(
+        StateName::Locking,
+        T0 + 4000,
+        "waiting for a slot of reboot group db, position 1, held by db-2",
+        None,
+        T0 + 4000,
+    );
+    let now = T0 + 5 * MIN;
+    let e = explain(&st, &records, &ctx(now));
+    let text = render_text(&e, now);
+    assert!(
+        text.contains("blocked by the reboot slot: the slots of reboot group db are held by db-2; we wait at queue position 1 of the group"),
+        "{text}"
+    );
+    assert!(
+        text.contains("waiting for: the pool of reboot group db"),
+        "{text}"
+    );
+    let j = render_json(&e);
+    assert_eq!(j["blocked_by"]["evidence"]["pool"], "db");
+    assert_eq!(j["blocked_by"]["evidence"]["holders"][0]["node"], "db-2");
+}
+
 #[test]
 fn cooldown_remaining_and_by() {
     use StateName::*;

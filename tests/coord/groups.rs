@@ -311,6 +311,39 @@ async fn no_group_no_group_keys<K: Kv + Clone>(kv: K) {
     n.release_slot().await.expect("release");
 }
 
+/// `cluster status` (and the page's JSON) show each group's pool: who holds, who waits, and
+/// the slot count of the reader's own group; `cluster forget` semantics are in tests/daemon.
+async fn the_fleet_view_shows_the_group_pools<K: Kv + Clone>(kv: K) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a1 = member(&kv, "a1", "a", 1, 2, dir.path());
+    let a2 = member(&kv, "a2", "a", 1, 2, dir.path());
+    let (h, _) = join(&a1);
+    acquired(h).await;
+    let (h_a2, _) = join(&a2);
+    still_waiting(&h_a2).await;
+    let v = a2.fleet_view().await.expect("view");
+    assert_eq!(v.groups.len(), 1, "{:?}", v.groups);
+    let g = &v.groups[0];
+    assert_eq!((g.group.as_str(), g.max_concurrent_reboots), ("a", Some(1)));
+    let states: Vec<(&str, &str)> = g
+        .entries
+        .iter()
+        .map(|e| (e.node.as_str(), e.state.as_str()))
+        .collect();
+    assert_eq!(states, [("a1", "held"), ("a2", "waiting")]);
+    let text = clusterrebootd::fleet::table::render(&v, jiff::Timestamp::now());
+    assert!(text.contains("group a: 1 of 1 held\n  held: a1"), "{text}");
+    assert!(text.contains("  queued #1: a2"), "{text}");
+    let json = serde_json::to_value(&v).expect("json");
+    assert_eq!(json["groups"][0]["entries"][1]["node"], "a2");
+    // Without group entries the JSON has no `groups` member (schema unchanged).
+    a1.release_slot().await.expect("release");
+    a2.leave_queue().await.expect("leave");
+    h_a2.abort();
+    let json = serde_json::to_value(a1.fleet_view().await.expect("view")).expect("json");
+    assert!(json.get("groups").is_none(), "{json}");
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         pub mod memkv {
@@ -341,6 +374,7 @@ both!(
     a_killed_holder_frees_both,
     reconcile_finds_both,
     no_group_no_group_keys,
+    the_fleet_view_shows_the_group_pools,
 );
 
 /// Why the order is fixed: a node that takes the cluster slot first, mixed with nodes that
