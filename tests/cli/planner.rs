@@ -288,7 +288,7 @@ fn bad_groups_are_usage_errors_naming_the_item() {
         ]);
         assert_eq!(code, 64, "{groups}: {out}{err}");
         assert!(
-            err.contains(says) && err.contains(groups.split(',').last().unwrap_or_default()),
+            err.contains(says) && err.contains(groups.split(',').next_back().unwrap_or_default()),
             "{groups}: {err}"
         );
     }
