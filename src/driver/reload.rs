@@ -104,3 +104,38 @@ pub fn hot_reload(old: &Settings, new: Settings) -> (Settings, Vec<&'static str>
     }
     (s, ignored)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::hot_reload;
+    use crate::config::{Settings, ValidateEnv, load::from_strs, validate_loaded};
+
+    fn settings(extra: &str) -> Settings {
+        let base = "node_name: n1\nreboot_required_detectors: [{type: file, path: /r}]\nhealth_script: /h\netcd_endpoints: [\"http://127.0.0.1:2379\"]\n";
+        let env = ValidateEnv {
+            hostname: Some("h".into()),
+        };
+        validate_loaded(from_strs(&[base, extra]).expect("load"), &env)
+            .expect("valid")
+            .settings
+    }
+
+    /// Issue #16: the group needs a restart (a node never changes pools while queued or
+    /// holding); its pool size is applied at once.
+    #[test]
+    fn the_group_needs_a_restart_its_size_does_not() {
+        let old = settings("{group: db, group_max_concurrent_reboots: 1}");
+        let (s, ignored) = hot_reload(
+            &old,
+            settings("{group: db, group_max_concurrent_reboots: 2}"),
+        );
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(s.group.map(|g| g.max_concurrent_reboots), Some(2));
+        let (s, ignored) = hot_reload(&old, settings("{group: web}"));
+        assert_eq!(ignored, ["group"]);
+        assert_eq!(s.group.map(|g| g.name), Some("db".into()));
+        let (s, ignored) = hot_reload(&old, settings("{}"));
+        assert_eq!(ignored, ["group"]);
+        assert!(s.group.is_some());
+    }
+}

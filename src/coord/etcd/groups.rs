@@ -50,13 +50,19 @@ pub enum AcquireOrder {
 
 impl<K: Kv + Clone> EtcdBackend<K> {
     /// Creates `key_of(session)` on the session lease; a lease that is gone (expired unnoticed,
-    /// or an accepted new store never had it) starts a new session once.
+    /// or an accepted new store never had it) starts a new session once. With `remember_as`
+    /// (`Some(is_group)`) the key is remembered **before** it is created, so that a join
+    /// cancelled right after the create still leaves (deletes) it.
     async fn create_on_session(
         &self,
         key_of: impl Fn(LeaseId) -> String,
+        remember_as: Option<bool>,
     ) -> Result<(LeaseId, String), CoordError> {
         let lease = self.session().await?;
         let key = key_of(lease);
+        if let Some(is_group) = remember_as {
+            self.remember(is_group, &key);
+        }
         match slots::create_entry(&self.kv, &key, &self.value("waiting"), lease).await {
             Ok(_) => Ok((lease, key)),
             Err(SlotError::Kv(KvError::LeaseNotFound(_))) => {
@@ -69,6 +75,9 @@ impl<K: Kv + Clone> EtcdBackend<K> {
                 }
                 let lease = self.session().await?;
                 let key = key_of(lease);
+                if let Some(is_group) = remember_as {
+                    self.remember(is_group, &key);
+                }
                 slots::create_entry(&self.kv, &key, &self.value("waiting"), lease).await?;
                 Ok((lease, key))
             }
@@ -82,7 +91,7 @@ impl<K: Kv + Clone> EtcdBackend<K> {
         updates: &mpsc::Sender<QueueUpdate>,
     ) -> Result<(), CoordError> {
         let (lease, key) = self
-            .create_on_session(|l| self.cfg.keys.slot_entry(l))
+            .create_on_session(|l| self.cfg.keys.slot_entry(l), None)
             .await?;
         lock(&self.inner).entry = Some(key.clone());
         self.wait_in(None, &key, updates).await?;
@@ -111,12 +120,11 @@ impl<K: Kv + Clone> EtcdBackend<K> {
         let cluster_key = |l| keys.slot_entry(l);
         let first_is_group = self.cfg.acquire_order == AcquireOrder::GroupFirst;
         let (lease, first) = if first_is_group {
-            self.create_on_session(group_key).await?
+            self.create_on_session(group_key, Some(true)).await?
         } else {
-            self.create_on_session(cluster_key).await?
+            self.create_on_session(cluster_key, Some(false)).await?
         };
         let first_pool = first_is_group.then_some(group.name.as_str());
-        self.remember(first_pool.is_some(), &first);
         self.wait_in(first_pool, &first, updates).await?;
         // The second entry on the same lease: a lease that is gone now took the first entry
         // with it, so there is no new session here (the join fails closed and is retried).
@@ -125,9 +133,9 @@ impl<K: Kv + Clone> EtcdBackend<K> {
         } else {
             group_key(lease)
         };
-        slots::create_entry(&self.kv, &second, &self.value("waiting"), lease).await?;
         let second_pool = (!first_is_group).then_some(group.name.as_str());
         self.remember(second_pool.is_some(), &second);
+        slots::create_entry(&self.kv, &second, &self.value("waiting"), lease).await?;
         self.wait_in(second_pool, &second, updates).await?;
         // Both held: mark them, in one transaction that requires both (a first entry deleted
         // meanwhile, by an operator, is a lost slot, never a recreated one).
