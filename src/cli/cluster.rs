@@ -287,13 +287,21 @@ async fn execute<K: Kv>(
         ClusterCommand::Forget { key: Some(key), .. } => {
             // Only a queue entry: the key is resolved under the slot prefix (or, for a reboot
             // group's entry, the group root) and never outside.
-            let prefix = if key.starts_with(&keys.group_root()) {
+            // `reboot_group/<group>/<entry>` names a group entry below the namespace (what
+            // `status --explain` prints for an entry there that is no node's record).
+            let relative_group = key
+                .trim_start_matches('/')
+                .strip_prefix("reboot_group/")
+                .filter(|_| !key.starts_with(&keys.group_root()));
+            let prefix = if key.starts_with(&keys.group_root()) || relative_group.is_some() {
                 keys.group_root()
             } else {
                 keys.slot_prefix()
             };
             let full = if key.starts_with(&prefix) {
                 key.clone()
+            } else if let Some(rest) = relative_group {
+                format!("{prefix}{rest}")
             } else {
                 format!("{prefix}{}", key.trim_start_matches('/'))
             };

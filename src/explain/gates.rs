@@ -455,6 +455,10 @@ pub(super) fn locking_block(records: &[Record]) -> Option<Block> {
     };
     let unblock = match holders.first() {
         Some(h) => match foreign_entry(&h.node) {
+            // In a group pool the entry is named below the group's prefix.
+            Some(entry) if let Some(g) = pool => format!(
+                "the slot of reboot group {g} is held by an entry that is no node's record ({entry} under reboot_group/{g}/); if no daemon owns it, remove it: clusterrebootd cluster forget --key reboot_group/{g}/{entry}"
+            ),
             Some(entry) => format!(
                 "the slot is held by a queue entry that is no node's record ({entry} under lock_key); if no daemon owns it, remove it: clusterrebootd cluster forget --key {entry}"
             ),

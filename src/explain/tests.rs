@@ -556,6 +556,27 @@ fn group_slot_held_by_a_group_peer() {
     let j = render_json(&e);
     assert_eq!(j["blocked_by"]["evidence"]["pool"], "db");
     assert_eq!(j["blocked_by"]["evidence"]["holders"][0]["node"], "db-2");
+    // An entry that is no node's record is named for `cluster forget --key` below the group.
+    records.push(rec(
+        T0 + 6000,
+        Locking,
+        Locking,
+        Event::SlotQueued {
+            id: 5,
+            position: 1,
+            holders: vec![SlotHolder {
+                node: "unknown (2b)".into(),
+                since: None,
+            }],
+            pool: Some("db".into()),
+        },
+        "waiting for a slot of reboot group db, position 1, held by unknown (2b)",
+    ));
+    let text = render_text(&explain(&st, &records, &ctx(now)), now);
+    assert!(
+        text.contains("clusterrebootd cluster forget --key reboot_group/db/2b"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -559,5 +559,15 @@ fn a_grouped_node_waits_for_its_group_then_takes_both_slots() {
         !dump.contains("/e2e/reboot_group/") && !dump.contains("/e2e/cluster/clusterrebootd/lock/"),
         "both entries released after recovery: {dump}"
     );
+    // An entry in a group pool that is no node's record is removed by its relative name, the
+    // one `status --explain` prints.
+    let (ok, out) = e.etcdctl(None, &["put", "/e2e/reboot_group/db/2b", "garbage"]);
+    assert!(ok, "{out}");
+    let (code, out, err) = a.once(&["cluster", "forget", "--key", "reboot_group/db/2b", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("removed queue entry /e2e/reboot_group/db/2b"),
+        "{out}"
+    );
     sigterm(&mut da);
 }
