@@ -344,6 +344,24 @@ async fn the_fleet_view_shows_the_group_pools<K: Kv + Clone>(kv: K) {
     assert!(json.get("groups").is_none(), "{json}");
 }
 
+/// Hostile etcd (issue #20's rules, for the group pools): an entry that is no daemon's record
+/// holds a group slot — it blocks (fail closed) and is named by its key below the group — and
+/// the node gets through once it is removed.
+async fn a_foreign_group_entry_blocks_and_is_named<K: Kv + Clone>(kv: K) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let foreign = format!("{}ff", keys().group_prefix("a"));
+    kv.put(&foreign, b"garbage".to_vec(), 0).await.expect("put");
+    let a1 = member(&kv, "a1", "a", 1, 2, dir.path());
+    let (h, mut u) = join(&a1);
+    let q = next_update(&mut u).await;
+    assert_eq!(q.pool.as_deref(), Some("a"));
+    assert_eq!(q.holders[0].node, "unknown (ff)", "{q:?}");
+    still_waiting(&h).await;
+    assert!(entries(&kv, &keys().slot_prefix()).await.is_empty());
+    kv.delete(&foreign).await.expect("delete");
+    acquired(h).await;
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         pub mod memkv {
@@ -375,6 +393,7 @@ both!(
     reconcile_finds_both,
     no_group_no_group_keys,
     the_fleet_view_shows_the_group_pools,
+    a_foreign_group_entry_blocks_and_is_named,
 );
 
 /// Why the order is fixed: a node that takes the cluster slot first, mixed with nodes that
