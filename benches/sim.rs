@@ -50,6 +50,7 @@ fn rollout(nodes: usize, capacity: u32) -> SimSpec {
         record_journal: false,
         check_liveness: true,
         broken: None,
+        groups: Vec::new(),
         soak: None,
     }
 }

@@ -133,6 +133,7 @@ fn failure(effect: &Effect, v: u8) -> Option<Event> {
                     id: *id,
                     position: 1,
                     holders: vec![],
+                    pool: None,
                 }
             } else {
                 Event::SlotUnavailable {

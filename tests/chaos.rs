@@ -1183,3 +1183,92 @@ fn scenario_17_thresholds_hold_the_second_holder_in_place() {
     );
     c.finish();
 }
+
+/// Max nodes down together among `which` (from the simulator's reboot/up log).
+fn max_down_together_of(c: &Cluster, which: &[usize]) -> usize {
+    let mut edges: Vec<(u64, i32)> = Vec::new();
+    for &i in which {
+        let s = c.sim(i);
+        for (k, at) in s.reboot_cmd.iter().enumerate() {
+            edges.push((*at, 1));
+            edges.push((s.up.get(k).copied().unwrap_or(u64::MAX), -1));
+        }
+    }
+    cluster::max_overlap(edges)
+}
+
+/// Issue #16: 3 reboot groups of 3 nodes, one slot per group, two in the cluster. First a
+/// SIGKILL of a node holding both slots (in its post-lock check): both its entries stay until
+/// its session lease (lock_ttl_sec 4) expires, then both are gone. Then everyone arrives
+/// staggered: never two of a group down, never three in total, two really down together,
+/// everyone reboots once.
+#[test]
+fn scenario_18_reboot_groups_three_by_three() {
+    let c = Cluster::new(Opts {
+        n: 9,
+        k: 2,
+        down: Duration::from_secs(3),
+        health_timeout_sec: 3,
+        lock_ttl_sec: 4,
+        ..Opts::default()
+    });
+    let group = |i: usize| format!("g{}", i % 3);
+    for (i, nd) in c.nodes.iter().enumerate() {
+        let mut cfg = nd.read("config.yaml");
+        cfg.push_str(&format!(
+            "group: {}\ngroup_max_concurrent_reboots: 1\n",
+            group(i)
+        ));
+        std::fs::write(nd.path("config.yaml"), cfg).expect("config");
+    }
+    // The victim holds both slots in a slow post-lock check.
+    std::fs::write(c.nodes[0].path("slow"), "2.5").expect("slow");
+    c.start(0);
+    c.wait_for("node-0 in post-lock health", 20, |c| {
+        c.nodes[0].state()["state"] == "HealthPost"
+    });
+    let g0 = format!("{}/reboot_group/g0/", c.ns);
+    let lock = format!("{}/cluster/clusterrebootd/lock/", c.ns);
+    let dump = c.etcd_dump();
+    assert!(
+        dump.contains(&g0) && dump.contains(&lock),
+        "node-0 holds both entries:\n{dump}"
+    );
+    c.sigkill(0);
+    let killed = Instant::now();
+    let _ = std::fs::remove_file(c.nodes[0].path("slow"));
+    c.wait_for("both entries of the killed node to expire", 15, |c| {
+        let d = c.etcd_dump();
+        !d.contains(&g0) && !d.contains(&lock)
+    });
+    let freed = killed.elapsed();
+    assert!(
+        freed >= Duration::from_secs(2),
+        "entries gone {freed:?} after the kill: they live on the session lease"
+    );
+    assert_eq!(c.total_reboots(), 0, "{}", c.timeline());
+    // Everyone (the victim again first) arrives 0.5 s apart.
+    let t0 = epoch_ms();
+    for i in 0..c.nodes.len() {
+        hold_until(&c, t0 + 500 * i as u64);
+        c.start(i);
+    }
+    c.wait_all_rebooted_once(80);
+    assert!(c.max_seen() <= 2, "{}", c.timeline());
+    for g in 0..3 {
+        let members: Vec<usize> = (0..9).filter(|i| i % 3 == g).collect();
+        assert_eq!(
+            max_down_together_of(&c, &members),
+            1,
+            "group g{g}: two members down together (or none rebooted)\n{}",
+            c.timeline()
+        );
+        assert!(c.journal_max_overlap_of(&members) <= 1, "{}", c.timeline());
+    }
+    let together = max_down_together(&c);
+    assert_eq!(together, 2, "never two down together\n{}", c.timeline());
+    println!(
+        "scenario_18: 3 groups x 3 nodes, K_group 1, K_total 2: both entries freed {freed:?} after SIGKILL (lock_ttl_sec 4); max down together {together}"
+    );
+    c.finish();
+}

@@ -177,9 +177,18 @@ async fn execute<K: Kv>(
     let now = jiff::Timestamp::now().to_string();
     match cmd {
         ClusterCommand::Status { json } => {
-            let v =
-                crate::fleet::view::read(kv, keys, s.max_concurrent_reboots, s.health_stale_after)
-                    .await?;
+            let own = s
+                .group
+                .as_ref()
+                .map(|g| (g.name.as_str(), g.max_concurrent_reboots));
+            let v = crate::coord::fleet_view::read_with_group(
+                kv,
+                keys,
+                s.max_concurrent_reboots,
+                own,
+                s.health_stale_after,
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
@@ -276,10 +285,23 @@ async fn execute<K: Kv>(
             }
         }
         ClusterCommand::Forget { key: Some(key), .. } => {
-            // Only a queue entry: the key is resolved under the slot prefix and never outside.
-            let prefix = keys.slot_prefix();
+            // Only a queue entry: the key is resolved under the slot prefix (or, for a reboot
+            // group's entry, the group root) and never outside.
+            // `reboot_group/<group>/<entry>` names a group entry below the namespace (what
+            // `status --explain` prints for an entry there that is no node's record).
+            let relative_group = key
+                .trim_start_matches('/')
+                .strip_prefix("reboot_group/")
+                .filter(|_| !key.starts_with(&keys.group_root()));
+            let prefix = if key.starts_with(&keys.group_root()) || relative_group.is_some() {
+                keys.group_root()
+            } else {
+                keys.slot_prefix()
+            };
             let full = if key.starts_with(&prefix) {
                 key.clone()
+            } else if let Some(rest) = relative_group {
+                format!("{prefix}{rest}")
             } else {
                 format!("{prefix}{}", key.trim_start_matches('/'))
             };
@@ -303,7 +325,13 @@ async fn execute<K: Kv>(
             node: Some(node), ..
         } => {
             let mut removed = Vec::new();
-            let queue = kv.range(&keys.slot_prefix(), RangeOpts::default()).await?;
+            let mut queue = kv.range(&keys.slot_prefix(), RangeOpts::default()).await?;
+            // Its entries in every reboot group's pool go too (issue #16).
+            queue.kvs.extend(
+                kv.range(&keys.group_root(), RangeOpts::default())
+                    .await?
+                    .kvs,
+            );
             for e in queue.kvs {
                 let mine =
                     serde_json::from_slice::<SlotValue>(&e.value).is_ok_and(|v| v.node == node);

@@ -67,6 +67,10 @@ pub struct PlanArgs {
     /// fleet; each node notices its update when it lands.
     #[arg(long, value_name = "SPREAD", default_value = "0s", requires = "cluster", value_parser = humantime::parse_duration)]
     pub arrivals: std::time::Duration,
+    /// Reboot groups: NAME=COUNTxK[,…] gives the next COUNT nodes the group NAME with K slots
+    /// (e.g. db=3x1,web=10x2); nodes beyond them are in no group.
+    #[arg(long, value_name = "GROUPS", requires = "cluster")]
+    pub groups: Option<String>,
     /// When the rollout starts (RFC 3339; default: now).
     #[arg(long, value_name = "RFC3339", requires = "cluster")]
     pub start: Option<String>,

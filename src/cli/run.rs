@@ -84,6 +84,11 @@ fn drive(rt: &tokio::runtime::Runtime, opts: Options, read_only: bool) -> Exit {
                 stale_after: s.health_stale_after,
                 read_only,
                 identity_file: Some(s.state_dir.join("etcd-identity.json")),
+                group: s.group.as_ref().map(|g| crate::coord::etcd::GroupPool {
+                    name: g.name.clone(),
+                    capacity: g.max_concurrent_reboots,
+                }),
+                acquire_order: crate::coord::etcd::AcquireOrder::GroupFirst,
             };
             let coord = Arc::new(EtcdBackend::new(kv, cfg));
             driver::run(opts, coord).await

@@ -108,7 +108,15 @@ pub fn cluster(config: &Path, nodes: u32, args: &super::PlanArgs) -> Exit {
         },
         None => crate::clock::Clock::System.now_ms(),
     };
+    let groups = match plan::parse_groups(args.groups.as_deref().unwrap_or(""), nodes as usize) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("simulate: {e}");
+            return Exit::Usage;
+        }
+    };
     let opts = plan::PlanOptions {
+        groups,
         nodes: nodes as usize,
         concurrency: args.concurrency,
         reboot: args.reboot_duration,

@@ -56,6 +56,8 @@ pub const GO_FIELDS: &[&str] = &[
 
 const NEW_FIELDS: &[&str] = &[
     "max_concurrent_reboots",
+    "group",
+    "group_max_concurrent_reboots",
     "reboot_lease_ttl_sec",
     "post_reboot_health_timeout_sec",
     "lock_wait_timeout_sec",
@@ -528,6 +530,12 @@ impl Dec<'_> {
             && let Some(v) = self.uint(n, &p, u32::MAX as u64, "≥ 1")
         {
             r.max_concurrent_reboots = v;
+        }
+        self.string_field(&f, "group", &mut r.group);
+        if let Some((n, p)) = f.get("group_max_concurrent_reboots")
+            && let Some(v) = self.uint(n, &p, u32::MAX as u64, "≥ 1")
+        {
+            r.group_max_concurrent_reboots = v;
         }
         self.secs(&f, "reboot_lease_ttl_sec", &mut r.reboot_lease_ttl_sec);
         self.secs(

@@ -57,6 +57,11 @@ pub struct RawConfig {
     pub dry_run: bool,
     /// New: how many nodes may be between "slot acquired" and "recovered" at once.
     pub max_concurrent_reboots: u64,
+    /// New (issue #16): the reboot group this node belongs to (empty = none): it then also
+    /// needs a slot in the group's own pool.
+    pub group: String,
+    /// New (issue #16): slots in this node's group pool.
+    pub group_max_concurrent_reboots: u64,
     /// New: how long the slot survives while the node is down.
     pub reboot_lease_ttl_sec: u64,
     /// New: seconds of failing post-reboot health before the status escalates to error.
@@ -116,6 +121,8 @@ impl Default for RawConfig {
             metrics: RawMetrics::default(),
             dry_run: false,
             max_concurrent_reboots: 1,
+            group: String::new(),
+            group_max_concurrent_reboots: 1,
             reboot_lease_ttl_sec: 1800,
             post_reboot_health_timeout_sec: 600,
             lock_wait_timeout_sec: 0,

@@ -58,6 +58,8 @@ pub struct Settings {
     pub dry_run: bool,
     /// Slots in the cluster pool (≥ 1).
     pub max_concurrent_reboots: u32,
+    /// The reboot group (issue #16), `None` = the node needs a cluster slot only.
+    pub group: Option<RebootGroup>,
     /// Lease TTL that carries the slot through the reboot.
     pub reboot_lease_ttl: Duration,
     /// Failing post-reboot health escalates to error status after this long.
@@ -154,6 +156,19 @@ impl Preset {
         }
     }
 }
+
+/// A node's reboot group (issue #16): it reboots only while it holds a slot in the group's
+/// pool **and** one in the cluster pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RebootGroup {
+    /// Group name (`[A-Za-z0-9._-]`, at most [`MAX_GROUP_NAME`] bytes: it is part of a key).
+    pub name: String,
+    /// Slots in the group's pool (≥ 1).
+    pub max_concurrent_reboots: u32,
+}
+
+/// The longest group name (it is part of every entry key of the group's pool).
+pub const MAX_GROUP_NAME: usize = 64;
 
 /// Retry backoff bounds; the machine computes exponential steps with jitter between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -212,6 +212,20 @@ fn every_rule_names_its_field() {
             "reboot_lease_ttl_sec: 0",
             "reboot_lease_ttl_sec: must be greater than 0",
         ),
+        ("group: 'db/shard'", "group: must be at most 64 characters"),
+        ("group: '..'", "group: must be at most 64 characters"),
+        (
+            "{group: db, group_max_concurrent_reboots: 0}",
+            "group_max_concurrent_reboots: must be between 1",
+        ),
+        (
+            "{group: db, lock_backend: local}",
+            "group: needs lock_backend: etcd",
+        ),
+        (
+            "{group: db, lock_key: /reboot_group/db}",
+            "lock_key: must not contain or lie under the group pools' prefix",
+        ),
         (
             "post_reboot_health_timeout_sec: 0",
             "post_reboot_health_timeout_sec: must be greater than 0",
@@ -787,4 +801,28 @@ fn config_md_documents_exactly_the_fields_the_decoder_accepts() {
         unknown.is_empty(),
         "docs/CONFIG.md documents fields the decoder does not accept: {unknown:?}"
     );
+}
+
+#[test]
+fn reboot_group_settings() {
+    let s = with("{group: ' db-1 ', group_max_concurrent_reboots: 2}")
+        .expect("valid")
+        .settings;
+    assert_eq!(
+        s.group,
+        Some(RebootGroup {
+            name: "db-1".into(),
+            max_concurrent_reboots: 2
+        })
+    );
+    let v = with("group_max_concurrent_reboots: 3").expect("valid");
+    assert_eq!(v.settings.group, None);
+    assert!(
+        v.warnings
+            .iter()
+            .any(|w| w.to_string().contains("group_max_concurrent_reboots")),
+        "{:?}",
+        v.warnings
+    );
+    assert_eq!(with("{}").expect("valid").settings.group, None);
 }

@@ -215,6 +215,7 @@ pub fn validate(raw: &RawConfig, env: &ValidateEnv) -> Result<Validated, ConfigE
             1
         }
     };
+    let group = validate_group(&mut r, raw, lock_backend, &lock_key);
     let reboot_lease_ttl = r.positive("reboot_lease_ttl_sec", raw.reboot_lease_ttl_sec);
     if raw.reboot_lease_ttl_sec > 0 && raw.reboot_lease_ttl_sec < raw.lock_ttl_sec {
         r.warn(
@@ -317,6 +318,7 @@ pub fn validate(raw: &RawConfig, env: &ValidateEnv) -> Result<Validated, ConfigE
         metrics_listen: listen,
         dry_run: raw.dry_run,
         max_concurrent_reboots,
+        group,
         reboot_lease_ttl,
         post_reboot_health_timeout,
         lock_wait_timeout,
@@ -628,4 +630,72 @@ fn validate_windows(r: &mut Report, raw: &RawConfig) -> Option<Windows> {
             None
         }
     }
+}
+
+/// `group` and `group_max_concurrent_reboots` (issue #16): the name becomes part of an etcd
+/// key, so only `[A-Za-z0-9._-]`; a group needs the etcd backend and a `lock_key` that does not
+/// overlap the group pools' prefix.
+fn validate_group(
+    r: &mut Report,
+    raw: &RawConfig,
+    backend: LockBackend,
+    lock_key: &str,
+) -> Option<RebootGroup> {
+    let name = raw.group.trim();
+    let k = match u32::try_from(raw.group_max_concurrent_reboots) {
+        Ok(n) if n >= 1 => n,
+        _ => {
+            r.err(
+                "group_max_concurrent_reboots",
+                format!(
+                    "must be between 1 and {}, got {}",
+                    u32::MAX,
+                    raw.group_max_concurrent_reboots
+                ),
+            );
+            1
+        }
+    };
+    if name.is_empty() {
+        if raw.group_max_concurrent_reboots != 1 {
+            r.warn(
+                "group_max_concurrent_reboots",
+                "is set but group is empty, so it has no effect",
+            );
+        }
+        return None;
+    }
+    if name.len() > MAX_GROUP_NAME
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        || name == "."
+        || name == ".."
+    {
+        r.err(
+            "group",
+            format!(
+                "must be at most {MAX_GROUP_NAME} characters of A-Z, a-z, 0-9, '.', '_' and '-' (it is part of an etcd key), got {:?}",
+                name.chars().take(80).collect::<String>()
+            ),
+        );
+    }
+    if backend == LockBackend::Local {
+        r.err(
+            "group",
+            "needs lock_backend: etcd (the local backend coordinates one machine, there is no group to share)",
+        );
+    }
+    if crate::coord::keys::Keys::new(&raw.etcd_namespace, lock_key).group_root_overlaps_lock() {
+        r.err(
+            "lock_key",
+            format!(
+                "must not contain or lie under the group pools' prefix reboot_group/ when group is set, got {lock_key:?}"
+            ),
+        );
+    }
+    Some(RebootGroup {
+        name: name.to_string(),
+        max_concurrent_reboots: k,
+    })
 }

@@ -30,6 +30,9 @@ use crate::fsm::event::{SlotLoss, SlotLossKind};
 use crate::fsm::{CooldownStatus, PolicyVerdict};
 use crate::fsutil::{read_json, remove_if_exists, write_atomic};
 
+mod groups;
+pub use groups::{AcquireOrder, GroupPool};
+
 /// What the backend needs to know about this node and the cluster rules.
 #[derive(Debug, Clone)]
 pub struct EtcdConfig {
@@ -57,6 +60,11 @@ pub struct EtcdConfig {
     /// Where the pinned identity of the etcd store lives (`<state_dir>/etcd-identity.json`);
     /// `None` keeps the pin in memory only (tools, tests, the simulator).
     pub identity_file: Option<PathBuf>,
+    /// The node's reboot group (issue #16): `None` = the cluster pool only, exactly the keys
+    /// and behaviour of a daemon without groups (Go mutex interop).
+    pub group: Option<GroupPool>,
+    /// The order the two pools are taken in; always [`AcquireOrder::GroupFirst`] in the daemon.
+    pub acquire_order: AcquireOrder,
 }
 
 impl EtcdConfig {
@@ -83,6 +91,8 @@ impl EtcdConfig {
             stale_after: Duration::from_secs(60),
             read_only: false,
             identity_file: None,
+            group: None,
+            acquire_order: AcquireOrder::GroupFirst,
         }
     }
 }
@@ -160,6 +170,10 @@ pub struct RebootLease {
     pub lease: LeaseId,
     /// The queue entry on it.
     pub key: String,
+    /// This node's entry in its group's pool, on the same lease (issue #16; absent without a
+    /// group and in files of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_key: Option<String>,
     /// Node.
     pub node: String,
     /// Boot id on which the slot was moved (empty in files of earlier versions).
@@ -250,6 +264,8 @@ struct Inner {
     session: Option<LeaseId>,
     session_task: Option<JoinHandle<()>>,
     entry: Option<String>,
+    /// This session's entry in the group pool (issue #16), if it has one.
+    group_entry: Option<String>,
     reboot: Option<RebootLease>,
     reboot_task: Option<JoinHandle<()>>,
     /// The last `node_state` written and the lease it is on (a repeat writes nothing).
@@ -266,6 +282,8 @@ pub struct EtcdBackend<K: Kv + Clone> {
     policies: Mutex<(Policies, Duration)>,
     /// Slots in the pool; a change (SIGHUP) wakes the waiters, which re-read the queue.
     capacity: watch::Sender<u32>,
+    /// Slots in the group's pool (unused without a group), applied like `capacity`.
+    group_capacity: watch::Sender<u32>,
     inner: Arc<Mutex<Inner>>,
     notices: broadcast::Sender<Notice>,
     pause_task: JoinHandle<()>,
@@ -294,6 +312,9 @@ fn forget_entry(inner: &Mutex<Inner>, key: &str) {
     if i.entry.as_deref() == Some(key) {
         i.entry = None;
     }
+    if i.group_entry.as_deref() == Some(key) {
+        i.group_entry = None;
+    }
 }
 
 impl<K: Kv + Clone> EtcdBackend<K> {
@@ -303,6 +324,7 @@ impl<K: Kv + Clone> EtcdBackend<K> {
         let pause_task = tokio::spawn(watch_pause(kv.clone(), cfg.keys.pause(), notices.clone()));
         EtcdBackend {
             capacity: watch::Sender::new(cfg.capacity.max(1)),
+            group_capacity: watch::Sender::new(cfg.group.as_ref().map_or(1, |g| g.capacity).max(1)),
             policies: Mutex::new((cfg.policies.clone(), cfg.stale_after)),
             kv,
             cfg,
@@ -545,26 +567,32 @@ impl<K: Kv + Clone> EtcdBackend<K> {
     /// What a release gives back: the queue entry (the session's, or the one on the reboot
     /// lease) and the reboot lease, also from `reboot-lease.json` after a restart. Stops keeping
     /// the reboot lease alive. Nothing is forgotten here: a retry after a failure finds it all.
-    fn slot_to_release(&self) -> (Option<String>, Option<RebootLease>) {
-        let (key, reboot, task) = {
+    fn slot_to_release(&self) -> (Vec<String>, Option<RebootLease>) {
+        let (key, group_key, reboot, task) = {
             let mut i = lock(&self.inner);
-            (i.entry.clone(), i.reboot.clone(), i.reboot_task.take())
+            (
+                i.entry.clone(),
+                i.group_entry.clone(),
+                i.reboot.clone(),
+                i.reboot_task.take(),
+            )
         };
         if let Some(t) = task {
             t.abort();
         }
         let reboot = reboot.or_else(|| self.cfg.lease_store.load().ok().flatten());
         let entry = key.or_else(|| reboot.as_ref().map(|r| r.key.clone()));
-        (entry, reboot)
+        let group_key = group_key.or_else(|| reboot.as_ref().and_then(|r| r.group_key.clone()));
+        (entry.into_iter().chain(group_key).collect(), reboot)
     }
 
     /// After the entry was deleted: forget it, revoke the reboot lease, remove its file.
     async fn released(
         &self,
-        entry: Option<&str>,
+        entries: &[String],
         reboot: Option<&RebootLease>,
     ) -> Result<(), CoordError> {
-        if let Some(k) = entry {
+        for k in entries {
             forget_entry(&self.inner, k);
         }
         if let Some(r) = reboot {
@@ -610,7 +638,8 @@ async fn keep_session<K: Kv>(
                 let had_entry = {
                     let mut i = lock(&inner);
                     i.session = None;
-                    i.entry.take().is_some()
+                    let group = i.group_entry.take().is_some();
+                    i.entry.take().is_some() || group
                 };
                 tracing::warn!(
                     event = "session_lost",
@@ -734,41 +763,15 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
                     holders.join(", ")
                 )));
             }
+            if let Some(busy) = self.group_busy().await? {
+                return Err(CoordError::Busy(busy));
+            }
             return Ok(());
         }
-        let mut lease = self.session().await?;
-        let mut key = self.cfg.keys.slot_entry(lease);
-        match slots::create_entry(&self.kv, &key, &self.value("waiting"), lease).await {
-            Ok(_) => {}
-            // The session lease is gone (expired unnoticed, or an accepted new store never had
-            // it): start a new session at once instead of failing until the keeper notices.
-            Err(SlotError::Kv(KvError::LeaseNotFound(_))) => {
-                {
-                    let mut i = lock(&self.inner);
-                    i.session = None;
-                    if let Some(t) = i.session_task.take() {
-                        t.abort();
-                    }
-                }
-                lease = self.session().await?;
-                key = self.cfg.keys.slot_entry(lease);
-                slots::create_entry(&self.kv, &key, &self.value("waiting"), lease).await?;
-            }
-            Err(e) => return Err(e.into()),
+        match self.cfg.group.clone() {
+            None => self.join_cluster_only(&updates).await,
+            Some(g) => self.join_pools(&g, &updates).await,
         }
-        lock(&self.inner).entry = Some(key.clone());
-        let prefix = self.cfg.keys.slot_prefix();
-        let mut cap = self.capacity.subscribe();
-        slots::wait_for_slot(&self.kv, &prefix, &key, &mut cap, &updates).await?;
-        // Mark it held (same lease, same key: the queue position is kept).
-        if let Err(e) = self
-            .kv
-            .put(&key, self.value("held").to_bytes(), lease)
-            .await
-        {
-            tracing::warn!(event = "slot_value_update_failed", error = %e);
-        }
-        Ok(())
     }
 
     async fn leave_queue(&self) -> Result<(), CoordError> {
@@ -777,10 +780,13 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         }
         // The entry is forgotten only once it is deleted, so that the retry of a failed call
         // deletes it (a forgotten entry stays on the live session lease and keeps its place).
-        let key = lock(&self.inner).entry.clone();
-        if let Some(key) = key {
-            self.kv.delete(&key).await?;
-            forget_entry(&self.inner, &key);
+        let keys: Vec<String> = {
+            let i = lock(&self.inner);
+            i.entry.iter().chain(&i.group_entry).cloned().collect()
+        };
+        self.delete_entries(&keys).await?;
+        for key in &keys {
+            forget_entry(&self.inner, key);
         }
         Ok(())
     }
@@ -791,11 +797,9 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         }
         // As in `leave_queue`, nothing is forgotten before it is done: a retry after a failure
         // finds the entry and the reboot lease again.
-        let (entry, reboot) = self.slot_to_release();
-        if let Some(key) = &entry {
-            self.kv.delete(key).await?;
-        }
-        self.released(entry.as_deref(), reboot.as_ref()).await
+        let (entries, reboot) = self.slot_to_release();
+        self.delete_entries(&entries).await?;
+        self.released(&entries, reboot.as_ref()).await
     }
 
     async fn move_to_reboot_lease(&self, ttl: Duration) -> Result<(), CoordError> {
@@ -822,36 +826,44 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
                 )));
             }
         }
+        // In a group, the group entry moves in the same transaction, which requires it too.
+        let group_key = self.group_entry_to_move().await?;
         let lease = self.kv.lease_grant(ttl).await?;
         let since = self.now_rfc3339();
         let marker =
             serde_json::json!({"node": self.cfg.node, "since": since, "boot_id": self.cfg.boot_id});
-        let r = self
-            .kv
-            .txn(
-                vec![Compare::Version(key.clone(), CmpOp::Greater, 0)],
-                vec![
-                    TxnOp::Put {
-                        key: key.clone(),
-                        value: self.value("rebooting").to_bytes(),
-                        lease,
-                    },
-                    TxnOp::Put {
-                        key: self.cfg.keys.in_progress(&self.cfg.node),
-                        value: marker.to_string().into_bytes(),
-                        lease: 0,
-                    },
-                ],
-                vec![],
-            )
-            .await;
+        let mut compares = vec![Compare::Version(key.clone(), CmpOp::Greater, 0)];
+        let mut ops = vec![
+            TxnOp::Put {
+                key: key.clone(),
+                value: self.value("rebooting").to_bytes(),
+                lease,
+            },
+            TxnOp::Put {
+                key: self.cfg.keys.in_progress(&self.cfg.node),
+                value: marker.to_string().into_bytes(),
+                lease: 0,
+            },
+        ];
+        if let Some(g) = &group_key {
+            compares.push(Compare::Version(g.clone(), CmpOp::Greater, 0));
+            ops.push(TxnOp::Put {
+                key: g.clone(),
+                value: self.value("rebooting").to_bytes(),
+                lease,
+            });
+        }
+        let r = self.kv.txn(compares, ops, vec![]).await;
         match r {
             Ok(t) if t.succeeded => {}
             Ok(_) => {
                 let _ = self.kv.lease_revoke(lease).await;
-                return Err(CoordError::Lost(format!(
-                    "queue entry {key} vanished before the reboot"
-                )));
+                return Err(CoordError::Lost(match &group_key {
+                    None => format!("queue entry {key} vanished before the reboot"),
+                    Some(g) => {
+                        format!("queue entry {key} or group entry {g} vanished before the reboot")
+                    }
+                }));
             }
             Err(e) => {
                 let _ = self.kv.lease_revoke(lease).await;
@@ -861,6 +873,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         let record = RebootLease {
             lease,
             key,
+            group_key,
             node: self.cfg.node.clone(),
             boot_id: self.cfg.boot_id.clone(),
             since,
@@ -884,20 +897,22 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
                 // learns from etcd that this reboot has happened.
                 let mut v = self.value("recovering");
                 v.boot_id = self.cfg.boot_id.clone();
-                if let Err(e) = self
-                    .kv
-                    .txn(
-                        vec![Compare::Version(record.key.clone(), CmpOp::Greater, 0)],
-                        vec![TxnOp::Put {
-                            key: record.key.clone(),
-                            value: v.to_bytes(),
-                            lease: record.lease,
-                        }],
-                        vec![],
-                    )
-                    .await
-                {
-                    tracing::warn!(event = "slot_value_update_failed", error = %e);
+                for key in std::iter::once(&record.key).chain(&record.group_key) {
+                    if let Err(e) = self
+                        .kv
+                        .txn(
+                            vec![Compare::Version(key.clone(), CmpOp::Greater, 0)],
+                            vec![TxnOp::Put {
+                                key: key.clone(),
+                                value: v.to_bytes(),
+                                lease: record.lease,
+                            }],
+                            vec![],
+                        )
+                        .await
+                    {
+                        tracing::warn!(event = "slot_value_update_failed", error = %e);
+                    }
                 }
                 let task = tokio::spawn(keep_reboot_lease(
                     self.kv.clone(),
@@ -906,6 +921,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
                 ));
                 let mut i = lock(&self.inner);
                 i.entry = Some(record.key.clone());
+                i.group_entry = record.group_key.clone();
                 i.reboot = Some(record);
                 if let Some(old) = i.reboot_task.replace(task) {
                     old.abort();
@@ -1114,13 +1130,16 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             // A store that is not the pinned one is not ours to clean up: local facts only.
             self.check_store().await?;
             let queue = self.queue().await?;
+            let groups = self
+                .my_group_entries(file.as_ref().is_some_and(|f| f.group_key.is_some()))
+                .await?;
             let (marker, _) = self
                 .kv
                 .get(&self.cfg.keys.in_progress(&self.cfg.node))
                 .await?;
-            Ok::<_, CoordError>((queue, marker))
+            Ok::<_, CoordError>((queue, groups, marker))
         };
-        let (queue, marker) = match read.await {
+        let (queue, groups, marker) = match read.await {
             Ok(r) => r,
             Err(e) => {
                 return match (&file, &e) {
@@ -1133,13 +1152,17 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
                 };
             }
         };
-        let mine: Vec<(KeyValue, SlotValue)> = queue
-            .into_iter()
-            .filter_map(|kv| {
-                let v = serde_json::from_slice::<SlotValue>(&kv.value).ok()?;
-                (v.node == self.cfg.node).then_some((kv, v))
-            })
-            .collect();
+        let of_this_node = |entries: Vec<KeyValue>| -> Vec<(KeyValue, SlotValue)> {
+            entries
+                .into_iter()
+                .filter_map(|kv| {
+                    let v = serde_json::from_slice::<SlotValue>(&kv.value).ok()?;
+                    (v.node == self.cfg.node).then_some((kv, v))
+                })
+                .collect()
+        };
+        let mine = of_this_node(queue);
+        let mine_in_groups = of_this_node(groups);
         let on_reboot_lease = mine.iter().find(|(kv, v)| {
             kv.lease != 0
                 && (v.state == "rebooting" || v.state == "recovering")
@@ -1149,9 +1172,15 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         if lease.is_none()
             && let Some((kv, v)) = on_reboot_lease
         {
+            // The group entry moved onto the same lease in the same transaction.
+            let group_key = mine_in_groups
+                .iter()
+                .find(|(g, _)| g.lease == kv.lease)
+                .map(|(g, _)| g.key.clone());
             let rebuilt = RebootLease {
                 lease: kv.lease,
                 key: kv.key.clone(),
+                group_key,
                 node: self.cfg.node.clone(),
                 boot_id: v.boot_id.clone(),
                 since: v.acquired_at.clone(),
@@ -1164,8 +1193,10 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         }
         // Entries an earlier process of this daemon left on this boot: it is dead (the state
         // directory lock says so), and a new entry beside them would be a second slot.
-        for (kv, v) in &mine {
-            let ours_now = lease.as_ref().is_some_and(|l| l.key == kv.key);
+        for (kv, v) in mine.iter().chain(&mine_in_groups) {
+            let ours_now = lease
+                .as_ref()
+                .is_some_and(|l| l.key == kv.key || l.group_key.as_ref() == Some(&kv.key));
             if !ours_now && v.boot_id == self.cfg.boot_id {
                 self.kv.delete(&kv.key).await?;
                 tracing::warn!(event = "stale_queue_entry_removed", key = %kv.key, state = %v.state, "removed a queue entry left by an earlier process of this daemon");
@@ -1233,7 +1264,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         if self.cfg.read_only {
             return Ok(());
         }
-        let (entry, reboot) = self.slot_to_release();
+        let (entries, reboot) = self.slot_to_release();
         let now = self.now_rfc3339();
         let record = HealthRecord {
             node: self.cfg.node.clone(),
@@ -1263,11 +1294,11 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
                 lease,
             });
         }
-        if let Some(k) = &entry {
+        for k in &entries {
             ops.push(TxnOp::Delete(k.clone()));
         }
         self.kv.txn(vec![], ops, vec![]).await?;
-        self.released(entry.as_deref(), reboot.as_ref()).await
+        self.released(&entries, reboot.as_ref()).await
     }
 
     async fn publish_health(&self, record: HealthRecord) -> Result<(), CoordError> {
@@ -1328,7 +1359,22 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
     async fn fleet_view(&self) -> Result<super::fleet_view::FleetView, CoordError> {
         let stale_after = self.policies.lock().unwrap_or_else(|p| p.into_inner()).1;
         let capacity = *self.capacity.borrow();
-        Ok(super::fleet_view::read(&self.kv, &self.cfg.keys, capacity, stale_after).await?)
+        let group_capacity = *self.group_capacity.borrow();
+        let own = self
+            .cfg
+            .group
+            .as_ref()
+            .map(|g| (g.name.as_str(), group_capacity));
+        Ok(
+            super::fleet_view::read_with_group(
+                &self.kv,
+                &self.cfg.keys,
+                capacity,
+                own,
+                stale_after,
+            )
+            .await?,
+        )
     }
 
     async fn pause(&self) -> Result<Option<String>, CoordError> {
@@ -1359,6 +1405,10 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
 
     fn set_capacity(&self, k: u32) {
         EtcdBackend::set_capacity(self, k);
+    }
+
+    fn set_group_capacity(&self, k: u32) {
+        EtcdBackend::set_group_capacity(self, k);
     }
 
     fn set_policies(&self, policies: Policies, stale_after: Duration) {

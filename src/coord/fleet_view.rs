@@ -32,6 +32,18 @@ pub struct Entry {
     pub key: String,
 }
 
+/// One reboot group's pool (issue #16), as its entries say: the reader knows the slot count
+/// of its own group only, so holders are told from waiters by the entry's state word.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupPoolView {
+    /// Group name (from the key).
+    pub group: String,
+    /// Slots in the pool when it is the reader's own group (its configuration), else `null`.
+    pub max_concurrent_reboots: Option<u32>,
+    /// Its entries in queue order (`state` `waiting` = queued; anything else holds a slot).
+    pub entries: Vec<Entry>,
+}
+
 /// A node with an in-progress reboot marker.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InProgress {
@@ -105,6 +117,9 @@ pub struct FleetView {
     pub cooldown_corrupt: Option<String>,
     /// The cluster pause.
     pub pause: Option<Pause>,
+    /// Reboot group pools with at least one entry (issue #16); absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupPoolView>,
 }
 
 impl FleetView {
@@ -124,6 +139,7 @@ impl FleetView {
             cooldown: None,
             cooldown_corrupt: None,
             pause: None,
+            groups: Vec::new(),
         }
     }
 }
@@ -139,11 +155,39 @@ fn suffix(key: &str, prefix: &str) -> String {
     cap(key.get(prefix.len()..).unwrap_or(key).to_string(), 256)
 }
 
+/// One queue entry as shown (untrusted: capped, a value that is not ours named by its key).
+fn entry(e: &super::kv::KeyValue) -> Entry {
+    let s = serde_json::from_slice::<SlotValue>(&e.value).ok();
+    Entry {
+        node: s.as_ref().map_or_else(
+            || format!("unknown ({})", cap(e.key.clone(), 256)),
+            |s| cap(s.node.clone(), 256),
+        ),
+        state: s
+            .as_ref()
+            .map_or_else(String::new, |s| cap(s.state.clone(), 64)),
+        since: s.map(|s| cap(s.acquired_at, 64)).unwrap_or_default(),
+        key: cap(e.key.clone(), 512),
+    }
+}
+
 /// Reads the whole fleet.
 pub async fn read<K: Kv>(
     kv: &K,
     keys: &Keys,
     capacity: u32,
+    stale_after: Duration,
+) -> Result<FleetView, KvError> {
+    read_with_group(kv, keys, capacity, None, stale_after).await
+}
+
+/// [`read`], knowing the reader's own reboot group and its slot count (`own_group`), which
+/// the view then shows for that group's pool.
+pub async fn read_with_group<K: Kv>(
+    kv: &K,
+    keys: &Keys,
+    capacity: u32,
+    own_group: Option<(&str, u32)>,
     stale_after: Duration,
 ) -> Result<FleetView, KvError> {
     let now = jiff::Timestamp::now();
@@ -160,24 +204,47 @@ pub async fn read<K: Kv>(
         )
         .await?;
     for (i, e) in queue.kvs.iter().enumerate() {
-        let s = serde_json::from_slice::<SlotValue>(&e.value).ok();
-        let entry = Entry {
-            node: s.as_ref().map_or_else(
-                || format!("unknown ({})", cap(e.key.clone(), 256)),
-                |s| cap(s.node.clone(), 256),
-            ),
-            state: s
-                .as_ref()
-                .map_or_else(String::new, |s| cap(s.state.clone(), 64)),
-            since: s.map(|s| cap(s.acquired_at, 64)).unwrap_or_default(),
-            key: cap(e.key.clone(), 512),
-        };
+        let entry = entry(e);
         if i < capacity as usize {
             v.holders.push(entry);
         } else {
             v.queue.push(entry);
         }
     }
+    let root = keys.group_root();
+    let grouped = kv
+        .range(
+            &root,
+            RangeOpts {
+                by_create_revision: true,
+                ..all
+            },
+        )
+        .await?;
+    for e in &grouped.kvs {
+        // `<root><group>/<entry>`; anything else under the root is shown under its own path.
+        let rest = e.key.get(root.len()..).unwrap_or_default();
+        let group = cap(
+            rest.rsplit_once('/').map_or(rest, |(g, _)| g).to_string(),
+            256,
+        );
+        let pool = match v.groups.iter_mut().position(|g| g.group == group) {
+            Some(i) => &mut v.groups[i],
+            None => {
+                v.groups.push(GroupPoolView {
+                    max_concurrent_reboots: own_group
+                        .filter(|(name, _)| *name == group.as_str())
+                        .map(|(_, k)| k),
+                    group,
+                    entries: Vec::new(),
+                });
+                let last = v.groups.len() - 1;
+                &mut v.groups[last]
+            }
+        };
+        pool.entries.push(entry(e));
+    }
+    v.groups.sort_by(|a, b| a.group.cmp(&b.group));
     let ip_prefix = keys.in_progress_prefix();
     v.in_progress = kv
         .range(&ip_prefix, all)

@@ -42,6 +42,40 @@ impl Keys {
         format!("{}/{lease:x}", self.lock)
     }
 
+    /// Prefix of every group pool: `<ns>/reboot_group/`. Deliberately **not** under
+    /// `<ns><lock_key>/`: Go's `concurrency.Mutex` (and [`super::slots::standing`]) count every
+    /// key under the lock prefix as a queue entry, so a group entry there would take a place in
+    /// the cluster pool.
+    pub fn group_root(&self) -> String {
+        self.key("reboot_group/")
+    }
+
+    /// Prefix of one group's pool: `<ns>/reboot_group/<group>/`.
+    pub fn group_prefix(&self, group: &str) -> String {
+        self.key(&format!("reboot_group/{group}/"))
+    }
+
+    /// This session's entry in `group`'s pool: `<ns>/reboot_group/<group>/<lease-id-hex>`.
+    pub fn group_entry(&self, group: &str, lease: i64) -> String {
+        self.key(&format!("reboot_group/{group}/{lease:x}"))
+    }
+
+    /// The group a key under [`Keys::group_root`] belongs to (`None` for any other key, or a
+    /// key with no entry part).
+    pub fn group_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let rest = key.strip_prefix(&self.group_root())?;
+        let (group, entry) = rest.split_once('/')?;
+        (!group.is_empty() && !entry.is_empty()).then_some(group)
+    }
+
+    /// Whether the cluster pool's prefix and the group root contain one another (a `lock_key`
+    /// such as `/reboot_group/db`): the pools would then count each other's entries, so a
+    /// configuration with a group refuses it.
+    pub fn group_root_overlaps_lock(&self) -> bool {
+        let (lock, groups) = (self.slot_prefix(), self.group_root());
+        lock.starts_with(&groups) || groups.starts_with(&lock)
+    }
+
     /// `<ns>/reboot_cooldown`.
     pub fn cooldown(&self) -> String {
         self.key("reboot_cooldown")
@@ -120,6 +154,23 @@ mod tests {
         assert_eq!(k.pause(), "/prod/pause");
         assert_eq!(k.request("n3"), "/prod/reboot_request/n3");
         assert_eq!(k.node_state("n3"), "/prod/node_state/n3");
+        assert_eq!(k.group_root(), "/prod/reboot_group/");
+        assert_eq!(k.group_prefix("db"), "/prod/reboot_group/db/");
+        assert_eq!(
+            k.group_entry("db", 0x694d77b8e4a3c40b),
+            "/prod/reboot_group/db/694d77b8e4a3c40b"
+        );
+        assert_eq!(k.group_of("/prod/reboot_group/db/1f"), Some("db"));
+        assert_eq!(k.group_of("/prod/reboot_group/db/"), None);
+        assert_eq!(k.group_of("/prod/cluster/lock/1f"), None);
+        // Group entries never sit under the lock prefix (Go's mutex would count them).
+        assert!(!k.group_entry("db", 1).starts_with(&k.slot_prefix()));
+        assert!(!k.group_root_overlaps_lock());
+        // A lock key at or under the group root (or above it) would mix the pools.
+        for lock in ["/reboot_group", "/reboot_group/db", "reboot_group/db/x"] {
+            assert!(Keys::new("", lock).group_root_overlaps_lock(), "{lock}");
+        }
+        assert!(!Keys::new("", "/reboot_groups").group_root_overlaps_lock());
         // The namespace is always prepended, as in Go, even if the lock key repeats it.
         assert_eq!(
             Keys::new("/prod", "/prod/lock").slot_prefix(),

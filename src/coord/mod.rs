@@ -2,8 +2,9 @@
 //! pause live. One trait, [`Coordinator`], so the driver runs the same way on the single-host
 //! [`local`] backend and on etcd ([`etcd`]).
 //!
-//! The slot is generic over nothing yet; SPEC §15 slot pools will add a "which pool" argument to
-//! the slot methods, not new methods.
+//! Slot pools (issue #16): a node in a reboot group holds a slot in its group's pool and one in
+//! the cluster pool; the etcd backend takes both inside [`Coordinator::join_queue`] (group
+//! first, see `etcd_groups`), so the driver and the machine see one slot.
 
 pub mod etcd;
 pub mod etcd_kv;
@@ -30,6 +31,8 @@ pub struct QueueUpdate {
     pub position: u32,
     /// Current holders.
     pub holders: Vec<SlotHolder>,
+    /// The pool waited for: `None` = the cluster pool, `Some(group)` = that group's pool.
+    pub pool: Option<String>,
 }
 
 /// What re-attaching the reboot lease after boot found.
@@ -187,6 +190,8 @@ pub trait Coordinator: Send + Sync + 'static {
     fn notices(&self) -> tokio::sync::broadcast::Receiver<Notice>;
     /// Applies a reloaded `max_concurrent_reboots` (no-op where it means nothing).
     fn set_capacity(&self, _k: u32) {}
+    /// Applies a reloaded `group_max_concurrent_reboots` (no-op without a group pool).
+    fn set_group_capacity(&self, _k: u32) {}
     /// Applies reloaded `cluster_policies` and `health_stale_after_sec` (no-op where there are
     /// no peers): an operator tightening the policies during an incident must be obeyed at once.
     fn set_policies(&self, _policies: crate::config::Policies, _stale_after: Duration) {}

@@ -225,7 +225,8 @@ async fn standing_riding_out_elections<K: Kv>(
 }
 
 /// Waits until `key` holds one of `capacity` slots (the current value of the channel).
-/// Sends a [`QueueUpdate`] whenever the position or the holders change. Woken by a watch on the
+/// Sends a [`QueueUpdate`] (naming `pool`: `None` = the cluster pool, `Some(group)`) whenever
+/// the position or the holders change. Woken by a watch on the
 /// prefix (any deletion can move the queue) and by a change of `capacity` (a reload: a raise can
 /// free a slot without any deletion); a broken watch only causes a re-read.
 pub async fn wait_for_slot<K: Kv>(
@@ -234,6 +235,7 @@ pub async fn wait_for_slot<K: Kv>(
     key: &str,
     capacity: &mut watch::Receiver<u32>,
     updates: &mpsc::Sender<QueueUpdate>,
+    pool: Option<&str>,
 ) -> Result<(), SlotError> {
     let mut last: Option<QueueUpdate> = None;
     // Once the sender is gone the capacity cannot change any more: wait on the watch alone.
@@ -247,6 +249,7 @@ pub async fn wait_for_slot<K: Kv>(
         let update = QueueUpdate {
             position: s.position,
             holders: s.holders,
+            pool: pool.map(str::to_string),
         };
         if last.as_ref() != Some(&update) {
             // A holder whose value is not a daemon's record holds its slot until someone

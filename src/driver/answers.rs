@@ -93,6 +93,7 @@ pub async fn join_queue<C: Coordinator>(coord: &C, id: EffectId, send: impl Fn(E
                 id,
                 position: u.position,
                 holders: u.holders,
+                pool: u.pool,
             });
         }
     };

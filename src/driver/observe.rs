@@ -58,6 +58,13 @@ impl<C: Coordinator> Driver<C> {
         }
         let held = step.to.holds_slot();
         self.node.metrics.lock_held(held);
+        self.node.metrics.lock_waiting_for_group(
+            self.machine
+                .core()
+                .queue
+                .as_ref()
+                .is_some_and(|q| q.pool.is_some()),
+        );
         self.node.metrics.lock_queue_position(
             self.machine
                 .core()

@@ -54,6 +54,9 @@ impl<C: Coordinator> Driver<C> {
             })
             .await;
         self.node.coord.set_capacity(applied.max_concurrent_reboots);
+        if let Some(g) = &applied.group {
+            self.node.coord.set_group_capacity(g.max_concurrent_reboots);
+        }
         self.node
             .coord
             .set_policies(applied.policies.clone(), applied.health_stale_after);
@@ -92,5 +95,47 @@ pub fn hot_reload(old: &Settings, new: Settings) -> (Settings, Vec<&'static str>
     keep!(metrics_listen, "metrics.listen");
     keep!(lock_ttl, "lock_ttl_sec");
     keep!(webhooks, "webhooks");
+    // The group itself needs a restart (a node never changes pools while queued or holding);
+    // its pool size is applied like max_concurrent_reboots.
+    let name = |g: &Option<crate::config::RebootGroup>| g.as_ref().map(|g| g.name.clone());
+    if name(&s.group) != name(&old.group) {
+        ignored.push("group");
+        s.group = old.group.clone();
+    }
     (s, ignored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hot_reload;
+    use crate::config::{Settings, ValidateEnv, load::from_strs, validate_loaded};
+
+    fn settings(extra: &str) -> Settings {
+        let base = "node_name: n1\nreboot_required_detectors: [{type: file, path: /r}]\nhealth_script: /h\netcd_endpoints: [\"http://127.0.0.1:2379\"]\n";
+        let env = ValidateEnv {
+            hostname: Some("h".into()),
+        };
+        validate_loaded(from_strs(&[base, extra]).expect("load"), &env)
+            .expect("valid")
+            .settings
+    }
+
+    /// Issue #16: the group needs a restart (a node never changes pools while queued or
+    /// holding); its pool size is applied at once.
+    #[test]
+    fn the_group_needs_a_restart_its_size_does_not() {
+        let old = settings("{group: db, group_max_concurrent_reboots: 1}");
+        let (s, ignored) = hot_reload(
+            &old,
+            settings("{group: db, group_max_concurrent_reboots: 2}"),
+        );
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(s.group.map(|g| g.max_concurrent_reboots), Some(2));
+        let (s, ignored) = hot_reload(&old, settings("{group: web}"));
+        assert_eq!(ignored, ["group"]);
+        assert_eq!(s.group.map(|g| g.name), Some("db".into()));
+        let (s, ignored) = hot_reload(&old, settings("{}"));
+        assert_eq!(ignored, ["group"]);
+        assert!(s.group.is_some());
+    }
 }

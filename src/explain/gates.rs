@@ -421,10 +421,13 @@ pub(super) fn since_entry(records: &[Record], state: StateName) -> &[Record] {
 
 pub(super) fn locking_block(records: &[Record]) -> Option<Block> {
     let cycle = since_entry(records, StateName::Locking);
-    let (position, holders) = cycle.iter().rev().find_map(|r| match &r.event {
+    let (position, holders, pool) = cycle.iter().rev().find_map(|r| match &r.event {
         Event::SlotQueued {
-            position, holders, ..
-        } => Some((*position, holders)),
+            position,
+            holders,
+            pool,
+            ..
+        } => Some((*position, holders, pool)),
         _ => None,
     })?;
     let names: Vec<String> = holders
@@ -434,16 +437,28 @@ pub(super) fn locking_block(records: &[Record]) -> Option<Block> {
             None => h.node.clone(),
         })
         .collect();
-    let detail = if names.is_empty() {
-        format!("waiting for a reboot slot at queue position {position}")
-    } else {
-        format!(
+    let detail = match (pool, names.is_empty()) {
+        (None, true) => format!("waiting for a reboot slot at queue position {position}"),
+        (None, false) => format!(
             "the reboot slot is held by {}; we wait at queue position {position}",
             names.join(", ")
-        )
+        ),
+        // Issue #16: the node waits for its group's pool (it holds nothing yet), or holds its
+        // group slot and waits for the cluster pool.
+        (Some(g), true) => {
+            format!("waiting for a slot of reboot group {g} at queue position {position}")
+        }
+        (Some(g), false) => format!(
+            "the slots of reboot group {g} are held by {}; we wait at queue position {position} of the group",
+            names.join(", ")
+        ),
     };
     let unblock = match holders.first() {
         Some(h) => match foreign_entry(&h.node) {
+            // In a group pool the entry is named below the group's prefix.
+            Some(entry) if let Some(g) = pool => format!(
+                "the slot of reboot group {g} is held by an entry that is no node's record ({entry} under reboot_group/{g}/); if no daemon owns it, remove it: clusterrebootd cluster forget --key reboot_group/{g}/{entry}"
+            ),
             Some(entry) => format!(
                 "the slot is held by a queue entry that is no node's record ({entry} under lock_key); if no daemon owns it, remove it: clusterrebootd cluster forget --key {entry}"
             ),
@@ -474,6 +489,11 @@ pub(super) fn locking_block(records: &[Record]) -> Option<Block> {
     ));
     b.evidence
         .insert("holders".into(), Value::Array(holders_json));
+    if let Some(g) = pool {
+        b.evidence_lines
+            .push(format!("waiting for: the pool of reboot group {g}"));
+        b.evidence.insert("pool".into(), json!(g));
+    }
     Some(b)
 }
 

@@ -473,6 +473,7 @@ fn slot_held_by_another_node() {
                 node: "node-3".into(),
                 since: Some(T0 - 25 * MIN),
             }],
+            pool: None,
         },
         "waiting for slot, position 2, held by node-3 since 2026-11-27T02:35:00Z",
     ));
@@ -512,6 +513,70 @@ last 4 transitions:
         "2026-11-27T02:35:00Z"
     );
     assert_eq!(j["next_check_at"], Value::Null);
+}
+
+/// Issue #16: a node in a reboot group says which pool it waits for and who holds it.
+#[test]
+fn group_slot_held_by_a_group_peer() {
+    use StateName::*;
+    let mut records = pass_start(T0);
+    records.push(rec(
+        T0 + 5000,
+        Locking,
+        Locking,
+        Event::SlotQueued {
+            id: 5,
+            position: 1,
+            holders: vec![SlotHolder {
+                node: "db-2".into(),
+                since: None,
+            }],
+            pool: Some("db".into()),
+        },
+        "waiting for a slot of reboot group db, position 1, held by db-2",
+    ));
+    let st = state(
+        StateName::Locking,
+        T0 + 4000,
+        "waiting for a slot of reboot group db, position 1, held by db-2",
+        None,
+        T0 + 4000,
+    );
+    let now = T0 + 5 * MIN;
+    let e = explain(&st, &records, &ctx(now));
+    let text = render_text(&e, now);
+    assert!(
+        text.contains("blocked by the reboot slot: the slots of reboot group db are held by db-2; we wait at queue position 1 of the group"),
+        "{text}"
+    );
+    assert!(
+        text.contains("waiting for: the pool of reboot group db"),
+        "{text}"
+    );
+    let j = render_json(&e);
+    assert_eq!(j["blocked_by"]["evidence"]["pool"], "db");
+    assert_eq!(j["blocked_by"]["evidence"]["holders"][0]["node"], "db-2");
+    // An entry that is no node's record is named for `cluster forget --key` below the group.
+    records.push(rec(
+        T0 + 6000,
+        Locking,
+        Locking,
+        Event::SlotQueued {
+            id: 5,
+            position: 1,
+            holders: vec![SlotHolder {
+                node: "unknown (2b)".into(),
+                since: None,
+            }],
+            pool: Some("db".into()),
+        },
+        "waiting for a slot of reboot group db, position 1, held by unknown (2b)",
+    ));
+    let text = render_text(&explain(&st, &records, &ctx(now)), now);
+    assert!(
+        text.contains("clusterrebootd cluster forget --key reboot_group/db/2b"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -162,6 +162,23 @@ pub fn render(v: &FleetView, now: jiff::Timestamp) -> String {
     for (i, e) in v.queue.iter().enumerate() {
         out.push_str(&format!("  queued #{}: {}\n", i + 1, entry(e)));
     }
+    // Reboot groups (issue #16): each pool's entries in queue order.
+    for g in &v.groups {
+        let held = g.entries.iter().filter(|e| e.state != "waiting").count();
+        let of = g
+            .max_concurrent_reboots
+            .map_or_else(String::new, |k| format!(" of {k}"));
+        out.push_str(&format!("group {}: {held}{of} held\n", g.group));
+        let mut queued = 0;
+        for e in &g.entries {
+            if e.state == "waiting" {
+                queued += 1;
+                out.push_str(&format!("  queued #{queued}: {}\n", entry(e)));
+            } else {
+                out.push_str(&format!("  held: {}\n", entry(e)));
+            }
+        }
+    }
     let list = |l: &[String]| {
         if l.is_empty() {
             "none".to_string()

@@ -90,6 +90,10 @@ pub enum Event {
         position: u32,
         /// Who holds the slots now (for status lines).
         holders: Vec<SlotHolder>,
+        /// Which pool the node waits for: absent = the cluster pool, else its reboot group's
+        /// (issue #16; it decides nothing, it only names the pool in status lines).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pool: Option<String>,
     },
     /// The node now holds a reboot slot.
     SlotAcquired {

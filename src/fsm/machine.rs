@@ -70,6 +70,9 @@ pub struct QueueInfo {
     pub position: u32,
     /// Current holders.
     pub holders: Vec<SlotHolder>,
+    /// The pool waited for: absent = the cluster pool, else the node's reboot group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 /// Outbox of one `handle` call.
@@ -768,7 +771,10 @@ impl Core {
                 Super
             }
             Event::SlotQueued {
-                position, holders, ..
+                position,
+                holders,
+                pool,
+                ..
             } => {
                 let held = holders
                     .iter()
@@ -778,13 +784,17 @@ impl Core {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
-                context.reason(format!(
-                    "waiting for slot, position {position}, held by {}",
-                    if held.is_empty() { "nobody" } else { &held }
-                ));
+                let held = if held.is_empty() { "nobody" } else { &held };
+                context.reason(match pool {
+                    None => format!("waiting for slot, position {position}, held by {held}"),
+                    Some(g) => format!(
+                        "waiting for a slot of reboot group {g}, position {position}, held by {held}"
+                    ),
+                });
                 self.queue = Some(QueueInfo {
                     position: *position,
                     holders: holders.clone(),
+                    pool: pool.clone(),
                 });
                 Handled
             }

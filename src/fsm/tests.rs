@@ -277,11 +277,23 @@ fn window_closing_while_queued_leaves_the_queue() {
             node: "node-3".into(),
             since: Some(T0),
         }],
+        pool: None,
     });
     assert!(
         q.reason.contains("position 2, held by node-3 since"),
         "{}",
         q.reason
+    );
+    // In a reboot group the reason names the pool waited for (issue #16).
+    let g = r.feed(Event::SlotQueued {
+        id,
+        position: 1,
+        holders: vec![],
+        pool: Some("db".into()),
+    });
+    assert_eq!(
+        g.reason,
+        "waiting for a slot of reboot group db, position 1, held by nobody"
     );
     r.now = T0 + 1_000_000;
     let s = r.tick();

@@ -18,8 +18,8 @@
 //!   up front. The visible result is the same: a labelled family (and its `# HELP`/`# TYPE`)
 //!   appears with its first observation, since we do not invent zero series for label values
 //!   that never occurred. Exceptions, present from the start: `build_info`, `fsm_state` (all
-//!   nine states, exactly one at 1, in lifecycle order) and the unlabelled gauges `lock_held` and
-//!   `lock_queue_position`.
+//!   nine states, exactly one at 1, in lifecycle order) and the unlabelled gauges `lock_held`,
+//!   `lock_queue_position` and `lock_waiting_for_group`.
 //! - **Histogram buckets.** Go used the client default buckets (5 ms … 10 s). Detectors, the
 //!   health script and etcd calls can take minutes before their timeout, so the operation
 //!   histograms use the Go buckets plus 30 s, 1 min, 2 min, 5 min and 10 min: every `le` value a
@@ -32,7 +32,8 @@
 //! - **New metrics.** `build_info` (a gauge with value 1, as client libraries conventionally do;
 //!   an OpenMetrics `info` type would be rejected by `promtool`), `fsm_state`,
 //!   `fsm_transitions_total`, `reboots_total`, `reboot_blocked_total`, `lock_held`,
-//!   `lock_queue_position`, `lock_wait_seconds`, `reboot_duration_seconds` and
+//!   `lock_queue_position`, `lock_waiting_for_group` (reboot groups), `lock_wait_seconds`,
+//!   `reboot_duration_seconds` and
 //!   `config_reloads_total`. The PRD named `reboots_total`/`reboot_blocked_total`; Go never
 //!   implemented them.
 //!
@@ -255,6 +256,7 @@ pub struct Metrics {
     reboot_blocked: Family<ReasonLabels, Counter>,
     lock_held_gauge: Gauge,
     lock_queue_position_gauge: Gauge,
+    lock_waiting_for_group_gauge: Gauge,
     lock_wait_seconds: HistogramFamily<UnitLabels>,
     reboot_duration_seconds: HistogramFamily<UnitLabels>,
     config_reloads: Family<ResultLabels, Counter>,
@@ -415,6 +417,12 @@ impl Metrics {
             "Whether this node holds the cluster reboot slot (1) or not (0)",
             lock_held_gauge.clone(),
         );
+        let lock_waiting_for_group_gauge = Gauge::default();
+        registry.register(
+            "lock_waiting_for_group",
+            "Whether this node waits in its reboot group's pool (1; it holds no slot yet) rather than in the cluster pool or not at all (0)",
+            lock_waiting_for_group_gauge.clone(),
+        );
         let lock_queue_position_gauge = Gauge::default();
         registry.register(
             "lock_queue_position",
@@ -479,6 +487,7 @@ impl Metrics {
             reboot_blocked,
             lock_held_gauge,
             lock_queue_position_gauge,
+            lock_waiting_for_group_gauge,
             lock_wait_seconds,
             reboot_duration_seconds,
             config_reloads,
@@ -661,6 +670,12 @@ impl Metrics {
     /// `lock_held` = 1 while this node holds the reboot slot, else 0.
     pub fn lock_held(&self, held: bool) {
         self.lock_held_gauge.set(i64::from(held));
+    }
+
+    /// `lock_waiting_for_group` = 1 while the node queues in its reboot group's pool (issue
+    /// #16), 0 in the cluster pool or when not queued.
+    pub fn lock_waiting_for_group(&self, waiting: bool) {
+        self.lock_waiting_for_group_gauge.set(i64::from(waiting));
     }
 
     /// `lock_queue_position` = `pos` (1 = next in line); 0 when not queued.

@@ -167,6 +167,7 @@ fn a_fresh_registry_exposes_build_info_state_and_lock_gauges() {
         "clusterrebootd_build_info{revision=\"abc1234\",version=\"0.1.0\"} 1".to_owned(),
         "clusterrebootd_lock_held 0".to_owned(),
         "clusterrebootd_lock_queue_position 0".to_owned(),
+        "clusterrebootd_lock_waiting_for_group 0".to_owned(),
         "clusterrebootd_fsm_state{state=\"Idle\"} 1".to_owned(),
     ];
     expected.extend(
@@ -272,6 +273,7 @@ fn all_families() -> Vec<(String, String)> {
         ("reboot_blocked_total", "counter"),
         ("lock_held", "gauge"),
         ("lock_queue_position", "gauge"),
+        ("lock_waiting_for_group", "gauge"),
         ("lock_wait_seconds", "histogram"),
         ("reboot_duration_seconds", "histogram"),
         ("config_reloads_total", "counter"),

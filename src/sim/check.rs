@@ -4,8 +4,11 @@
 //!   "slot released after recovery" (the *reboot span*), counted from the machines and the
 //!   simulated hardware, not from what the protocol claims — a protocol that frees the slot
 //!   too early is caught here. K is the capacity in effect when a node enters the span.
+//! - **Group invariant** (issue #16): the same per reboot group, at most K_group of its members
+//!   in their reboot span at once (the cluster invariant above is the K_total one).
 //! - **Slot safety**: when the reboot command runs, the node's queue entry is among the first
-//!   K entries in the (simulated) etcd — the reboot never happens without the slot.
+//!   K entries in the (simulated) etcd — the reboot never happens without the slot — and, in a
+//!   group, its group entry among the first K_group of the group's pool.
 //! - **Brakes**: no reboot outside a maintenance window (by the node's own clock), with the
 //!   kill switch present before the command, or with a pause set before the node's last gate
 //!   check under the slot.
@@ -34,6 +37,23 @@ pub fn span_overflow(inside: &[&str], capacity: u32, now: u64) -> Option<String>
     (inside.len() > capacity as usize).then(|| {
         format!(
             "at {now} ms: {} nodes in their reboot span with max_concurrent_reboots {capacity}: {}",
+            inside.len(),
+            inside.join(", ")
+        )
+    })
+}
+
+/// The group invariant, when a member of `group` enters its reboot span: `inside` are the
+/// group's members in their span now (it included).
+pub fn group_span_overflow(
+    group: &str,
+    inside: &[&str],
+    capacity: u32,
+    now: u64,
+) -> Option<String> {
+    (inside.len() > capacity as usize).then(|| {
+        format!(
+            "at {now} ms: {} nodes of reboot group {group} in their reboot span with group_max_concurrent_reboots {capacity}: {}",
             inside.len(),
             inside.join(", ")
         )
@@ -77,6 +97,8 @@ pub struct RebootFacts<'a> {
     pub last_gate_sample: Option<u64>,
     /// Reboot commands it already ran in this boot.
     pub reboots_this_boot: u32,
+    /// Its reboot group and the first K_group entries of the group's pool in etcd.
+    pub group: Option<(String, Vec<String>)>,
 }
 
 /// Slot safety, the brakes and once per boot, at a reboot command.
@@ -84,6 +106,13 @@ pub fn at_reboot(f: &RebootFacts<'_>) -> Vec<String> {
     let mut problems = Vec::new();
     if !f.holders.iter().any(|h| h == f.name) {
         problems.push("rebooted without holding a slot in etcd".to_string());
+    }
+    if let Some((group, holders)) = &f.group
+        && !holders.iter().any(|h| h == f.name)
+    {
+        problems.push(format!(
+            "rebooted without holding a slot of reboot group {group} in etcd"
+        ));
     }
     if let WindowVerdict::Closed { reason, .. } =
         crate::adapters::window::evaluate(f.windows, f.clock_now)

@@ -87,6 +87,27 @@ pub struct SimSpec {
     pub broken: Option<Broken>,
     /// An endless-update soak ([`soak`]): stop after this many reboots, with checkpoints.
     pub soak: Option<soak::SoakMode>,
+    /// Reboot groups (issue #16): a node listed in one needs a slot of that group's pool as
+    /// well as a cluster slot; a node in none needs the cluster slot only.
+    pub groups: Vec<SimGroup>,
+}
+
+/// One reboot group of the simulated cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimGroup {
+    /// Group name (`group:` of its members).
+    pub name: String,
+    /// Its `group_max_concurrent_reboots`.
+    pub capacity: u32,
+    /// Its members (node indexes).
+    pub members: Vec<usize>,
+}
+
+impl SimSpec {
+    /// The group node `i` belongs to, if any.
+    pub fn group_of(&self, i: usize) -> Option<&SimGroup> {
+        self.groups.iter().find(|g| g.members.contains(&i))
+    }
 }
 
 /// A deliberately wrong protocol, used only to show that the invariant checker has teeth.
@@ -103,6 +124,12 @@ pub enum Broken {
     /// Treat slot holders' planned downtime as a block and never wake on the cluster watch:
     /// the previous version's hand-off, which waited for the backoff timer.
     TimerHandoff,
+    /// Nodes with an even index take the cluster slot before the group slot, the others the
+    /// group slot first: mixed orders deadlock (issue #16), which the liveness check must see.
+    MixedAcquireOrder,
+    /// Every node's group pool has as many slots as the cluster: the group invariant must
+    /// catch two members of a one-slot group rebooting together.
+    IgnoreGroupCapacity,
 }
 
 /// One scheduled fault or operator action.

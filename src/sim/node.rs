@@ -19,7 +19,7 @@ use super::state::{Ctl, Shared};
 use crate::adapters::boot::PostRebootMarker;
 use crate::clock::Clock;
 use crate::coord::HealthRecord;
-use crate::coord::etcd::{EtcdBackend, EtcdConfig, LeaseStore};
+use crate::coord::etcd::{AcquireOrder, EtcdBackend, EtcdConfig, GroupPool, LeaseStore};
 use crate::coord::memkv::MemKv;
 use crate::coord::{Coordinator, Notice};
 use crate::driver::answers;
@@ -58,10 +58,23 @@ pub async fn daemon(sh: Arc<Shared>, i: usize, mut ctl: mpsc::UnboundedReceiver<
             w.capacity,
         )
     };
+    let group = sh.spec.group_of(i).map(|g| GroupPool {
+        name: g.name.clone(),
+        capacity: match sh.spec.broken {
+            Some(Broken::IgnoreGroupCapacity) => u32::try_from(sh.spec.nodes).unwrap_or(u32::MAX),
+            _ => g.capacity,
+        },
+    });
+    let acquire_order = match sh.spec.broken {
+        Some(Broken::MixedAcquireOrder) if i.is_multiple_of(2) => AcquireOrder::ClusterFirst,
+        _ => AcquireOrder::GroupFirst,
+    };
     let cfg = EtcdConfig {
         clock: clock.clone(),
         policies: sh.spec.policies.clone(),
         stale_after: sh.spec.stale_after,
+        group,
+        acquire_order,
         ..EtcdConfig::new(
             &super::node_name(i),
             &boot_id,

@@ -32,6 +32,61 @@ pub struct PlanOptions {
     /// Updates land uniformly over this span (seeded) instead of all at the start: each node's
     /// daemon notices its update when it lands.
     pub arrivals: Duration,
+    /// Reboot groups (`--groups db=3x1,web=10x2`, [`parse_groups`]): the first nodes in the
+    /// order given; nodes beyond them are in no group.
+    pub groups: Vec<super::SimGroup>,
+}
+
+/// Parses `--groups NAME=COUNTxK[,…]` for a cluster of `nodes`: group NAME has COUNT members
+/// (the next COUNT nodes, in the order written) and K slots. Errors name the item.
+pub fn parse_groups(text: &str, nodes: usize) -> Result<Vec<super::SimGroup>, String> {
+    let mut groups: Vec<super::SimGroup> = Vec::new();
+    let mut next = 0usize;
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let bad =
+            |why: &str| format!("--groups: {item:?}: {why} (expected NAME=COUNTxK, e.g. db=3x1)");
+        let (name, size) = item.split_once('=').ok_or_else(|| bad("no '='"))?;
+        let name = name.trim();
+        if name.is_empty()
+            || name.len() > crate::config::MAX_GROUP_NAME
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(bad("the name must be A-Z, a-z, 0-9, '.', '_' or '-'"));
+        }
+        if groups.iter().any(|g| g.name == name) {
+            return Err(bad("the group is named twice"));
+        }
+        let (count, k) = size
+            .trim()
+            .split_once(['x', 'X'])
+            .ok_or_else(|| bad("no 'x' between COUNT and K"))?;
+        let count: usize = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|c| *c >= 1)
+            .ok_or_else(|| bad("COUNT must be a whole number ≥ 1"))?;
+        let k: u32 = k
+            .trim()
+            .parse()
+            .ok()
+            .filter(|k| *k >= 1)
+            .ok_or_else(|| bad("K must be a whole number ≥ 1"))?;
+        if next + count > nodes {
+            return Err(bad(&format!(
+                "the groups have more members than the {nodes} nodes of --cluster"
+            )));
+        }
+        groups.push(super::SimGroup {
+            name: name.to_string(),
+            capacity: k,
+            members: (next..next + count).collect(),
+        });
+        next += count;
+    }
+    Ok(groups)
 }
 
 /// One occurrence of the maintenance window and the reboots that started inside it.
@@ -90,6 +145,7 @@ pub fn spec(s: &Settings, o: &PlanOptions) -> SimSpec {
         check_liveness: false,
         broken: None,
         soak: None,
+        groups: o.groups.clone(),
     }
 }
 
@@ -253,6 +309,20 @@ pub fn text(plan: &Plan) -> String {
         humantime::format_duration(plan.opts.reboot),
         humantime::format_duration(plan.opts.health)
     );
+    for g in &plan.opts.groups {
+        let _ = writeln!(
+            out,
+            "group {}: {} nodes ({}), group_max_concurrent_reboots {}",
+            g.name,
+            g.members.len(),
+            g.members
+                .iter()
+                .map(|&i| super::node_name(i))
+                .collect::<Vec<_>>()
+                .join(", "),
+            g.capacity
+        );
+    }
     let _ = writeln!(out, "start:     {}", fmt_at(plan, 0));
     match plan.last_done_ms {
         Some(t) => {
@@ -345,8 +415,32 @@ pub fn text(plan: &Plan) -> String {
     out
 }
 
-/// The plan as JSON (times in RFC 3339 and seconds after the start).
+/// The plan as JSON (times in RFC 3339 and seconds after the start); with `--groups`, a
+/// `groups` member lists each group's members and slots.
 pub fn json(plan: &Plan) -> serde_json::Value {
+    let mut v = json_without_groups(plan);
+    if !plan.opts.groups.is_empty()
+        && let Some(m) = v.as_object_mut()
+    {
+        m.insert(
+            "groups".into(),
+            plan.opts
+                .groups
+                .iter()
+                .map(|g| {
+                    serde_json::json!({
+                        "group": g.name,
+                        "group_max_concurrent_reboots": g.capacity,
+                        "nodes": g.members.iter().map(|&i| super::node_name(i)).collect::<Vec<_>>(),
+                    })
+                })
+                .collect(),
+        );
+    }
+    v
+}
+
+fn json_without_groups(plan: &Plan) -> serde_json::Value {
     let r = &plan.report;
     let at = |ms: u64| fmt_at(plan, ms);
     serde_json::json!({

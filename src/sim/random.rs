@@ -94,6 +94,7 @@ pub fn spec(seed: u64) -> SimSpec {
         check_liveness: fault_free,
         broken: None,
         soak: None,
+        groups: groups(seed, nodes),
     };
     if fault_free {
         // Half of the fault-free runs have their updates land spread over up to 10 minutes,
@@ -162,6 +163,31 @@ pub fn spec(seed: u64) -> SimSpec {
         spec.faults.push(Fault::at(at, kind));
     }
     spec
+}
+
+/// Reboot groups for about a third of the seeds (issue #16), drawn from their own generator
+/// so that the rest of every seed's spec is what it was before groups existed: two groups
+/// over the nodes (some may stay in none) with 1 or 2 slots each.
+fn groups(seed: u64, nodes: usize) -> Vec<super::SimGroup> {
+    let mut r = fastrand::Rng::with_seed(seed ^ 0x6_0a9_0b5);
+    if nodes < 3 || r.u8(0..3) != 0 {
+        return Vec::new();
+    }
+    let mut groups: Vec<super::SimGroup> = ["db", "web"]
+        .iter()
+        .map(|name| super::SimGroup {
+            name: (*name).into(),
+            capacity: r.u32(1..=2),
+            members: Vec::new(),
+        })
+        .collect();
+    for i in 0..nodes {
+        if let Some(g) = groups.get_mut(r.usize(0..3)) {
+            g.members.push(i);
+        }
+    }
+    groups.retain(|g| !g.members.is_empty());
+    groups
 }
 
 #[cfg(test)]

@@ -77,6 +77,7 @@ pub fn spec(nodes: usize, capacity: u32, cycles: u64, checkpoints: u64, seed: u6
         record_journal: false,
         check_liveness: true,
         broken: None,
+        groups: Vec::new(),
         soak: Some(SoakMode {
             cycles,
             checkpoint_every: (cycles / checkpoints.max(1)).max(1),

@@ -38,7 +38,7 @@ impl Shared {
                 },
             });
         }
-        track_span(&mut w, i, input, step, now);
+        track_span(&mut w, i, input, step, now, self.spec.group_of(i));
         let n = &mut w.nodes[i];
         n.set_activity(Activity::State(step.to), now);
         if self.spec.record_journal {
@@ -71,6 +71,12 @@ impl Shared {
                 paused_since: w.paused_since,
                 last_gate_sample: n.last_gate_sample,
                 reboots_this_boot: n.reboots_this_boot,
+                group: self.spec.group_of(i).map(|g| {
+                    (
+                        g.name.clone(),
+                        check::holders(&self.keys.group_prefix(&g.name), &dump, g.capacity),
+                    )
+                }),
             };
             let found = check::at_reboot(&facts);
             w.violations.extend(found);
@@ -520,7 +526,14 @@ async fn run_async(spec: SimSpec) -> SimReport {
 /// Span bookkeeping after each step of node `i`: a node enters its reboot span when its slot
 /// moved onto the reboot lease (the cluster invariant is checked then, [`check::span_overflow`])
 /// and leaves it when it is neither rebooting nor recovering any more.
-fn track_span(w: &mut World, i: usize, input: &Input, step: &Step, now: u64) {
+fn track_span(
+    w: &mut World,
+    i: usize,
+    input: &Input,
+    step: &Step,
+    now: u64,
+    group: Option<&super::SimGroup>,
+) {
     let moved = matches!(
         input.event,
         Event::RebootLeaseMoved {
@@ -538,6 +551,17 @@ fn track_span(w: &mut World, i: usize, input: &Input, step: &Step, now: u64) {
             .collect();
         if let Some(v) = check::span_overflow(&inside, w.capacity, now) {
             w.violations.push(v);
+        }
+        if let Some(g) = group {
+            let inside: Vec<&str> = g
+                .members
+                .iter()
+                .filter(|&&m| w.nodes[m].in_span)
+                .map(|&m| w.nodes[m].name.as_str())
+                .collect();
+            if let Some(v) = check::group_span_overflow(&g.name, &inside, g.capacity, now) {
+                w.violations.push(v);
+            }
         }
     }
     let n = &mut w.nodes[i];

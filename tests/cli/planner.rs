@@ -198,3 +198,98 @@ fn two_slots_halve_the_rollout_with_spread_arrivals() {
     let ratio = m2 as f64 / m1 as f64;
     assert!((0.45..=0.55).contains(&ratio), "K=2/K=1 = {ratio:.2}");
 }
+
+/// `simulate --cluster 6 --concurrency 3` with or without `--groups db=4x1,web=2x2`.
+fn grouped_plan(groups: Option<&str>) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = format!("{VALID}min_reboot_interval_sec: 0\ncheck_interval_sec: 60\n");
+    let path = write(dir.path(), "config.yaml", cfg.as_bytes());
+    let mut args = vec![
+        "simulate",
+        "--cluster",
+        "6",
+        "--config",
+        &path,
+        "--concurrency",
+        "3",
+        "--reboot-duration",
+        "10m",
+        "--health-duration",
+        "10s",
+        "--start",
+        "2026-12-01T00:00:00Z",
+        "--json",
+    ];
+    if let Some(g) = groups {
+        args.extend_from_slice(&["--groups", g]);
+    }
+    let (code, out, err) = outcome(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    json(&out)
+}
+
+#[test]
+fn a_one_slot_group_serialises_its_members_under_a_larger_cluster_cap() {
+    // Hand-computed (issue #16): 6 nodes, K_total 3, all updates at the start, every window
+    // open. Without groups: two rounds of three, each 10 s pre-lock health + 10 s under the
+    // slot + 10 min down + 10 s post-reboot health (the second round's 10 s under the slot
+    // follows the first's recovery): ~630 s + ~620 s ≈ 1 250 s.
+    // With db=4x1 (node-1..4, one slot) and web=2x2 (node-5, node-6): round one is node-1,
+    // node-5 and node-6 (3 cluster slots); the other db nodes wait in their group's pool,
+    // holding no cluster slot, and follow one at a time: node-1 down at 20 s, recovered 630 s;
+    // node-2 down 640 s, recovered 1 250 s; node-3 down 1 260 s, recovered 1 870 s; node-4 down
+    // 1 880 s, recovered 2 490 s — the makespan of a four-node one-slot rollout.
+    let plain = grouped_plan(None);
+    let grouped = grouped_plan(Some("db=4x1,web=2x2"));
+    let m0 = plain["makespan_sec"].as_u64().expect("makespan");
+    let m = grouped["makespan_sec"].as_u64().expect("makespan");
+    assert!((1_220..=1_300).contains(&m0), "no groups: {m0}: {plain}");
+    assert!((2_460..=2_540).contains(&m), "grouped: {m}: {grouped}");
+    let issued = |v: &serde_json::Value, node: usize| -> u64 {
+        let at = v["timeline"][node]["reboots"][0]["issued"]
+            .as_str()
+            .expect("issued");
+        let t: jiff::Timestamp = at.parse().expect("time");
+        let start: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().expect("start");
+        t.duration_since(start).as_secs() as u64
+    };
+    // The web pair and the first db node go in the first round; db nodes ~620 s apart.
+    for node in [0, 4, 5] {
+        assert!(issued(&grouped, node) < 60, "node-{}: {grouped}", node + 1);
+    }
+    for node in 1..4 {
+        let gap = issued(&grouped, node) - issued(&grouped, node - 1);
+        assert!((615..=640).contains(&gap), "db gap {gap}: {grouped}");
+    }
+    assert_eq!(grouped["groups"][0]["group"], "db");
+    assert_eq!(grouped["groups"][1]["nodes"][1], "node-6");
+    assert_eq!(grouped["violations"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn bad_groups_are_usage_errors_naming_the_item() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), "config.yaml", VALID.as_bytes());
+    for (groups, says) in [
+        ("db=3", "no 'x'"),
+        ("db=0x1", "COUNT must be"),
+        ("db=2x0", "K must be"),
+        ("db/x=1x1", "the name must be"),
+        ("db=3x1,web=2x1", "more members than the 4 nodes"),
+    ] {
+        let (code, out, err) = outcome(&[
+            "simulate",
+            "--cluster",
+            "4",
+            "--config",
+            &path,
+            "--groups",
+            groups,
+        ]);
+        assert_eq!(code, 64, "{groups}: {out}{err}");
+        assert!(
+            err.contains(says) && err.contains(groups.split(',').next_back().unwrap_or_default()),
+            "{groups}: {err}"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 
 #[path = "../support/etcd.rs"]
 mod etcd;
+mod groups;
 
 use std::path::Path;
 use std::sync::Arc;

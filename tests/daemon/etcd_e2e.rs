@@ -491,3 +491,83 @@ fn lock_metrics_use_go_s_label_values() {
     );
     sigterm(&mut da);
 }
+
+/// Issue #16, through the real binary: a node in reboot group `db` whose group slot a peer
+/// holds waits in the group's pool without taking a cluster slot; `status --explain` and
+/// `cluster status` say so; `cluster forget` of the peer removes its group entry, and the node
+/// then takes both slots, moves both onto the reboot lease and reboots.
+#[test]
+fn a_grouped_node_waits_for_its_group_then_takes_both_slots() {
+    let e = etcd::Etcd::start(1);
+    let a = Node::named(
+        "node-a",
+        &format!(
+            "lock_backend: etcd\netcd_endpoints: [{}]\netcd_namespace: /e2e\nmin_reboot_interval_sec: 0\ngroup: db\ngroup_max_concurrent_reboots: 1\n",
+            e.endpoints().join(", ")
+        ),
+    );
+    let (ok, out) = e.etcdctl(
+        None,
+        &[
+            "put",
+            "/e2e/reboot_group/db/1a",
+            r#"{"node":"db-peer","pid":1,"acquired_at":"2026-11-27T10:00:00Z","state":"held"}"#,
+        ],
+    );
+    assert!(ok, "{out}");
+    let mut da = a.start();
+    a.wait_for("node-a to wait for its group", 30, |n| {
+        n.state()["state"] == "Locking" && n.read("state/journal.jsonl").contains("reboot group db")
+    });
+    let (code, out, err) = a.once(&["status", "--explain"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("the slots of reboot group db are held by db-peer"),
+        "{out}"
+    );
+    let (code, out, err) = a.once(&["cluster", "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("slots: 0 of 1 held"),
+        "no cluster slot taken: {out}"
+    );
+    assert!(
+        out.contains("group db: 1 of 1 held\n  held: db-peer"),
+        "{out}"
+    );
+    assert!(out.contains("  queued #1: node-a"), "{out}");
+    let (code, out, err) = a.once(&["cluster", "forget", "db-peer", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("/e2e/reboot_group/db/1a"), "{out}");
+    a.wait_for("node-a to reboot", 30, |n| {
+        !n.read("reboots.log").is_empty()
+    });
+    let (_, dump) = e.etcdctl(None, &["get", "--prefix", "/e2e/"]);
+    assert!(dump.contains("/e2e/reboot_group/db/"), "{dump}");
+    assert!(dump.contains("/e2e/cluster/clusterrebootd/lock/"), "{dump}");
+    let lease = a.read("state/reboot-lease.json");
+    assert!(
+        lease.contains("\"group_key\": \"/e2e/reboot_group/db/"),
+        "{lease}"
+    );
+    let mut da = reboot(&a, &mut da, "boot-2");
+    a.wait_for("node-a to recover", 30, |n| {
+        n.state()["state"] == "Idle" && !n.read("run/last-reboot.json").is_empty()
+    });
+    let (_, dump) = e.etcdctl(None, &["get", "--prefix", "/e2e/"]);
+    assert!(
+        !dump.contains("/e2e/reboot_group/") && !dump.contains("/e2e/cluster/clusterrebootd/lock/"),
+        "both entries released after recovery: {dump}"
+    );
+    // An entry in a group pool that is no node's record is removed by its relative name, the
+    // one `status --explain` prints.
+    let (ok, out) = e.etcdctl(None, &["put", "/e2e/reboot_group/db/2b", "garbage"]);
+    assert!(ok, "{out}");
+    let (code, out, err) = a.once(&["cluster", "forget", "--key", "reboot_group/db/2b", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("removed queue entry /e2e/reboot_group/db/2b"),
+        "{out}"
+    );
+    sigterm(&mut da);
+}
