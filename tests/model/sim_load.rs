@@ -46,6 +46,7 @@ fn fleet(nodes: usize, capacity: u32, needs_reboot: Vec<usize>) -> SimSpec {
         needs_reboot,
         arrivals: Vec::new(),
         never_return: Vec::new(),
+        groups: Vec::new(),
         // A no-op action one hour in keeps an idle fleet running for that hour.
         faults: vec![Fault::at(
             HOUR,

@@ -50,19 +50,17 @@ pub enum AcquireOrder {
 
 impl<K: Kv + Clone> EtcdBackend<K> {
     /// Creates `key_of(session)` on the session lease; a lease that is gone (expired unnoticed,
-    /// or an accepted new store never had it) starts a new session once. With `remember_as`
-    /// (`Some(is_group)`) the key is remembered **before** it is created, so that a join
+    /// or an accepted new store never had it) starts a new session once. The key is
+    /// remembered (as the group entry when `is_group`) **before** it is created, so that a join
     /// cancelled right after the create still leaves (deletes) it.
     async fn create_on_session(
         &self,
         key_of: impl Fn(LeaseId) -> String,
-        remember_as: Option<bool>,
+        is_group: bool,
     ) -> Result<(LeaseId, String), CoordError> {
         let lease = self.session().await?;
         let key = key_of(lease);
-        if let Some(is_group) = remember_as {
-            self.remember(is_group, &key);
-        }
+        self.remember(is_group, &key);
         match slots::create_entry(&self.kv, &key, &self.value("waiting"), lease).await {
             Ok(_) => Ok((lease, key)),
             Err(SlotError::Kv(KvError::LeaseNotFound(_))) => {
@@ -75,9 +73,7 @@ impl<K: Kv + Clone> EtcdBackend<K> {
                 }
                 let lease = self.session().await?;
                 let key = key_of(lease);
-                if let Some(is_group) = remember_as {
-                    self.remember(is_group, &key);
-                }
+                self.remember(is_group, &key);
                 slots::create_entry(&self.kv, &key, &self.value("waiting"), lease).await?;
                 Ok((lease, key))
             }
@@ -90,10 +86,12 @@ impl<K: Kv + Clone> EtcdBackend<K> {
         &self,
         updates: &mpsc::Sender<QueueUpdate>,
     ) -> Result<(), CoordError> {
+        // Remembered before it is created: a join cancelled while the create is in flight
+        // (committed, answer not yet read) still leaves an entry that `leave_queue` deletes,
+        // instead of one that keeps its place on the live session lease.
         let (lease, key) = self
-            .create_on_session(|l| self.cfg.keys.slot_entry(l), None)
+            .create_on_session(|l| self.cfg.keys.slot_entry(l), false)
             .await?;
-        lock(&self.inner).entry = Some(key.clone());
         self.wait_in(None, &key, updates).await?;
         // Mark it held (same lease, same key: the queue position is kept).
         if let Err(e) = self
@@ -120,9 +118,9 @@ impl<K: Kv + Clone> EtcdBackend<K> {
         let cluster_key = |l| keys.slot_entry(l);
         let first_is_group = self.cfg.acquire_order == AcquireOrder::GroupFirst;
         let (lease, first) = if first_is_group {
-            self.create_on_session(group_key, Some(true)).await?
+            self.create_on_session(group_key, true).await?
         } else {
-            self.create_on_session(cluster_key, Some(false)).await?
+            self.create_on_session(cluster_key, false).await?
         };
         let first_pool = first_is_group.then_some(group.name.as_str());
         self.wait_in(first_pool, &first, updates).await?;
