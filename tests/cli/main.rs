@@ -4,7 +4,6 @@
 mod bad_input;
 mod completions;
 mod config_cmd;
-mod config_doc;
 mod config_flag;
 mod exit_codes;
 mod go_dropin;
