@@ -207,7 +207,7 @@ pub fn glyph(a: Activity) -> char {
 }
 
 fn fmt_dur(ms: u64) -> String {
-    humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
+    crate::human::duration_ms(ms)
 }
 
 /// The start as RFC 3339 (chart titles).
@@ -250,8 +250,8 @@ pub fn text(plan: &Plan) -> String {
         "rollout plan: {} nodes, max_concurrent_reboots {}, reboot {} each, health check {}",
         plan.opts.nodes,
         plan.capacity,
-        humantime::format_duration(plan.opts.reboot),
-        humantime::format_duration(plan.opts.health)
+        crate::human::duration(plan.opts.reboot),
+        crate::human::duration(plan.opts.health)
     );
     let _ = writeln!(out, "start:     {}", fmt_at(plan, 0));
     match plan.last_done_ms {

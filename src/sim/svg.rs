@@ -53,9 +53,8 @@ pub fn render(plan: &Plan) -> String {
         plan.opts.nodes,
         super::plan::start_text(plan),
         plan.capacity,
-        plan.last_done_ms.map_or("not finished".into(), |t| {
-            humantime::format_duration(std::time::Duration::from_secs(t / 1000)).to_string()
-        })
+        plan.last_done_ms
+            .map_or("not finished".into(), |t| { crate::human::duration_ms(t) })
     );
     let _ = writeln!(
         out,
