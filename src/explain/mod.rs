@@ -23,7 +23,7 @@ use crate::fsm::{StateName, is_idle_check};
 
 use self::gates::*;
 pub use self::live::{NoDaemon, load_live, pid_alive, read_journal_tail, read_state_file};
-pub use self::render::{render_json, render_text};
+pub use self::render::{JSON_SCHEMA_VERSION, no_daemon_json, render_json, render_text};
 
 /// How many journal records the explanation looks at.
 pub const TAIL_RECORDS: usize = 200;

@@ -17,6 +17,7 @@ mod etcd_e2e;
 mod etcd_security;
 mod examples;
 mod explain;
+mod explain_json;
 mod fleet;
 mod hostile;
 mod hostile_etcd;
