@@ -36,6 +36,18 @@ pub fn duration(d: Duration) -> String {
     duration_ms(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// An RFC 3339 instant read back from a record, shown to the second in UTC
+/// (`2026-12-07T07:09:14Z`, not `…:14.181925494Z`); text that does not parse is returned as is.
+pub fn instant(text: &str) -> String {
+    match text.parse::<jiff::Timestamp>() {
+        Ok(t) => match jiff::Timestamp::from_second(t.as_second()) {
+            Ok(t) => t.to_string(),
+            Err(_) => text.to_string(),
+        },
+        Err(_) => text.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +72,15 @@ mod tests {
         }
         assert_eq!(duration(Duration::from_micros(7_400)), "7 ms");
         assert!(duration(Duration::MAX).starts_with("213503982334d "));
+    }
+
+    #[test]
+    fn instants_are_shown_to_the_second() {
+        assert_eq!(
+            instant("2026-12-07T07:09:14.181925494Z"),
+            "2026-12-07T07:09:14Z"
+        );
+        assert_eq!(instant("2026-12-07T08:09:14+01:00"), "2026-12-07T07:09:14Z");
+        assert_eq!(instant("yesterday"), "yesterday");
     }
 }

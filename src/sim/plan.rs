@@ -324,7 +324,10 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(out, "  {:<label$} |{row}|", n.name);
     }
     out.push_str("  legend: . idle  p pre-checks  q queued  c checks under the slot  w cooldown  R rebooting  # down  r recovering\n");
-    out.push_str("reboots:\n");
+    // No empty section header: without a reboot the section is left out.
+    if r.nodes.iter().any(|n| !n.reboots.is_empty()) {
+        out.push_str("reboots:\n");
+    }
     for n in &r.nodes {
         for x in &n.reboots {
             let back = x.recovered_ms.map_or("not recovered".into(), |t| {

@@ -13,6 +13,7 @@ mod node;
 mod tls;
 
 mod bad_storage;
+mod cluster_words;
 mod etcd_e2e;
 mod etcd_security;
 mod examples;

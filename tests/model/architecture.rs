@@ -238,7 +238,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "fleet",
         &[
             "adapters", "config", "coord", "driver", "explain", "fsm", "fsm_spec", "fsutil",
-            "metrics", "text", "version",
+            "human", "metrics", "text", "version",
         ],
     ),
     (
