@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::report::{Activity, SimReport, fmt_offset};
+use super::report::{Activity, SimReport};
 use super::{SimSpec, run};
 use crate::config::Settings;
 use crate::fsm::{FsmConfig, Millis, RunMode, StateName};
@@ -210,6 +210,12 @@ fn fmt_dur(ms: u64) -> String {
     crate::human::duration_ms(ms)
 }
 
+/// An offset from the rollout's start for people (`+30m 20s`): whole seconds, no
+/// milliseconds, unlike the simulator's event-log [`super::report::fmt_offset`] (issue #19).
+pub fn plan_offset(ms: u64) -> String {
+    format!("+{}", crate::human::duration_ms(ms / 1000 * 1000))
+}
+
 /// The start as RFC 3339 (chart titles).
 pub fn start_text(plan: &Plan) -> String {
     fmt_at(plan, 0)
@@ -331,13 +337,13 @@ pub fn text(plan: &Plan) -> String {
     for n in &r.nodes {
         for x in &n.reboots {
             let back = x.recovered_ms.map_or("not recovered".into(), |t| {
-                format!("done {} ({})", fmt_offset(t), fmt_at(plan, t))
+                format!("done {} ({})", plan_offset(t), fmt_at(plan, t))
             });
             let _ = writeln!(
                 out,
                 "  {:<label$} reboot {} ({}), {back}",
                 n.name,
-                fmt_offset(x.issued_ms),
+                plan_offset(x.issued_ms),
                 fmt_at(plan, x.issued_ms)
             );
         }

@@ -7,6 +7,10 @@ use super::plan::Plan;
 use super::report::Activity;
 use crate::fsm::StateName;
 
+/// The fill of an open maintenance window: a yellow no node activity uses, so the window bar
+/// cannot be mistaken for `Recovering` (green) on the chart (issue #19).
+pub const WINDOW_COLOUR: &str = "#ffe119";
+
 /// Fill colour of an activity.
 pub fn colour(a: Activity) -> &'static str {
     match a {
@@ -78,7 +82,7 @@ pub fn render(plan: &Plan) -> String {
         let (a, b) = (x(w.opens_ms), x(w.closes_ms.unwrap_or(end as u64)));
         let _ = writeln!(
             out,
-            r##"<rect x="{a:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#41ab5d"><title>maintenance window: {} reboot(s) fit</title></rect>"##,
+            r##"<rect x="{a:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{WINDOW_COLOUR}"><title>maintenance window: {} reboot(s) fit</title></rect>"##,
             TOP - ROW,
             (b - a).max(0.5),
             ROW - 4.0,
@@ -87,7 +91,7 @@ pub fn render(plan: &Plan) -> String {
         for edge in [a, b] {
             let _ = writeln!(
                 out,
-                r##"<line x1="{edge:.1}" y1="{:.1}" x2="{edge:.1}" y2="{:.1}" stroke="#41ab5d" stroke-dasharray="4 3"/>"##,
+                r##"<line x1="{edge:.1}" y1="{:.1}" x2="{edge:.1}" y2="{:.1}" stroke="{WINDOW_COLOUR}" stroke-dasharray="4 3"/>"##,
                 TOP - 4.0,
                 TOP + rows * ROW
             );
@@ -111,7 +115,7 @@ pub fn render(plan: &Plan) -> String {
                 colour(s.activity),
                 escape(&n.name),
                 s.activity.label(),
-                super::report::fmt_offset(s.from_ms)
+                super::plan::plan_offset(s.from_ms)
             );
         }
     }
@@ -127,7 +131,7 @@ pub fn render(plan: &Plan) -> String {
             out,
             r#"<text x="{:.1}" y="{axis:.1}" text-anchor="{anchor}">{}</text>"#,
             x(ms),
-            super::report::fmt_offset(ms)
+            super::plan::plan_offset(ms)
         );
     }
     let legend = [

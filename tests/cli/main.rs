@@ -9,6 +9,7 @@ mod exit_codes;
 mod go_dropin;
 mod go_ported;
 mod planner;
+mod planner_png;
 mod replay;
 mod windows_cmd;
 
