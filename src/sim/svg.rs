@@ -11,6 +11,32 @@ use crate::fsm::StateName;
 /// cannot be mistaken for `Recovering` (green) on the chart (issue #19).
 pub const WINDOW_COLOUR: &str = "#ffe119";
 
+/// The time span the chart shows, as offsets from the start: from shortly before the first
+/// window when the rollout starts long before it (else from the start), to the end of the
+/// window the last node finished in (the whole window, not only up to the makespan).
+pub fn span(plan: &Plan) -> (u64, u64) {
+    let done = plan.last_done_ms.unwrap_or(plan.report.end_ms).max(1);
+    let end = plan
+        .windows
+        .iter()
+        .filter(|w| w.opens_ms < done)
+        .filter_map(|w| w.closes_ms)
+        .filter(|&c| c > done)
+        .fold(done, u64::max);
+    let begin = match plan.windows.first() {
+        Some(w) => {
+            let margin = ((end - w.opens_ms.min(end)) / 20).max(60_000);
+            if w.opens_ms > 2 * margin && w.opens_ms < end {
+                w.opens_ms - margin
+            } else {
+                0
+            }
+        }
+        None => 0,
+    };
+    (begin, end.max(begin + 1))
+}
+
 /// Fill colour of an activity.
 pub fn colour(a: Activity) -> &'static str {
     match a {
@@ -43,8 +69,11 @@ const TOP: f64 = 62.0;
 /// Renders the plan.
 pub fn render(plan: &Plan) -> String {
     let r = &plan.report;
-    let end = plan.last_done_ms.unwrap_or(r.end_ms).max(1) as f64;
-    let x = |ms: u64| LEFT + (ms as f64).min(end) / end * (WIDTH - LEFT - 10.0);
+    let (begin, end) = span(plan);
+    let (begin, end) = (begin as f64, end as f64);
+    let x = |ms: u64| {
+        LEFT + ((ms as f64).clamp(begin, end) - begin) / (end - begin) * (WIDTH - LEFT - 10.0)
+    };
     let rows = r.nodes.len() as f64;
     let height = TOP + rows * ROW + 70.0;
     let mut out = String::new();
@@ -107,10 +136,18 @@ pub fn render(plan: &Plan) -> String {
         );
         for s in &n.segments {
             let (a, b) = (x(s.from_ms), x(s.to_ms));
+            // The reboot and the recovery are what the chart is about: at least 3 px wide, so a
+            // 10 s recovery on a night-long chart is still seen (issue #19).
+            let least = match s.activity {
+                Activity::State(StateName::Rebooting | StateName::Recovering) | Activity::Down => {
+                    3.0
+                }
+                _ => 0.3,
+            };
             let _ = writeln!(
                 out,
                 r#"<rect x="{a:.1}" y="{y:.1}" width="{:.2}" height="{:.1}" fill="{}"><title>{} {}: {}</title></rect>"#,
-                (b - a).max(0.3),
+                (b - a).max(least),
                 ROW - 4.0,
                 colour(s.activity),
                 escape(&n.name),
@@ -121,7 +158,7 @@ pub fn render(plan: &Plan) -> String {
     }
     let axis = TOP + rows * ROW + 14.0;
     for t in 0..=4u64 {
-        let ms = (end as u64) * t / 4;
+        let ms = begin as u64 + (end - begin) as u64 * t / 4;
         let anchor = match t {
             0 => "start",
             4 => "end",

@@ -116,3 +116,41 @@ fn the_chart_rendered_to_png_shows_every_element_in_its_own_colour() {
         );
     }
 }
+
+#[test]
+fn the_chart_starts_shortly_before_a_late_window_and_draws_it_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = format!(
+        "{VALID}check_interval_sec: 60\nwindows:\n  timezone: UTC\n  allow: [\"* 01:00-03:00\"]\n"
+    );
+    let path = write(dir.path(), "config.yaml", cfg.as_bytes());
+    let svg = dir.path().join("plan.svg");
+    let svg_arg = svg.display().to_string();
+    // The rollout starts 4.5 h before the window; 3 × 10 min fit well inside it.
+    let (code, out, err) = outcome(&[
+        "simulate",
+        "--cluster",
+        "3",
+        "--config",
+        &path,
+        "--reboot-duration",
+        "10m",
+        "--start",
+        "2026-11-30T20:30:00Z",
+        "--svg",
+        &svg_arg,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let chart = std::fs::read_to_string(&svg).expect("svg");
+    let labels: Vec<&str> = chart
+        .lines()
+        .filter(|l| l.contains("text-anchor="))
+        .filter_map(|l| l.split('>').nth(1)?.strip_suffix("</text"))
+        .collect();
+    assert_eq!(labels.len(), 5, "{chart}");
+    // From a few minutes before the window (01:00 is +4h 30m) …
+    assert!(labels[0].starts_with("+4h 2"), "{labels:?}");
+    // … to its end (03:00 is +6h 30m), not only to the last recovery; whole seconds only.
+    assert_eq!(labels[4], "+6h 30m", "{labels:?}");
+    assert!(labels.iter().all(|l| !l.contains('.')), "{labels:?}");
+}
