@@ -58,6 +58,8 @@ pub struct Plan {
     pub windows: Vec<WindowUse>,
     /// When the last node had recovered (ms after the start), if all did.
     pub last_done_ms: Option<u64>,
+    /// The cluster cooldown after each recovery (`min_reboot_interval_sec`), drawn on the chart.
+    pub cooldown_ms: u64,
 }
 
 /// The simulation spec for a plan: the configuration's rules, N nodes that all need a reboot,
@@ -132,6 +134,7 @@ pub fn plan(s: &Settings, o: &PlanOptions) -> Plan {
         report,
         windows,
         last_done_ms,
+        cooldown_ms: u64::try_from(s.min_reboot_interval.as_millis()).unwrap_or(u64::MAX),
     }
 }
 

@@ -11,6 +11,9 @@ use crate::fsm::StateName;
 /// cannot be mistaken for `Recovering` (green) on the chart (issue #19).
 pub const WINDOW_COLOUR: &str = "#ffe119";
 
+/// The fill of the cluster cooldown band (under the window bar), distinct from every state.
+pub const COOLDOWN_COLOUR: &str = "#984ea3";
+
 /// The time span the chart shows, as offsets from the start: from shortly before the first
 /// window when the rollout starts long before it (else from the start), to the end of the
 /// window the last node finished in (the whole window, not only up to the makespan).
@@ -126,6 +129,25 @@ pub fn render(plan: &Plan) -> String {
             );
         }
     }
+    // The cluster cooldown after each recovery: the lower half of the window row, so a gap
+    // between reboots inside an open window reads as the cooldown it is (issue #19).
+    if plan.cooldown_ms > 0 {
+        for n in &r.nodes {
+            for t in n.reboots.iter().filter_map(|x| x.recovered_ms) {
+                let (a, b) = (x(t), x(t.saturating_add(plan.cooldown_ms)));
+                let _ = writeln!(
+                    out,
+                    r#"<rect x="{a:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>cluster cooldown after {}: {}</title></rect>"#,
+                    TOP - ROW / 2.0,
+                    (b - a).max(0.5),
+                    ROW / 2.0 - 4.0,
+                    COOLDOWN_COLOUR,
+                    escape(&n.name),
+                    crate::human::duration_ms(plan.cooldown_ms)
+                );
+            }
+        }
+    }
     for (k, n) in r.nodes.iter().enumerate() {
         let y = TOP + k as f64 * ROW;
         let _ = writeln!(
@@ -191,6 +213,23 @@ pub fn render(plan: &Plan) -> String {
             colour(*a),
             lx + 16.0,
             a.label()
+        );
+    }
+    // The window row's two colours, on a second legend line.
+    for (k, (fill, label)) in [
+        (WINDOW_COLOUR, "maintenance window open"),
+        (COOLDOWN_COLOUR, "cluster cooldown"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let lx = 10.0 + k as f64 * 230.0;
+        let ly = axis + 38.0;
+        let _ = writeln!(
+            out,
+            r#"<rect x="{lx:.1}" y="{:.1}" width="12" height="12" fill="{fill}"/><text x="{:.1}" y="{ly:.1}">{label}</text>"#,
+            ly - 10.0,
+            lx + 16.0,
         );
     }
     out.push_str("</svg>\n");

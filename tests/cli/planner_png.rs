@@ -1,13 +1,13 @@
 //! The planner chart as an operator sees it (issue #19): `simulate --cluster --svg` rendered to
 //! pixels by `rsvg-convert` (librsvg, `scripts/install-deps`), and each element's colour is
 //! really on the picture (above the axis and the legend): the window bar, idle, queued, down,
-//! recovering; the window's yellow is not the Recovering green.
+//! recovering, the cluster cooldown; the window's yellow is not the Recovering green.
 
 use std::collections::HashSet;
 
 use clusterrebootd::fsm::StateName;
 use clusterrebootd::sim::report::Activity;
-use clusterrebootd::sim::svg::{WINDOW_COLOUR, colour};
+use clusterrebootd::sim::svg::{COOLDOWN_COLOUR, WINDOW_COLOUR, colour};
 
 use super::{VALID, outcome, write};
 
@@ -101,6 +101,7 @@ fn the_chart_rendered_to_png_shows_every_element_in_its_own_colour() {
         ),
         ("down", rgb(colour(Activity::Down)), 1000),
         ("Recovering", recovering, 20),
+        ("cluster cooldown", rgb(COOLDOWN_COLOUR), 500),
     ];
     let distinct: HashSet<[u8; 3]> = elements.iter().map(|(_, c, _)| *c).collect();
     assert_eq!(
