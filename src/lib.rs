@@ -35,6 +35,7 @@ pub mod fsm_spec;
 pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod human;
 pub mod journal;
 pub mod logging;
 pub mod metrics;

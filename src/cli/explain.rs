@@ -2,10 +2,8 @@
 
 use std::path::Path;
 
-use serde_json::json;
-
 use crate::exit::Exit;
-use crate::explain::{load_live, render_json, render_text};
+use crate::explain::{load_live, no_daemon_json, render_json, render_text};
 
 /// `status --explain [--json]`.
 pub fn run(config: &Path, json: bool) -> Exit {
@@ -25,16 +23,7 @@ pub fn run(config: &Path, json: bool) -> Exit {
         }
         Err(why) if json => {
             // A JSON consumer gets JSON only: the dry-run's Go report is text, so it is not run.
-            let v = json!({
-                "daemon_running": false,
-                "state": null,
-                "since": null,
-                "reason": why.to_string(),
-                "blocked_by": null,
-                "next_check_at": null,
-                "transitions": [],
-                "hint": "run `clusterrebootd status` for a dry-run evaluation",
-            });
+            let v = no_daemon_json(&s.node_name, &why.to_string());
             println!("{v:#}");
             Exit::Ok
         }

@@ -170,7 +170,7 @@ fn commands() -> Roff {
         let mut head = vec![bold(name)];
         for a in c.get_arguments().filter(|a| !a.is_hide_set()) {
             let id = a.get_id().as_str();
-            if id == "help" || id == "version" || id == "config" {
+            if id == "help" || id == "version" {
                 continue;
             }
             let text = match a.get_long() {

@@ -85,6 +85,17 @@ pub struct PlanArgs {
     pub svg: Option<PathBuf>,
 }
 
+/// `--config`, flattened into each command that reads the configuration, so `version`, `man`,
+/// `completions` and `fsm` do not offer it (issue #19). Optional so that a top-level
+/// `--config` (Go's order) is not overridden by a default here.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// Configuration file [default: /etc/clusterrebootd/config.yaml]; `config.d/*.yaml` beside
+    /// it are merged in lexical order.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+}
+
 /// Top-level arguments.
 #[derive(Debug, Parser)]
 #[command(
@@ -94,9 +105,10 @@ pub struct PlanArgs {
     after_help = EXIT_HELP
 )]
 pub struct Cli {
-    /// Configuration file; `config.d/*.yaml` beside it are merged in lexical order.
-    #[arg(long, global = true, default_value = DEFAULT_CONFIG_PATH, value_name = "PATH")]
-    pub config: PathBuf,
+    /// Configuration file, also accepted before the command as the Go daemon takes it
+    /// (`clusterrebootd --config P run`); the command's own `--config` wins.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -107,6 +119,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon.
     Run {
+        /// The configuration file.
+        #[command(flatten)]
+        cfg: ConfigArg,
         /// Log the reboot command instead of executing it.
         #[arg(long)]
         dry_run: bool,
@@ -115,10 +130,17 @@ pub enum Command {
         once: bool,
     },
     /// Check the configuration and print every problem (exit 2) or that it is valid (exit 0).
-    ValidateConfig,
+    ValidateConfig {
+        /// The configuration file.
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
     /// Evaluate the detectors once, replay a journal/trace through the machine (`--trace`), or
     /// plan a rollout over a simulated cluster (`--cluster N`).
     Simulate {
+        /// The configuration file.
+        #[command(flatten)]
+        cfg: ConfigArg,
         /// A daemon journal (`journal.jsonl`) or a hand-written YAML trace to replay; a journal's
         /// recorded decisions are verified (exit 1 on the first divergence).
         #[arg(long, value_name = "FILE", conflicts_with = "cluster")]
@@ -134,6 +156,9 @@ pub enum Command {
     /// Evaluate one pass without changing anything (dry run, Go `status`), or explain what the
     /// running daemon waits for (`--explain`).
     Status {
+        /// The configuration file.
+        #[command(flatten)]
+        cfg: ConfigArg,
         /// Do not run the health script (it counts as passing).
         #[arg(long)]
         skip_health: bool,
@@ -153,6 +178,9 @@ pub enum Command {
     Version,
     /// Would a reboot be allowed at an instant (maintenance windows), and when next?
     Windows {
+        /// The configuration file.
+        #[command(flatten)]
+        cfg: ConfigArg,
         /// The instant to evaluate (RFC 3339, e.g. 2026-11-27T22:00:00+01:00); default now.
         #[arg(long, value_name = "RFC3339")]
         at: Option<String>,
@@ -162,6 +190,9 @@ pub enum Command {
     },
     /// Inspect and control the cluster coordination state in etcd.
     Cluster {
+        /// The configuration file.
+        #[command(flatten)]
+        cfg: ConfigArg,
         /// What to do.
         #[command(subcommand)]
         command: cluster::ClusterCommand,
@@ -281,37 +312,46 @@ pub fn go_flag_syntax(args: Vec<OsString>) -> Vec<OsString> {
 }
 
 fn run(cli: Cli) -> Exit {
+    let top = cli.config;
+    let path = |cfg: ConfigArg| -> PathBuf {
+        cfg.config
+            .or_else(|| top.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+    };
     match cli.command {
-        Command::ValidateConfig => validate_config::run(&cli.config),
+        Command::ValidateConfig { cfg } => validate_config::run(&path(cfg)),
         Command::Version => {
             println!("{}", crate::version::line());
             Exit::Ok
         }
-        Command::Run { dry_run, once } => run::run(&cli.config, dry_run, once),
+        Command::Run { cfg, dry_run, once } => run::run(&path(cfg), dry_run, once),
         Command::Simulate {
+            cfg,
             cluster: Some(n),
             plan,
             ..
-        } => simulate::cluster(&cli.config, n, &plan),
+        } => simulate::cluster(&path(cfg), n, &plan),
         Command::Simulate {
             trace: Some(path), ..
         } => simulate::trace(&path),
-        Command::Simulate { .. } => simulate::detectors(&cli.config),
+        Command::Simulate { cfg, .. } => simulate::detectors(&path(cfg)),
         Command::Fsm { format } => fsm_cmd::run(format),
         Command::Completions { shell } => completions::run(shell),
         Command::Man => man::run(),
-        Command::Cluster { command } => cluster::run(&cli.config, command),
-        Command::Windows { at, json } => windows_cmd::run(&cli.config, at.as_deref(), json),
+        Command::Cluster { cfg, command } => cluster::run(&path(cfg), command),
+        Command::Windows { cfg, at, json } => windows_cmd::run(&path(cfg), at.as_deref(), json),
         Command::Status {
+            cfg,
             explain: true,
             json,
             ..
-        } => explain::run(&cli.config, json),
+        } => explain::run(&path(cfg), json),
         Command::Status {
+            cfg,
             skip_health,
             skip_lock,
             ..
-        } => run::status(&cli.config, skip_health, skip_lock),
+        } => run::status(&path(cfg), skip_health, skip_lock),
     }
 }
 

@@ -23,7 +23,7 @@ use crate::fsm::{StateName, is_idle_check};
 
 use self::gates::*;
 pub use self::live::{NoDaemon, load_live, pid_alive, read_journal_tail, read_state_file};
-pub use self::render::{render_json, render_text};
+pub use self::render::{JSON_SCHEMA_VERSION, no_daemon_json, render_json, render_text};
 
 /// How many journal records the explanation looks at.
 pub const TAIL_RECORDS: usize = 200;
@@ -249,21 +249,11 @@ pub(super) fn parse_ts(s: &str) -> Option<Millis> {
         .and_then(|t| u64::try_from(t.as_millisecond()).ok())
 }
 
-/// `"12 min ago"`-style age of an RFC 3339 instant.
+/// `"12m 5s ago"`-style age of an RFC 3339 instant, in the words of every other duration
+/// ([`crate::human`], issue #19).
 pub(super) fn ago(ts: &str, now: Millis) -> String {
     match parse_ts(ts) {
-        Some(t) if t <= now => {
-            let secs = (now - t) / 1000;
-            if secs < 60 {
-                format!("{secs} s ago")
-            } else if secs < 3600 {
-                format!("{} min ago", secs / 60)
-            } else if secs < 86_400 {
-                format!("{} h {} min ago", secs / 3600, secs % 3600 / 60)
-            } else {
-                format!("{} d {} h ago", secs / 86_400, secs % 86_400 / 3600)
-            }
-        }
+        Some(t) if t <= now => format!("{} ago", fmt_dur((now - t) / 1000 * 1000)),
         Some(t) => format!("in {}", fmt_dur(t - now)),
         None => "unknown".into(),
     }

@@ -96,9 +96,40 @@ pub(super) fn not_blocked_words(e: &Explanation) -> String {
     }
 }
 
-/// The `--json` answer.
+/// Version of the `--json` answer's schema (`docs/explain.schema.json`, docs/OPERATIONS.md):
+/// raised when a key is removed or changes meaning, not when one is added.
+pub const JSON_SCHEMA_VERSION: u64 = 1;
+
+/// The `--json` answer: the explanation plus `version` and `hint` (null here; the answer
+/// without a running daemon has the same keys, see [`no_daemon_json`]).
 pub fn render_json(e: &Explanation) -> Value {
-    serde_json::to_value(e).unwrap_or(Value::Null)
+    let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("version".into(), JSON_SCHEMA_VERSION.into());
+        m.insert("hint".into(), Value::Null);
+    }
+    v
+}
+
+/// The `--json` answer when there is no running daemon to explain (`why`): the same keys as
+/// [`render_json`], unknown ones null, so a consumer needs one schema for every case.
+pub fn no_daemon_json(node: &str, why: &str) -> Value {
+    serde_json::json!({
+        "version": JSON_SCHEMA_VERSION,
+        "daemon_running": false,
+        "node": node,
+        "state": null,
+        "since": null,
+        "reason": why,
+        "outcome": null,
+        "blocked_by": null,
+        "note": null,
+        "next_check_at": null,
+        "transitions": [],
+        "idle_checks": null,
+        "warnings": [],
+        "hint": "run `clusterrebootd status` for a dry-run evaluation",
+    })
 }
 
 // ------------------------------------------------------------------------------- files

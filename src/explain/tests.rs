@@ -142,7 +142,7 @@ fn health_script_pre_lock_exit_3() {
     check(
         "health",
         &render_text(&e, now),
-        "node node-1: Idle since 2026-11-27T03:00:03Z (30 s ago)
+        "node node-1: Idle since 2026-11-27T03:00:03Z (30s ago)
 last reason: health script (pre-lock) exited 3: quorum would break; next check 2026-11-27T03:01:03Z
 blocked by the health script: the health script (pre-lock) exited 3
   phase: pre-lock
@@ -231,7 +231,7 @@ fn window_closed_names_the_next_opening() {
     check(
         "window",
         &render_text(&e, now),
-        "node node-1: Idle since 2026-11-27T03:00:02Z (12 min ago)
+        "node node-1: Idle since 2026-11-27T03:00:02Z (12m ago)
 last reason: closed; next opening 2026-11-27T22:00:00Z
 blocked by the maintenance window: maintenance window closed: blocked by deny window \"Mon-Fri 06:00-22:00\"
   outcome: window_denied
@@ -490,7 +490,7 @@ fn slot_held_by_another_node() {
     check(
         "slot",
         &render_text(&e, now),
-        "node node-1: Locking since 2026-11-27T03:00:04Z (5 min ago)
+        "node node-1: Locking since 2026-11-27T03:00:04Z (5m ago)
 last reason: waiting for slot, position 2, held by node-3 since 2026-11-27T02:35:00Z
 blocked by the reboot slot: the reboot slot is held by node-3 since 2026-11-27T02:35:00Z; we wait at queue position 2
   queue position: 2
@@ -623,7 +623,7 @@ fn cooldown_remaining_and_by() {
     check(
         "cooldown",
         &render_text(&e, now),
-        "node node-1: Idle since 2026-11-27T03:00:01Z (4 min ago)
+        "node node-1: Idle since 2026-11-27T03:00:01Z (4m 59s ago)
 last reason: cooldown active; next check 2026-11-27T03:20:00Z
 blocked by the cluster cooldown: the cluster cooldown after node-2's reboot runs until 2026-11-27T03:20:00Z
   cooldown until: 2026-11-27T03:20:00Z
@@ -686,7 +686,7 @@ fn kill_switch_file_present() {
     check(
         "kill switch",
         &render_text(&e, now),
-        "node node-1: Idle since 2026-11-27T02:59:00Z (1 min ago)
+        "node node-1: Idle since 2026-11-27T02:59:00Z (1m 1s ago)
 last reason: kill switch /etc/clusterrebootd/disable present; next check 2026-11-27T03:01:00Z
 blocked by the kill switch: the kill switch file /etc/clusterrebootd/disable is present
   kill switch file: /etc/clusterrebootd/disable
@@ -723,7 +723,7 @@ fn cluster_paused_with_reason() {
     check(
         "pause",
         &render_text(&e, now),
-        "node node-1: Idle since 2026-11-27T02:59:00Z (1 min ago)
+        "node node-1: Idle since 2026-11-27T02:59:00Z (1m 1s ago)
 last reason: cluster paused (kernel CVE rollout halted by alice); next check 2026-11-27T03:01:00Z
 blocked by the cluster pause: the cluster is paused: kernel CVE rollout halted by alice
   pause reason: kernel CVE rollout halted by alice
@@ -817,7 +817,7 @@ fn post_reboot_health_failing_keeps_the_slot() {
     check(
         "post-reboot",
         &render_text(&e, now),
-        "node node-1: Recovering since 2026-11-27T03:00:00Z (15 s ago)
+        "node node-1: Recovering since 2026-11-27T03:00:00Z (15s ago)
 last reason: health script (post-reboot) exited 1: still syncing; keeping the slot, retry at …
 blocked by post-reboot health: after the reboot the health script (post-reboot) exits 1: still syncing; the node keeps its reboot slot, so no other node reboots meanwhile
   failing since: 2026-11-27T03:00:03Z
@@ -880,7 +880,7 @@ fn not_blocked_when_no_reboot_is_required() {
     check(
         "not blocked",
         &render_text(&e, now),
-        "node node-1: Idle since 2026-11-27T03:00:01Z (30 s ago)
+        "node node-1: Idle since 2026-11-27T03:00:01Z (30s ago)
 last reason: no reboot required; next check 2026-11-27T03:01:01Z
 not blocked: no reboot is required
 next check: 2026-11-27T03:01:01Z (in 30s)

@@ -142,7 +142,11 @@ pub fn render(v: &FleetView, now: jiff::Timestamp) -> String {
     let entry = |e: &super::view::Entry| {
         let since = match e.since.as_str() {
             "" => String::new(),
-            s => format!(" since {s} ({} ago)", age_of(s, now)),
+            s => format!(
+                " since {} ({} ago)",
+                crate::human::instant(s),
+                age_of(s, now)
+            ),
         };
         let state = if e.state.is_empty() {
             String::new()
@@ -203,8 +207,13 @@ pub fn render(v: &FleetView, now: jiff::Timestamp) -> String {
             "cooldown: CORRUPT, no node starts a reboot until it is fixed or deleted: {why}\n"
         ),
         (Some(c), None) => format!(
-            "cooldown: {}s remaining (started by {})\n",
-            c.remaining_sec, c.node
+            "cooldown: {} remaining (started by {})\n",
+            crate::human::duration_ms(
+                u64::try_from(c.remaining_sec)
+                    .unwrap_or(0)
+                    .saturating_mul(1000)
+            ),
+            c.node
         ),
         (None, None) => "cooldown: none\n".to_string(),
     });
@@ -214,7 +223,7 @@ pub fn render(v: &FleetView, now: jiff::Timestamp) -> String {
             "paused: {} (by {} at {})\n",
             one_line(&p.reason),
             one_line(&p.by),
-            one_line(&p.at)
+            one_line(&crate::human::instant(&p.at))
         ),
         None => "paused: no\n".to_string(),
     });

@@ -173,7 +173,7 @@ pub fn fmt_ms(ms: Millis) -> String {
     }
 }
 
-/// Formats a duration in milliseconds for reason lines (`1m 30s`).
+/// Formats a duration in milliseconds for reason lines (`1m 30s`, `7 ms`): [`crate::human`].
 pub fn fmt_dur(ms: u64) -> String {
-    humantime::format_duration(std::time::Duration::from_secs(ms.div_ceil(1000))).to_string()
+    crate::human::duration_ms(ms)
 }

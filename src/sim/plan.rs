@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::report::{Activity, SimReport, fmt_offset};
+use super::report::{Activity, SimReport};
 use super::{SimSpec, run};
 use crate::config::Settings;
 use crate::fsm::{FsmConfig, Millis, RunMode, StateName};
@@ -113,6 +113,8 @@ pub struct Plan {
     pub windows: Vec<WindowUse>,
     /// When the last node had recovered (ms after the start), if all did.
     pub last_done_ms: Option<u64>,
+    /// The cluster cooldown after each recovery (`min_reboot_interval_sec`), drawn on the chart.
+    pub cooldown_ms: u64,
 }
 
 /// The simulation spec for a plan: the configuration's rules, N nodes that all need a reboot,
@@ -188,6 +190,7 @@ pub fn plan(s: &Settings, o: &PlanOptions) -> Plan {
         report,
         windows,
         last_done_ms,
+        cooldown_ms: u64::try_from(s.min_reboot_interval.as_millis()).unwrap_or(u64::MAX),
     }
 }
 
@@ -263,7 +266,13 @@ pub fn glyph(a: Activity) -> char {
 }
 
 fn fmt_dur(ms: u64) -> String {
-    humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
+    crate::human::duration_ms(ms)
+}
+
+/// An offset from the rollout's start for people (`+30m 20s`): whole seconds, no
+/// milliseconds, unlike the simulator's event-log [`super::report::fmt_offset`] (issue #19).
+pub fn plan_offset(ms: u64) -> String {
+    format!("+{}", crate::human::duration_ms(ms / 1000 * 1000))
 }
 
 /// The start as RFC 3339 (chart titles).
@@ -306,8 +315,8 @@ pub fn text(plan: &Plan) -> String {
         "rollout plan: {} nodes, max_concurrent_reboots {}, reboot {} each, health check {}",
         plan.opts.nodes,
         plan.capacity,
-        humantime::format_duration(plan.opts.reboot),
-        humantime::format_duration(plan.opts.health)
+        crate::human::duration(plan.opts.reboot),
+        crate::human::duration(plan.opts.health)
     );
     for g in &plan.opts.groups {
         let _ = writeln!(
@@ -394,17 +403,20 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(out, "  {:<label$} |{row}|", n.name);
     }
     out.push_str("  legend: . idle  p pre-checks  q queued  c checks under the slot  w cooldown  R rebooting  # down  r recovering\n");
-    out.push_str("reboots:\n");
+    // No empty section header: without a reboot the section is left out.
+    if r.nodes.iter().any(|n| !n.reboots.is_empty()) {
+        out.push_str("reboots:\n");
+    }
     for n in &r.nodes {
         for x in &n.reboots {
             let back = x.recovered_ms.map_or("not recovered".into(), |t| {
-                format!("done {} ({})", fmt_offset(t), fmt_at(plan, t))
+                format!("done {} ({})", plan_offset(t), fmt_at(plan, t))
             });
             let _ = writeln!(
                 out,
                 "  {:<label$} reboot {} ({}), {back}",
                 n.name,
-                fmt_offset(x.issued_ms),
+                plan_offset(x.issued_ms),
                 fmt_at(plan, x.issued_ms)
             );
         }

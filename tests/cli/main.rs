@@ -4,10 +4,12 @@
 mod bad_input;
 mod completions;
 mod config_cmd;
+mod config_flag;
 mod exit_codes;
 mod go_dropin;
 mod go_ported;
 mod planner;
+mod planner_png;
 mod replay;
 mod windows_cmd;
 

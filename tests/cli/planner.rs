@@ -88,6 +88,10 @@ fn text_gantt_and_svg_chart() {
         out.contains("rollout plan: 4 nodes, max_concurrent_reboots 1"),
         "{out}"
     );
+    // One duration formatter, spaced, and instants to the second (issue #19).
+    assert!(out.contains("reboot 10m each, health check 10s"), "{out}");
+    assert!(out.lines().any(|l| l == "reboots:"), "{out}");
+    assert!(!out.contains(".000Z") && !out.contains("days"), "{out}");
     assert!(
         out.contains("#1: 2026-12-01T01:00:00Z until 2026-12-01T02:00:00Z: 4 reboot(s) fit"),
         "{out}"
@@ -149,6 +153,10 @@ fn windows_that_never_open_are_said_and_exit_1() {
         "{out}"
     );
     assert!(out.contains("not finished: 0 of 3 nodes done"), "{out}");
+    assert!(
+        !out.lines().any(|l| l == "reboots:"),
+        "no empty section header (issue #19): {out}"
+    );
 }
 
 /// 4 nodes, 10 min reboots, 10 s health checks, no window, no cooldown, updates landing over

@@ -16,7 +16,7 @@ use node::*;
 
 /// A node on etcd namespace `/fleet` with a short session lease (11 s: above the 10 s health
 /// timeout, as the validation requires), so a killed daemon's record expires quickly.
-fn fleet_node(name: &str, e: &etcd::Etcd) -> Node {
+pub(crate) fn fleet_node(name: &str, e: &etcd::Etcd) -> Node {
     let n = Node::named(
         name,
         &format!(
@@ -48,7 +48,7 @@ fn node_state(e: &etcd::Etcd, node: &str) -> Option<(serde_json::Value, u64)> {
     get(e, &format!("/fleet/node_state/{node}"))
 }
 
-fn wait(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
         if cond() {

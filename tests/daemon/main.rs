@@ -13,10 +13,12 @@ mod node;
 mod tls;
 
 mod bad_storage;
+mod cluster_words;
 mod etcd_e2e;
 mod etcd_security;
 mod examples;
 mod explain;
+mod explain_json;
 mod fleet;
 mod hostile;
 mod hostile_etcd;

@@ -198,9 +198,10 @@ fn use_groups_are_expanded() {
 /// The core depends on nothing but the exit codes; adapters and coordination never reach up
 /// into the driver, the simulator or the CLI; the driver never into the simulator or the CLI.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("fsm", &["exit"]),
+    ("fsm", &["exit", "human"]),
     ("exit", &[]),
     ("text", &[]),
+    ("human", &[]),
     ("fsutil", &[]),
     ("version", &[]),
     ("windows", &[]),
@@ -237,13 +238,13 @@ const LAYERS: &[(&str, &[&str])] = &[
         "fleet",
         &[
             "adapters", "config", "coord", "driver", "explain", "fsm", "fsm_spec", "fsutil",
-            "metrics", "text", "version",
+            "human", "metrics", "text", "version",
         ],
     ),
     (
         "sim",
         &[
-            "adapters", "clock", "config", "coord", "driver", "fsm", "metrics", "windows",
+            "adapters", "clock", "config", "coord", "driver", "fsm", "human", "metrics", "windows",
         ],
     ),
 ];
