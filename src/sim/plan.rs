@@ -115,6 +115,9 @@ pub struct Plan {
     pub last_done_ms: Option<u64>,
     /// The cluster cooldown after each recovery (`min_reboot_interval_sec`), drawn on the chart.
     pub cooldown_ms: u64,
+    /// The windows' time zone (`windows.timezone`): human times and the chart's axis are wall
+    /// clock in it, as the operator wrote the windows (issue #19); JSON stays RFC 3339 UTC.
+    pub tz: jiff::tz::TimeZone,
 }
 
 /// The simulation spec for a plan: the configuration's rules, N nodes that all need a reboot,
@@ -191,6 +194,7 @@ pub fn plan(s: &Settings, o: &PlanOptions) -> Plan {
         windows,
         last_done_ms,
         cooldown_ms: u64::try_from(s.min_reboot_interval.as_millis()).unwrap_or(u64::MAX),
+        tz: s.windows.time_zone().clone(),
     }
 }
 
@@ -275,12 +279,35 @@ pub fn plan_offset(ms: u64) -> String {
     format!("+{}", crate::human::duration_ms(ms / 1000 * 1000))
 }
 
-/// The start as RFC 3339 (chart titles).
+/// The start for people (chart titles): wall clock in the windows' time zone, with its name.
 pub fn start_text(plan: &Plan) -> String {
-    fmt_at(plan, 0)
+    let zone = plan.tz.iana_name().unwrap_or("UTC");
+    format!("{} ({zone})", fmt_at(plan, 0))
 }
 
+/// An instant for people: wall clock to the second in the windows' time zone, with the
+/// weekday (windows are written per weekday) and the zone's abbreviation:
+/// `Tue 2026-12-01 02:00:00 CET`.
 fn fmt_at(plan: &Plan, offset_ms: u64) -> String {
+    zoned(plan, offset_ms)
+        .strftime("%a %Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+/// The chart's axis label for an instant: `Tue 02:00` in the windows' time zone.
+pub fn axis_label(plan: &Plan, offset_ms: u64) -> String {
+    zoned(plan, offset_ms).strftime("%a %H:%M").to_string()
+}
+
+fn zoned(plan: &Plan, offset_ms: u64) -> jiff::ZonedDateTime {
+    let t = ts(plan.report.start_ms + offset_ms);
+    t.round(jiff::Unit::Second)
+        .unwrap_or(t)
+        .to_zoned_datetime(plan.tz.clone())
+}
+
+/// An instant for machines (JSON): RFC 3339 in UTC, to the second.
+fn rfc3339_at(plan: &Plan, offset_ms: u64) -> String {
     let t = ts(plan.report.start_ms + offset_ms);
     t.round(jiff::Unit::Second).unwrap_or(t).to_string()
 }
@@ -421,6 +448,24 @@ pub fn text(plan: &Plan) -> String {
             );
         }
     }
+    // Why a node left the queue (or gave its slot back) without rebooting, e.g. the window
+    // closed while it waited (issue #19). No header without an entry.
+    if r.nodes.iter().any(|n| !n.queue_exits.is_empty()) {
+        out.push_str("left the queue without rebooting:\n");
+    }
+    for n in &r.nodes {
+        for e in &n.queue_exits {
+            let _ = writeln!(
+                out,
+                "  {:<label$} {} ({}): {}{}",
+                n.name,
+                plan_offset(e.at_ms),
+                fmt_at(plan, e.at_ms),
+                if e.held { "gave the slot back: " } else { "" },
+                e.reason
+            );
+        }
+    }
     for v in &r.violations {
         let _ = writeln!(out, "INVARIANT VIOLATION: {v}");
     }
@@ -454,7 +499,7 @@ pub fn json(plan: &Plan) -> serde_json::Value {
 
 fn json_without_groups(plan: &Plan) -> serde_json::Value {
     let r = &plan.report;
-    let at = |ms: u64| fmt_at(plan, ms);
+    let at = |ms: u64| rfc3339_at(plan, ms);
     serde_json::json!({
         "nodes": plan.opts.nodes,
         "max_concurrent_reboots": plan.capacity,
@@ -476,6 +521,11 @@ fn json_without_groups(plan: &Plan) -> serde_json::Value {
                 "issued": at(x.issued_ms),
                 "back": x.back_ms.map(at),
                 "recovered": x.recovered_ms.map(at),
+            })).collect::<Vec<_>>(),
+            "left_queue": n.queue_exits.iter().map(|e| serde_json::json!({
+                "at": at(e.at_ms),
+                "held_slot": e.held,
+                "reason": e.reason,
             })).collect::<Vec<_>>(),
             "segments": n.segments.iter().map(|s| serde_json::json!({
                 "state": s.activity.label(),

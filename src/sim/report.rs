@@ -50,6 +50,18 @@ pub struct RebootRecord {
     pub recovered_ms: Option<u64>,
 }
 
+/// A node that left the slot queue, or gave its slot back, without rebooting: when and why
+/// (the planner says why, issue #19; kept for every run, it is rare and small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueExit {
+    /// When (ms after the start).
+    pub at_ms: u64,
+    /// It held the slot (gave it back from `HealthPost`/`Cooldown`) rather than waiting.
+    pub held: bool,
+    /// The machine's reason.
+    pub reason: String,
+}
+
 /// One node's part of the report.
 #[derive(Debug, Clone, Default)]
 pub struct NodeReport {
@@ -59,6 +71,8 @@ pub struct NodeReport {
     pub segments: Vec<Segment>,
     /// Its reboots in order.
     pub reboots: Vec<RebootRecord>,
+    /// Each time it left the queue or gave the slot back without rebooting.
+    pub queue_exits: Vec<QueueExit>,
     /// Every input its machines handled, in order across restarts (the journal's inputs).
     pub inputs: Vec<Input>,
     /// The step each input produced.

@@ -14,6 +14,9 @@ pub const WINDOW_COLOUR: &str = "#ffe119";
 /// The fill of the cluster cooldown band (under the window bar), distinct from every state.
 pub const COOLDOWN_COLOUR: &str = "#984ea3";
 
+/// The mark where a node left the queue without rebooting (black: it is an event, not a state).
+pub const EXIT_COLOUR: &str = "#000000";
+
 /// The time span the chart shows, as offsets from the start: from shortly before the first
 /// window when the rollout starts long before it (else from the start), to the end of the
 /// window the last node finished in (the whole window, not only up to the makespan).
@@ -178,6 +181,27 @@ pub fn render(plan: &Plan) -> String {
             );
         }
     }
+    // Where a node left the queue (or gave its slot back) without rebooting: a mark on its
+    // row whose tooltip says why (issue #19; the text plan lists them too).
+    for (k, n) in r.nodes.iter().enumerate() {
+        let y = TOP + k as f64 * ROW;
+        for e in &n.queue_exits {
+            let cx = x(e.at_ms);
+            let _ = writeln!(
+                out,
+                r#"<path d="M{:.1} {:.1} L{:.1} {:.1} L{:.1} {:.1} Z" fill="{EXIT_COLOUR}"><title>{} left the queue at {}: {}</title></path>"#,
+                cx - 4.0,
+                y,
+                cx + 4.0,
+                y,
+                cx,
+                y + 7.0,
+                escape(&n.name),
+                super::plan::plan_offset(e.at_ms),
+                escape(&e.reason)
+            );
+        }
+    }
     let axis = TOP + rows * ROW + 14.0;
     for t in 0..=4u64 {
         let ms = begin as u64 + (end - begin) as u64 * t / 4;
@@ -190,7 +214,11 @@ pub fn render(plan: &Plan) -> String {
             out,
             r#"<text x="{:.1}" y="{axis:.1}" text-anchor="{anchor}">{}</text>"#,
             x(ms),
-            super::plan::plan_offset(ms)
+            escape(&format!(
+                "{} ({})",
+                super::plan::axis_label(plan, ms),
+                super::plan::plan_offset(ms)
+            ))
         );
     }
     let legend = [

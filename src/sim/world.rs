@@ -11,7 +11,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 use super::check::{self, PolicyFacts, RebootFacts};
-use super::report::{Activity, LogLine, LogText, NodeReport, Progress, RebootRecord, SimReport};
+use super::report::{
+    Activity, LogLine, LogText, NodeReport, Progress, QueueExit, RebootRecord, SimReport,
+};
 use super::state::{Ctl, LOCK_KEY, NAMESPACE, NodeState, Shared, World};
 use super::{FaultKind, SimSpec, node, node_name};
 use crate::clock::Clock;
@@ -40,6 +42,18 @@ impl Shared {
         }
         track_span(&mut w, i, input, step, now, self.spec.group_of(i));
         let n = &mut w.nodes[i];
+        if step.to == StateName::Idle
+            && matches!(
+                step.from,
+                StateName::Locking | StateName::HealthPost | StateName::Cooldown
+            )
+        {
+            n.report.queue_exits.push(QueueExit {
+                at_ms: now,
+                held: step.from != StateName::Locking,
+                reason: step.reason.clone(),
+            });
+        }
         n.set_activity(Activity::State(step.to), now);
         if self.spec.record_journal {
             n.report.inputs.push(input.clone());

@@ -93,7 +93,9 @@ fn text_gantt_and_svg_chart() {
     assert!(out.lines().any(|l| l == "reboots:"), "{out}");
     assert!(!out.contains(".000Z") && !out.contains("days"), "{out}");
     assert!(
-        out.contains("#1: 2026-12-01T01:00:00Z until 2026-12-01T02:00:00Z: 4 reboot(s) fit"),
+        out.contains(
+            "#1: Tue 2026-12-01 01:00:00 UTC until Tue 2026-12-01 02:00:00 UTC: 4 reboot(s) fit"
+        ),
         "{out}"
     );
     for n in 1..=4 {
@@ -300,4 +302,65 @@ fn bad_groups_are_usage_errors_naming_the_item() {
             "{groups}: {err}"
         );
     }
+}
+
+/// Windows written in Europe/Berlin: the plan's times and the chart's axis are Berlin wall
+/// clock, and a node still queued when the window closes is listed with the reason (issue
+/// #19). Hand-computed: start 00:30Z = 01:30 CET; window 02:00-03:00 CET; 25-minute reboots
+/// one at a time, ~20 s of checks each: reboots at ~02:00:20, ~02:26, ~02:51 CET; node-4 is
+/// still queued at 03:00 and leaves the queue then.
+#[test]
+fn times_are_in_the_windows_zone_and_a_node_that_left_the_queue_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = format!(
+        "{VALID}max_concurrent_reboots: 1\ncheck_interval_sec: 60\nwindows:\n  timezone: Europe/Berlin\n  allow: [\"* 02:00-03:00\"]\n"
+    );
+    let path = write(dir.path(), "config.yaml", cfg.as_bytes());
+    let svg = dir.path().join("plan.svg");
+    let svg_arg = svg.display().to_string();
+    let (code, out, err) = outcome(&[
+        "simulate",
+        "--cluster",
+        "4",
+        "--config",
+        &path,
+        "--reboot-duration",
+        "25m",
+        "--health-duration",
+        "10s",
+        "--start",
+        "2026-12-01T00:30:00Z",
+        "--svg",
+        &svg_arg,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("start:     Tue 2026-12-01 01:30:00 CET"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "#1: Tue 2026-12-01 02:00:00 CET until Tue 2026-12-01 03:00:00 CET: 3 reboot(s) fit"
+        ),
+        "{out}"
+    );
+    let exits: Vec<&str> = out
+        .lines()
+        .skip_while(|l| *l != "left the queue without rebooting:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert!(
+        exits.iter().any(|l| l.trim_start().starts_with("node-4 ")
+            && l.contains("Tue 2026-12-01 03:00")
+            && l.contains("maintenance window closed while waiting for a slot")),
+        "node-4 leaves the queue when the window closes: {out}"
+    );
+    let chart = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(chart.contains("(Europe/Berlin)"), "{chart}");
+    assert!(chart.contains(">Tue 01:"), "axis in Berlin time: {chart}");
+    assert!(
+        chart.contains("node-4 left the queue at"),
+        "the chart marks the exit: {chart}"
+    );
 }
