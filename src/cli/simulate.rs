@@ -127,9 +127,9 @@ pub fn cluster(config: &Path, nodes: u32, args: &super::PlanArgs) -> Exit {
     };
     let p = plan::plan(&s, &opts);
     if args.json {
-        println!("{:#}", plan::json(&p));
+        super::emit(&format!("{:#}\n", plan::json(&p)));
     } else {
-        print!("{}", plan::text(&p));
+        super::emit(&plan::text(&p));
     }
     if let Some(path) = &args.svg {
         if let Err(e) = std::fs::write(path, svg::render(&p)) {
@@ -137,7 +137,7 @@ pub fn cluster(config: &Path, nodes: u32, args: &super::PlanArgs) -> Exit {
             return Exit::Runtime;
         }
         if !args.json {
-            println!("timeline chart written to {}", path.display());
+            super::emit(&format!("timeline chart written to {}\n", path.display()));
         }
     }
     if p.last_done_ms.is_some() && p.report.violations.is_empty() {

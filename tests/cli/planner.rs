@@ -364,3 +364,33 @@ fn times_are_in_the_windows_zone_and_a_node_that_left_the_queue_says_why() {
         "the chart marks the exit: {chart}"
     );
 }
+
+/// `simulate --cluster 40 --json | head -1`: the reader goes away after one line; the planner ends
+/// quietly instead of panicking in `println!` on the closed pipe.
+#[test]
+fn a_closed_stdout_ends_the_planner_quietly() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), "config.yaml", VALID.as_bytes());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_clusterrebootd"))
+        // --json: megabytes, far more than a pipe holds, so the planner is still writing
+        // when the reader goes away.
+        .args(["simulate", "--cluster", "40", "--json", "--config", &path])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut first = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("read one line");
+    assert_eq!(first.trim_end(), "{", "{first}");
+    // The pipe is closed here (the reader is dropped); the rest of the plan cannot be written.
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+}
