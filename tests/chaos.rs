@@ -105,15 +105,8 @@ fn kill_leader(c: &mut Cluster) -> usize {
 
 /// The largest number of nodes the simulator had down at the same time.
 fn max_down_together(c: &Cluster) -> usize {
-    let mut edges: Vec<(u64, i32)> = Vec::new();
-    for i in 0..c.nodes.len() {
-        let s = c.sim(i);
-        for (k, at) in s.reboot_cmd.iter().enumerate() {
-            edges.push((*at, 1));
-            edges.push((s.up.get(k).copied().unwrap_or(u64::MAX), -1));
-        }
-    }
-    cluster::max_overlap(edges)
+    let all: Vec<usize> = (0..c.nodes.len()).collect();
+    max_down_together_of(c, &all)
 }
 
 /// Scenario 1: N=5, K=1, all need a reboot at once → all reboot exactly once, one at a time,
