@@ -254,6 +254,9 @@ impl Kv for EtcdKv {
             if opts.keys_only {
                 o = o.with_keys_only();
             }
+            if opts.max_create_revision > 0 {
+                o = o.with_max_create_revision(opts.max_create_revision);
+            }
             let prefix = prefix.to_string();
             async move {
                 let r = c.get(prefix, Some(o)).await?;

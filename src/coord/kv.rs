@@ -43,6 +43,9 @@ pub struct RangeOpts {
     pub limit: i64,
     /// Values are not needed.
     pub keys_only: bool,
+    /// Only keys created at or before this revision (0 = no bound): a waiter reads just the
+    /// entries ahead of its own, so a read costs what is ahead of it, not the whole queue.
+    pub max_create_revision: Revision,
 }
 
 /// A read and the store revision it saw.

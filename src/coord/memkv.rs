@@ -626,6 +626,9 @@ impl Kv for MemKv {
             .keys
             .range(prefix.to_owned()..)
             .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(_, kv)| {
+                opts.max_create_revision == 0 || kv.create_revision <= opts.max_create_revision
+            })
             .map(|(_, kv)| kv.clone())
             .collect();
         if opts.by_create_revision {
@@ -874,6 +877,7 @@ mod tests {
             by_create_revision: true,
             limit: 2,
             keys_only: false,
+            max_create_revision: 0,
         };
         let r = kv.range("q/", opts).await.unwrap();
         assert_eq!(keys(&r.kvs), ["q/c", "q/a"]);
@@ -882,6 +886,16 @@ mod tests {
 
         let r = kv.range("q/", RangeOpts::default()).await.unwrap();
         assert_eq!(keys(&r.kvs), ["q/a", "q/b", "q/c"]);
+        // A waiter's read: only the keys created at or before its own (q/a, created at 3).
+        let ahead = RangeOpts {
+            by_create_revision: true,
+            keys_only: true,
+            max_create_revision: 3,
+            ..RangeOpts::default()
+        };
+        let r = kv.range("q/", ahead).await.unwrap();
+        assert_eq!(keys(&r.kvs), ["q/c", "q/a"]);
+        assert!(r.kvs.iter().all(|kv| kv.value.is_empty()));
         let r = kv
             .range(
                 "q",
@@ -1256,6 +1270,7 @@ mod tests {
                         by_create_revision: true,
                         limit: 2,
                         keys_only: true,
+                        ..RangeOpts::default()
                     },
                 )
                 .await

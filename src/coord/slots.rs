@@ -201,18 +201,85 @@ pub async fn standing<K: Kv>(
 /// (an etcd leader election takes a few seconds; the entry lives on a lease of `lock_ttl_sec`).
 pub const ELECTION_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// [`standing`], retried for up to [`ELECTION_GRACE`] while the store is unavailable, so a
-/// waiter keeps its queue position across an etcd leader election instead of failing closed
-/// and re-joining at the back. Anything else (entry gone, permission) fails at once.
-async fn standing_riding_out_elections<K: Kv>(
+/// [`standing`]'s answer for a waiter, read at a cost that grows with what is ahead of it, not
+/// with the whole queue (issue #18): the keys created up to its own (keys only) decide whether it
+/// holds a slot and name the `capacity` entries just ahead of it — the only ones it has to
+/// watch — and the first `capacity` values name the holders. The decision comes from the first
+/// read alone (one revision); the holders' read is for display.
+async fn standing_ahead<K: Kv>(
     kv: &K,
     prefix: &str,
     key: &str,
+    created: Revision,
     capacity: u32,
-) -> Result<Standing, SlotError> {
+) -> Result<(Standing, Vec<String>), SlotError> {
+    let ahead = kv
+        .range(
+            prefix,
+            RangeOpts {
+                by_create_revision: true,
+                keys_only: true,
+                max_create_revision: created,
+                ..RangeOpts::default()
+            },
+        )
+        .await?;
+    let idx = ahead
+        .kvs
+        .iter()
+        .position(|e| e.key == key)
+        .ok_or_else(|| SlotError::Lost(key.into()))?;
+    let cap = capacity.max(1) as usize;
+    if idx < cap {
+        let held = Standing {
+            held: true,
+            position: 0,
+            holders: Vec::new(),
+            revision: ahead.revision,
+            foreign: Vec::new(),
+        };
+        return Ok((held, Vec::new()));
+    }
+    let window = ahead.kvs[idx - cap..idx]
+        .iter()
+        .map(|e| e.key.clone())
+        .collect();
+    let first = kv
+        .range(
+            prefix,
+            RangeOpts {
+                by_create_revision: true,
+                limit: i64::from(capacity.max(1)),
+                ..RangeOpts::default()
+            },
+        )
+        .await?;
+    let standing = Standing {
+        held: false,
+        position: u32::try_from(idx - cap + 1).unwrap_or(u32::MAX),
+        holders: first.kvs.iter().map(|e| holder_under(prefix, e)).collect(),
+        foreign: first
+            .kvs
+            .iter()
+            .filter(|e| decode(&e.value).is_none())
+            .map(|e| crate::text::cap(e.key.clone(), 512))
+            .collect(),
+        revision: ahead.revision,
+    };
+    Ok((standing, window))
+}
+
+/// Runs `read` again for up to [`ELECTION_GRACE`] while the store is unavailable, so a waiter
+/// keeps its queue position across an etcd leader election instead of failing closed and
+/// re-joining at the back. Anything else (entry gone, permission) fails at once.
+async fn riding_out_elections<T, F, Fut>(mut read: F) -> Result<T, SlotError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SlotError>>,
+{
     let started = tokio::time::Instant::now();
     loop {
-        match standing(kv, prefix, key, capacity).await {
+        match read().await {
             Err(SlotError::Kv(KvError::Unavailable(e))) => {
                 if started.elapsed() >= ELECTION_GRACE {
                     return Err(SlotError::Kv(KvError::Unavailable(e)));
@@ -224,11 +291,48 @@ async fn standing_riding_out_elections<K: Kv>(
     }
 }
 
+/// One stream of the changes of every key in `keys` from `start` (one watch per key, merged).
+/// The forwarding tasks end, and drop their watches, when the returned stream is dropped.
+async fn watch_keys<K: Kv>(
+    kv: &K,
+    keys: &[String],
+    start: Revision,
+) -> Result<WatchStream, KvError> {
+    if let [only] = keys {
+        return kv.watch(only, start).await;
+    }
+    let (tx, rx) = mpsc::channel(keys.len().max(1) * 4);
+    for key in keys {
+        let mut one = kv.watch(key, start).await?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let batch = tokio::select! {
+                    b = one.recv() => b,
+                    () = tx.closed() => return,
+                };
+                let end = !matches!(batch, Some(Ok(_)));
+                let item = batch.unwrap_or_else(|| Err(KvError::Unavailable("watch ended".into())));
+                if tx.send(item).await.is_err() || end {
+                    return;
+                }
+            }
+        });
+    }
+    Ok(rx)
+}
+
 /// Waits until `key` holds one of `capacity` slots (the current value of the channel).
-/// Sends a [`QueueUpdate`] (naming `pool`: `None` = the cluster pool, `Some(group)`) whenever
-/// the position or the holders change. Woken by a watch on the
-/// prefix (any deletion can move the queue) and by a change of `capacity` (a reload: a raise can
-/// free a slot without any deletion); a broken watch only causes a re-read.
+/// Sends a [`QueueUpdate`] (naming `pool`: `None` = the cluster pool, `Some(group)`) each time it
+/// reads the queue, when the position or the holders changed since the last one.
+///
+/// Cost per hand-off is O(`capacity`), not O(queue) (issue #18): the waiter watches only the
+/// `capacity` entries just ahead of it — while all of them exist at least `capacity` entries are
+/// ahead, so it cannot hold a slot — and re-reads when one of them goes, or when `capacity`
+/// changes (a reload: a raise can free a slot without any deletion). A broken watch only causes
+/// a re-read. So the position and holders it reports are those of its last read: a waiter far
+/// back reads again when the queue just ahead of it moves (`cluster status` shows the live
+/// queue). Whether it holds a slot is decided by a read, never by the watch.
 pub async fn wait_for_slot<K: Kv>(
     kv: &K,
     prefix: &str,
@@ -237,12 +341,20 @@ pub async fn wait_for_slot<K: Kv>(
     updates: &mpsc::Sender<QueueUpdate>,
     pool: Option<&str>,
 ) -> Result<(), SlotError> {
+    let created = riding_out_elections(|| async {
+        match kv.get(key).await? {
+            (Some(kv), _) => Ok(kv.create_revision),
+            (None, _) => Err(SlotError::Lost(key.into())),
+        }
+    })
+    .await?;
     let mut last: Option<QueueUpdate> = None;
     // Once the sender is gone the capacity cannot change any more: wait on the watch alone.
     let mut capacity_fixed = false;
     loop {
         let cap = *capacity.borrow_and_update();
-        let s = standing_riding_out_elections(kv, prefix, key, cap).await?;
+        let (s, window) =
+            riding_out_elections(|| standing_ahead(kv, prefix, key, created, cap)).await?;
         if s.held {
             return Ok(());
         }
@@ -262,19 +374,20 @@ pub async fn wait_for_slot<K: Kv>(
             let _ = updates.try_send(update.clone());
             last = Some(update);
         }
-        let mut watch = match kv.watch(prefix, s.revision + 1).await {
+        let mut watch = match watch_keys(kv, &window, s.revision + 1).await {
             Ok(w) => w,
             // The store is briefly unavailable (a leader election): re-read, which rides it out.
             Err(KvError::Unavailable(_)) => continue,
             Err(e) => return Err(e.into()),
         };
-        // Any deletion can move the queue; a broken or ended watch only causes a re-read (which
-        // fails there if the store is down).
+        // Only the deletion of an entry just ahead can free a slot (a watch on a key also sees
+        // longer keys that start with it: those are not ours); a broken or ended watch only
+        // causes a re-read (which fails there if the store is down).
         loop {
             tokio::select! {
                 batch = watch.recv() => match batch {
                     Some(Ok(events)) => {
-                        if events.iter().any(|e| matches!(e, WatchEvent::Delete { .. })) {
+                        if events.iter().any(|e| matches!(e, WatchEvent::Delete { key, .. } if window.contains(key))) {
                             break;
                         }
                     }

@@ -83,10 +83,11 @@ const TTL: Duration = Duration::from_secs(2);
 
 async fn fifo_hand_off<K: Kv + Clone>(kv: K) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (n1, n2, n3) = (
+    let (n1, n2, n3, n4) = (
         backend(&kv, "n1", 1, TTL, dir.path()),
         backend(&kv, "n2", 1, TTL, dir.path()),
         backend(&kv, "n3", 1, TTL, dir.path()),
+        backend(&kv, "n4", 1, TTL, dir.path()),
     );
     let (h1, _) = join(&n1);
     acquired(h1).await;
@@ -95,12 +96,32 @@ async fn fifo_hand_off<K: Kv + Clone>(kv: K) {
     assert_eq!((q.position, q.holders[0].node.as_str()), (1, "n1"));
     let (h3, mut u3) = join(&n3);
     assert_eq!(next_update(&mut u3).await.position, 2);
+    let (h4, mut u4) = join(&n4);
+    assert_eq!(next_update(&mut u4).await.position, 3);
     n1.release_slot().await.expect("release");
     acquired(h2).await;
+    // With one slot a waiter watches only the entry just ahead of it: n1's release wakes n2
+    // alone, so a hand-off costs O(K), not one wake-up per waiter (issue #18).
     still_waiting(&h3).await;
-    assert_eq!(next_update(&mut u3).await.position, 1, "n3 moved up");
+    assert!(
+        u3.try_recv().is_err(),
+        "n3 was woken by a release two places ahead"
+    );
+    assert!(
+        u4.try_recv().is_err(),
+        "n4 was woken by a release three places ahead"
+    );
+    // The entry just ahead of n4 leaves: n4 wakes and reads where it stands now.
+    h3.abort();
+    n3.leave_queue().await.expect("leave");
+    let q = next_update(&mut u4).await;
+    assert_eq!(
+        (q.position, q.holders[0].node.as_str()),
+        (1, "n2"),
+        "n4 moved up"
+    );
     n2.release_slot().await.expect("release");
-    acquired(h3).await;
+    acquired(h4).await;
 }
 
 async fn two_slots<K: Kv + Clone>(kv: K) {
