@@ -147,7 +147,7 @@ pub enum Command {
         trace: Option<PathBuf>,
         /// Rollout planner: simulate N nodes that all need a reboot, with this configuration's
         /// windows, time zone, cooldown, intervals and policies (no etcd needed).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
         cluster: Option<u32>,
         /// Planner options.
         #[command(flatten)]

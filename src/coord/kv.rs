@@ -132,6 +132,16 @@ pub enum WatchEvent {
     },
 }
 
+impl WatchEvent {
+    /// The key that changed.
+    pub fn key(&self) -> &str {
+        match self {
+            WatchEvent::Put(kv) => &kv.key,
+            WatchEvent::Delete { key, .. } => key,
+        }
+    }
+}
+
 /// A stream of watch event batches; an `Err` ends the stream (re-read and re-watch).
 pub type WatchStream = mpsc::Receiver<Result<Vec<WatchEvent>, KvError>>;
 

@@ -108,11 +108,9 @@ pub struct MemKvLoad {
 /// One batch queued for a watcher: when to deliver it, and the events.
 type Batch = (Instant, Vec<WatchEvent>);
 
-/// The store's side of one open watch.
+/// The store's side of one open watch (the prefix is its key in `State::watchers`).
 #[derive(Debug)]
 struct Watcher {
-    /// Key prefix watched.
-    prefix: String,
     /// Unbounded queue to the watch's forwarding task.
     queue: mpsc::UnboundedSender<Batch>,
     /// Ends the stream with this error.
@@ -138,8 +136,16 @@ struct State {
     history: Vec<(Revision, Vec<WatchEvent>)>,
     /// Oldest revision a watch may start from.
     compacted: Revision,
-    /// Open watches.
-    watchers: Vec<Watcher>,
+    /// Revisions of history kept at most (0 = all): etcd's revision-based auto-compaction.
+    history_limit: usize,
+    /// Open watches by the prefix they watch: a write finds its watchers by looking up the
+    /// prefixes of its keys instead of testing every watch (with a watch per waiter and per key
+    /// ahead, testing them all was a quarter of a 1 000-node plan, issue #18).
+    watchers: BTreeMap<String, Vec<Watcher>>,
+    /// Open watches in `watchers`.
+    watcher_count: usize,
+    /// Watches whose forwarding task ended since the last sweep (their streams were dropped).
+    ended: Arc<std::sync::atomic::AtomicUsize>,
     /// Fault switch: false makes every call fail.
     available: bool,
     /// Extra latency added to watch deliveries.
@@ -160,7 +166,10 @@ impl Default for State {
             next_lease: 1,
             history: Vec::new(),
             compacted: 1,
-            watchers: Vec::new(),
+            history_limit: 0,
+            watchers: BTreeMap::new(),
+            watcher_count: 0,
+            ended: Arc::default(),
             available: true,
             watch_delay: Duration::ZERO,
             cluster_id: 0x00c1_5e7e_0001,
@@ -238,24 +247,61 @@ impl State {
         self.revision = rev;
         let deliver_at = now + self.watch_delay;
         let mut delivered = 0;
-        // A watch whose stream was dropped (its forwarding task ended) goes at the next write,
-        // whatever its prefix: pruning only those that failed a send kept every dead watch on
-        // a key that never changes (the soak found one per daemon incarnation, issue #20).
-        self.watchers.retain(|w| {
-            if w.queue.is_closed() {
-                return false;
+        let mut prefixes = BTreeSet::new();
+        for e in &events {
+            let key = e.key();
+            for end in key.char_indices().map(|(i, _)| i).chain([key.len()]) {
+                if self.watchers.contains_key(&key[..end]) {
+                    prefixes.insert(key[..end].to_owned());
+                }
             }
-            let batch = matching(&events, &w.prefix);
-            delivered += batch.len() as u64;
-            batch.is_empty() || w.queue.send((deliver_at, batch)).is_ok()
-        });
+        }
+        for prefix in prefixes {
+            let batch = matching(&events, &prefix);
+            let Some(bucket) = self.watchers.get_mut(&prefix) else {
+                continue;
+            };
+            let before = bucket.len();
+            bucket.retain(|w| {
+                if w.queue.is_closed() {
+                    return false;
+                }
+                delivered += batch.len() as u64;
+                w.queue.send((deliver_at, batch.clone())).is_ok()
+            });
+            self.watcher_count -= before - bucket.len();
+            if bucket.is_empty() {
+                self.watchers.remove(&prefix);
+            }
+        }
         self.load.watch_events += delivered;
+        // A watch whose stream was dropped goes soon, whatever its prefix: pruning only those
+        // that failed a send kept every dead watch on a key that never changes (the soak found
+        // one per daemon incarnation, issue #20). Sweep everything once the ended ones are an
+        // eighth of all, so the sweeps cost O(1) per ended watch.
+        let ended = self.ended.load(std::sync::atomic::Ordering::Relaxed);
+        if ended > 0 && ended * 8 >= self.watcher_count {
+            self.ended.store(0, std::sync::atomic::Ordering::Relaxed);
+            for bucket in self.watchers.values_mut() {
+                bucket.retain(|w| !w.queue.is_closed());
+            }
+            self.watchers.retain(|_, bucket| !bucket.is_empty());
+            self.watcher_count = self.watchers.values().map(Vec::len).sum();
+        }
         self.history.push((rev, events));
+        // Compact in steps of half the limit, so the history is shifted once per limit/2 writes.
+        let limit = self.history_limit;
+        if limit > 0 && self.history.len() >= limit + limit / 2 {
+            let drop = self.history.len() - limit;
+            self.history.drain(..drop);
+            self.compacted = self.history.first().map_or(rev, |(r, _)| *r);
+        }
     }
 
     /// Ends every open watch stream with `error`.
     fn cancel_watches(&mut self, error: &KvError) {
-        for w in self.watchers.drain(..) {
+        self.watcher_count = 0;
+        for w in std::mem::take(&mut self.watchers).into_values().flatten() {
             // The forwarding task may already be gone (receiver dropped): nothing to tell.
             let _ = w.cancel.send(error.clone());
         }
@@ -461,6 +507,14 @@ impl MemKv {
         }
     }
 
+    /// Keeps at most the last `revisions` revisions of history (between `revisions` and 1.5 ×
+    /// that), like etcd's `--auto-compaction-mode=revision`: without it a long simulation keeps
+    /// every heartbeat it ever wrote (a 1 000-node plan held ~300 MiB of history, issue #18).
+    /// A watch that starts before the kept history fails with [`KvError::Compacted`], as on etcd.
+    pub fn auto_compact(&self, revisions: usize) {
+        self.state().history_limit = revisions;
+    }
+
     /// Every live key in key order, for invariant checks (works while unavailable).
     pub fn dump(&self) -> Vec<KeyValue> {
         self.state().keys.values().cloned().collect()
@@ -477,7 +531,7 @@ impl MemKv {
         MemKvStats {
             keys: state.keys.len(),
             leases: state.leases.len(),
-            watchers: state.watchers.len(),
+            watchers: state.watcher_count,
             history: state.history.len(),
         }
     }
@@ -539,11 +593,12 @@ impl MemKv {
         }
         state.load.watches += 1;
         state.load.watch_events += replayed;
-        state.watchers.push(Watcher {
-            prefix: prefix.to_owned(),
-            queue,
-            cancel,
-        });
+        state
+            .watchers
+            .entry(prefix.to_owned())
+            .or_default()
+            .push(Watcher { queue, cancel });
+        state.watcher_count += 1;
         Ok((queue_rx, cancel_rx))
     }
 }
@@ -591,6 +646,16 @@ async fn unless_cancelled<F: Future>(
     }
 }
 
+/// Counts a watch whose forwarding task ended (dropped with the task), so the store knows when
+/// sweeping its dead watches is worth it.
+struct EndedWatch(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for EndedWatch {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Moves batches from the store's unbounded queue to the watcher's bounded channel, honouring
 /// delivery delays; a cancellation overtakes pending batches, like a broken stream.
 async fn forward_watch(
@@ -629,7 +694,17 @@ impl Kv for MemKv {
             .filter(|(_, kv)| {
                 opts.max_create_revision == 0 || kv.create_revision <= opts.max_create_revision
             })
-            .map(|(_, kv)| kv.clone())
+            .map(|(_, kv)| {
+                if opts.keys_only {
+                    KeyValue {
+                        value: Vec::new(),
+                        key: kv.key.clone(),
+                        ..*kv
+                    }
+                } else {
+                    kv.clone()
+                }
+            })
             .collect();
         if opts.by_create_revision {
             // Stable: keys created in one transaction stay in key order.
@@ -639,11 +714,6 @@ impl Kv for MemKv {
             && limit > 0
         {
             kvs.truncate(limit);
-        }
-        if opts.keys_only {
-            for kv in &mut kvs {
-                kv.value.clear();
-            }
         }
         Ok(RangeResult {
             kvs,
@@ -744,7 +814,11 @@ impl Kv for MemKv {
     async fn watch(&self, prefix: &str, start_revision: Revision) -> Result<WatchStream, KvError> {
         let (queue, cancel) = self.open_watch(prefix, start_revision)?;
         let (out, rx) = mpsc::channel(WATCH_CHANNEL_CAPACITY);
-        tokio::spawn(forward_watch(queue, cancel, out));
+        let ended = EndedWatch(self.state().ended.clone());
+        tokio::spawn(async move {
+            let _ended = ended;
+            forward_watch(queue, cancel, out).await;
+        });
         Ok(rx)
     }
 }
@@ -1131,6 +1205,21 @@ mod tests {
         kv.delete("p/c").await.unwrap();
         assert_eq!(next(&mut fresh, S).await, Some(Ok(vec![deleted("p/c", 8)])));
         assert_eq!(next(&mut rx, S).await, Some(Ok(vec![deleted("p/c", 8)])));
+    }
+
+    #[tokio::test]
+    async fn auto_compaction_keeps_a_bounded_history() {
+        let kv = MemKv::new();
+        kv.auto_compact(10);
+        for i in 0..100 {
+            kv.put("k", vec![i], 0).await.unwrap();
+        }
+        let kept = kv.stats().history;
+        assert!((10..15).contains(&kept), "history of {kept} revisions");
+        assert!(matches!(kv.watch("k", 2).await, Err(KvError::Compacted(_))));
+        let mut w = kv.watch("k", kv.revision()).await.unwrap();
+        let batch = next(&mut w, S).await.unwrap().unwrap();
+        assert!(matches!(&batch[0], WatchEvent::Put(kv) if kv.value == [99]));
     }
 
     #[tokio::test]

@@ -397,6 +397,10 @@ fn arrives_later(spec: &SimSpec, i: usize) -> bool {
     spec.arrivals.iter().any(|&(n, at)| n == i && !at.is_zero())
 }
 
+/// Revisions of history the simulated etcd keeps (its auto-compaction): minutes of a
+/// 1 000-node fleet's writes, far more than any watch of the protocol needs.
+const SIM_HISTORY_REVISIONS: usize = 20_000;
+
 static SIM_METRICS: std::sync::OnceLock<Arc<Metrics>> = std::sync::OnceLock::new();
 
 /// Runs one simulation to the end (everyone done, or the horizon) and reports.
@@ -456,8 +460,12 @@ async fn run_async(spec: SimSpec) -> SimReport {
     }
     actions.sort_by_key(|a| a.0);
     let capacity = spec.capacity.max(1);
+    let kv = MemKv::new();
+    // Every watch the protocol opens starts right after a read, so a bounded history serves
+    // it; the bound keeps a long plan's memory from growing with every heartbeat (issue #18).
+    kv.auto_compact(SIM_HISTORY_REVISIONS);
     let sh = Arc::new(Shared {
-        kv: MemKv::new(),
+        kv,
         keys: Keys::new(NAMESPACE, LOCK_KEY),
         t0: Instant::now(),
         metrics: SIM_METRICS
