@@ -43,7 +43,7 @@ impl Keys {
     }
 
     /// Prefix of every group pool: `<ns>/reboot_group/`. Deliberately **not** under
-    /// `<ns><lock_key>/`: Go's `concurrency.Mutex` (and [`super::slots::standing`]) count every
+    /// `<ns><lock_key>/`: Go's `concurrency.Mutex` (and [`super::slots::wait_for_slot`]) count every
     /// key under the lock prefix as a queue entry, so a group entry there would take a place in
     /// the cluster pool.
     pub fn group_root(&self) -> String {

@@ -153,55 +153,11 @@ pub async fn create_entry<K: Kv>(
         .ok_or_else(|| SlotError::Lost(key.into()))
 }
 
-/// Reads the queue and says where `key` stands with `capacity` slots.
-pub async fn standing<K: Kv>(
-    kv: &K,
-    prefix: &str,
-    key: &str,
-    capacity: u32,
-) -> Result<Standing, SlotError> {
-    let r = kv
-        .range(
-            prefix,
-            RangeOpts {
-                by_create_revision: true,
-                ..RangeOpts::default()
-            },
-        )
-        .await?;
-    let idx = r
-        .kvs
-        .iter()
-        .position(|e| e.key == key)
-        .ok_or_else(|| SlotError::Lost(key.into()))?;
-    let cap = capacity.max(1) as usize;
-    let holders = r
-        .kvs
-        .iter()
-        .take(cap)
-        .map(|e| holder_under(prefix, e))
-        .collect();
-    let foreign = r
-        .kvs
-        .iter()
-        .take(cap)
-        .filter(|e| decode(&e.value).is_none())
-        .map(|e| crate::text::cap(e.key.clone(), 512))
-        .collect();
-    Ok(Standing {
-        foreign,
-        held: idx < cap,
-        position: if idx < cap { 0 } else { (idx - cap + 1) as u32 },
-        holders,
-        revision: r.revision,
-    })
-}
-
 /// How long a waiter keeps re-reading through an unavailable store before it gives up its place
 /// (an etcd leader election takes a few seconds; the entry lives on a lease of `lock_ttl_sec`).
 pub const ELECTION_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// [`standing`]'s answer for a waiter, read at a cost that grows with what is ahead of it, not
+/// Where a waiter stands, read at a cost that grows with what is ahead of it, not
 /// with the whole queue (issue #18): the keys created up to its own (keys only) decide whether it
 /// holds a slot and name the `capacity` entries just ahead of it — the only ones it has to
 /// watch — and the first `capacity` values name the holders. The decision comes from the first
@@ -374,7 +330,11 @@ pub async fn wait_for_slot<K: Kv>(
             let _ = updates.try_send(update.clone());
             last = Some(update);
         }
-        let mut watch = match watch_keys(kv, &window, s.revision + 1).await {
+        // Its own entry too: an entry deleted by an operator (`cluster forget`) is noticed
+        // at once, as `Lost`, instead of at the next move of the queue ahead.
+        let mut watched = window;
+        watched.push(key.to_string());
+        let mut watch = match watch_keys(kv, &watched, s.revision + 1).await {
             Ok(w) => w,
             // The store is briefly unavailable (a leader election): re-read, which rides it out.
             Err(KvError::Unavailable(_)) => continue,
@@ -387,7 +347,7 @@ pub async fn wait_for_slot<K: Kv>(
             tokio::select! {
                 batch = watch.recv() => match batch {
                     Some(Ok(events)) => {
-                        if events.iter().any(|e| matches!(e, WatchEvent::Delete { key, .. } if window.contains(key))) {
+                        if events.iter().any(|e| matches!(e, WatchEvent::Delete { key, .. } if watched.contains(key))) {
                             break;
                         }
                     }

@@ -124,6 +124,40 @@ async fn fifo_hand_off<K: Kv + Clone>(kv: K) {
     acquired(h4).await;
 }
 
+/// An operator deletes a waiting node's entry (`cluster forget --key`): the waiter learns at
+/// once that it is gone (it watches its own entry besides the K just ahead of it), instead of
+/// waiting on, entry-less, until the queue ahead of it moves.
+async fn a_deleted_waiting_entry_is_lost_at_once<K: Kv + Clone>(kv: K) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (n1, n2) = (
+        backend(&kv, "n1", 1, TTL, dir.path()),
+        backend(&kv, "n2", 1, TTL, dir.path()),
+    );
+    let (h1, _) = join(&n1);
+    acquired(h1).await;
+    let (h2, mut u2) = join(&n2);
+    assert_eq!(next_update(&mut u2).await.position, 1);
+    let entries = kv
+        .range(&Keys::new(NS, LOCK).slot_prefix(), RangeOpts::default())
+        .await
+        .expect("range");
+    let n2_entry = entries
+        .kvs
+        .iter()
+        .find(|e| String::from_utf8_lossy(&e.value).contains("\"n2\""))
+        .expect("n2's entry");
+    kv.delete(&n2_entry.key).await.expect("delete");
+    let r = tokio::time::timeout(Duration::from_secs(5), h2)
+        .await
+        .expect("the waiter noticed its entry is gone")
+        .expect("task");
+    assert!(
+        r.is_err(),
+        "a waiter without an entry must not get a slot: {r:?}"
+    );
+    n1.release_slot().await.expect("release");
+}
+
 async fn two_slots<K: Kv + Clone>(kv: K) {
     let dir = tempfile::tempdir().expect("tempdir");
     let nodes: Vec<_> = (1..=3)
@@ -477,6 +511,10 @@ async fn memkv_two_slots() {
     two_slots(MemKv::new()).await;
 }
 #[tokio::test(start_paused = true)]
+async fn memkv_a_deleted_waiting_entry_is_lost_at_once() {
+    a_deleted_waiting_entry_is_lost_at_once(MemKv::new()).await;
+}
+#[tokio::test(start_paused = true)]
 async fn memkv_lowered_capacity_refuses_the_extra_holder() {
     lowered_capacity_refuses_the_extra_holder(MemKv::new()).await;
 }
@@ -619,6 +657,11 @@ async fn etcd_fifo_hand_off() {
 async fn etcd_two_slots() {
     let e = etcd::Etcd::start(1);
     two_slots(real(&e).await).await;
+}
+#[tokio::test]
+async fn etcd_a_deleted_waiting_entry_is_lost_at_once() {
+    let e = etcd::Etcd::start(1);
+    a_deleted_waiting_entry_is_lost_at_once(real(&e).await).await;
 }
 #[tokio::test]
 async fn etcd_lowered_capacity_refuses_the_extra_holder() {

@@ -4,7 +4,7 @@
 //!
 //! - **Keys.** Group entries live under `<ns>/reboot_group/<group>/<lease-hex>`, on the same
 //!   session lease as the cluster entry — never under `<ns><lock_key>/`, where Go's mutex (and
-//!   [`slots::standing`]) would count them as cluster-pool entries. Without a group nothing of
+//!   [`slots::wait_for_slot`]) would count them as cluster-pool entries. Without a group nothing of
 //!   this module runs: the keys and calls are exactly those of a daemon without groups.
 //! - **Order: group pool first, then the cluster pool.** A node creates its cluster entry only
 //!   once it holds its group slot. No deadlock: a node waiting for a group slot holds nothing;
