@@ -422,19 +422,59 @@ impl Kv for EtcdKv {
     }
 
     async fn watch(&self, prefix: &str, start_revision: Revision) -> Result<WatchStream, KvError> {
+        self.watch_one(prefix, true, start_revision).await
+    }
+
+    async fn watch_keys(
+        &self,
+        keys: &[String],
+        start_revision: Revision,
+    ) -> Result<WatchStream, KvError> {
+        if let [only] = keys {
+            return self.watch_one(only, false, start_revision).await;
+        }
+        // One etcd watch per key, merged; the forwarding tasks end (and drop their watches,
+        // which cancels them) when the merged stream is dropped.
+        let (tx, rx) = mpsc::channel(keys.len().max(1) * 4);
+        for key in keys {
+            let mut one = self.watch_one(key, false, start_revision).await?;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let batch = tokio::select! {
+                        b = one.recv() => b,
+                        () = tx.closed() => return,
+                    };
+                    let end = !matches!(batch, Some(Ok(_)));
+                    let item =
+                        batch.unwrap_or_else(|| Err(KvError::Unavailable("watch ended".into())));
+                    if tx.send(item).await.is_err() || end {
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(rx)
+    }
+}
+
+impl EtcdKv {
+    /// One etcd watch of `key` (with `prefix`: of every key under it) from `start_revision`.
+    async fn watch_one(
+        &self,
+        key: &str,
+        prefix: bool,
+        start_revision: Revision,
+    ) -> Result<WatchStream, KvError> {
         let mut stream = self
             .with_failover(|mut c| {
-                let prefix = prefix.to_string();
+                let key = key.to_string();
                 async move {
-                    c.watch(
-                        prefix,
-                        Some(
-                            WatchOptions::new()
-                                .with_prefix()
-                                .with_start_revision(start_revision),
-                        ),
-                    )
-                    .await
+                    let mut o = WatchOptions::new().with_start_revision(start_revision);
+                    if prefix {
+                        o = o.with_prefix();
+                    }
+                    c.watch(key, Some(o)).await
                 }
             })
             .await?;

@@ -232,4 +232,11 @@ pub trait Kv: Send + Sync + 'static {
         prefix: &str,
         start_revision: Revision,
     ) -> impl Future<Output = Result<WatchStream, KvError>> + Send;
+    /// Watches every change of exactly the keys in `keys` from `start_revision` (inclusive), as
+    /// one stream: a slot waiter watches the K entries just ahead of it and its own.
+    fn watch_keys(
+        &self,
+        keys: &[String],
+        start_revision: Revision,
+    ) -> impl Future<Output = Result<WatchStream, KvError>> + Send;
 }

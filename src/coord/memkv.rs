@@ -111,10 +111,12 @@ type Batch = (Instant, Vec<WatchEvent>);
 /// The store's side of one open watch (the prefix is its key in `State::watchers`).
 #[derive(Debug)]
 struct Watcher {
-    /// Unbounded queue to the watch's forwarding task.
+    /// Only the key itself, not every key that starts with it ([`Kv::watch_keys`]).
+    exact: bool,
+    /// Unbounded queue to the watch's forwarding task (shared by the keys of one `watch_keys`).
     queue: mpsc::UnboundedSender<Batch>,
-    /// Ends the stream with this error.
-    cancel: oneshot::Sender<KvError>,
+    /// Ends the stream with this error (held by the first key of a `watch_keys` only).
+    cancel: Option<oneshot::Sender<KvError>>,
 }
 
 /// Everything behind the mutex.
@@ -257,7 +259,8 @@ impl State {
             }
         }
         for prefix in prefixes {
-            let batch = matching(&events, &prefix);
+            let under = matching(&events, &prefix, false);
+            let exact = matching(&events, &prefix, true);
             let Some(bucket) = self.watchers.get_mut(&prefix) else {
                 continue;
             };
@@ -265,6 +268,10 @@ impl State {
             bucket.retain(|w| {
                 if w.queue.is_closed() {
                     return false;
+                }
+                let batch = if w.exact { &exact } else { &under };
+                if batch.is_empty() {
+                    return true;
                 }
                 delivered += batch.len() as u64;
                 w.queue.send((deliver_at, batch.clone())).is_ok()
@@ -303,7 +310,9 @@ impl State {
         self.watcher_count = 0;
         for w in std::mem::take(&mut self.watchers).into_values().flatten() {
             // The forwarding task may already be gone (receiver dropped): nothing to tell.
-            let _ = w.cancel.send(error.clone());
+            if let Some(cancel) = w.cancel {
+                let _ = cancel.send(error.clone());
+            }
         }
     }
 
@@ -419,13 +428,16 @@ impl State {
     }
 }
 
-/// The events of `events` under `prefix`.
-fn matching(events: &[WatchEvent], prefix: &str) -> Vec<WatchEvent> {
+/// The events of `events` under `prefix` (or of exactly that key).
+fn matching(events: &[WatchEvent], prefix: &str, exact: bool) -> Vec<WatchEvent> {
     events
         .iter()
-        .filter(|e| match e {
-            WatchEvent::Put(kv) => kv.key.starts_with(prefix),
-            WatchEvent::Delete { key, .. } => key.starts_with(prefix),
+        .filter(|e| {
+            if exact {
+                e.key() == prefix
+            } else {
+                e.key().starts_with(prefix)
+            }
         })
         .cloned()
         .collect()
@@ -561,10 +573,12 @@ impl MemKv {
         Ok(id)
     }
 
-    /// Registers a watch and queues the replayed history (synchronous part of [`Kv::watch`]).
+    /// Registers a watch of `targets` (a prefix, or exact keys) on one queue and queues the
+    /// replayed history (synchronous part of [`Kv::watch`] and [`Kv::watch_keys`]).
     fn open_watch(
         &self,
-        prefix: &str,
+        targets: &[String],
+        exact: bool,
         start_revision: Revision,
     ) -> Result<(mpsc::UnboundedReceiver<Batch>, oneshot::Receiver<KvError>), KvError> {
         let mut state = self.available_state()?;
@@ -584,21 +598,27 @@ impl MemKv {
         let from = state.history.partition_point(|(rev, _)| *rev < start);
         let mut replayed = 0;
         for (_, events) in &state.history[from..] {
-            let batch = matching(events, prefix);
+            let batch: Vec<WatchEvent> = targets
+                .iter()
+                .flat_map(|t| matching(events, t, exact))
+                .collect();
             replayed += batch.len() as u64;
             if !batch.is_empty() {
                 // The receiver is alive: it was created above.
                 let _ = queue.send((deliver_at, batch));
             }
         }
-        state.load.watches += 1;
+        state.load.watches += targets.len() as u64;
         state.load.watch_events += replayed;
-        state
-            .watchers
-            .entry(prefix.to_owned())
-            .or_default()
-            .push(Watcher { queue, cancel });
-        state.watcher_count += 1;
+        let mut cancel = Some(cancel);
+        for t in targets {
+            state.watchers.entry(t.clone()).or_default().push(Watcher {
+                exact,
+                queue: queue.clone(),
+                cancel: cancel.take(),
+            });
+        }
+        state.watcher_count += targets.len();
         Ok((queue_rx, cancel_rx))
     }
 }
@@ -646,13 +666,35 @@ async fn unless_cancelled<F: Future>(
     }
 }
 
+impl MemKv {
+    /// One watch stream of `targets`: one queue, one forwarding task, however many keys (a
+    /// waiter watches K + 1 keys; a task and two channels per key were most of a 10 000-node
+    /// plan's memory, issue #18).
+    fn open_stream(
+        &self,
+        targets: &[String],
+        exact: bool,
+        start_revision: Revision,
+    ) -> Result<WatchStream, KvError> {
+        let (queue, cancel) = self.open_watch(targets, exact, start_revision)?;
+        let (out, rx) = mpsc::channel(WATCH_CHANNEL_CAPACITY);
+        let ended = EndedWatch(self.state().ended.clone(), targets.len());
+        tokio::spawn(async move {
+            let _ended = ended;
+            forward_watch(queue, cancel, out).await;
+        });
+        Ok(rx)
+    }
+}
+
 /// Counts a watch whose forwarding task ended (dropped with the task), so the store knows when
 /// sweeping its dead watches is worth it.
-struct EndedWatch(Arc<std::sync::atomic::AtomicUsize>);
+struct EndedWatch(Arc<std::sync::atomic::AtomicUsize>, usize);
 
 impl Drop for EndedWatch {
     fn drop(&mut self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .fetch_add(self.1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -812,14 +854,15 @@ impl Kv for MemKv {
     }
 
     async fn watch(&self, prefix: &str, start_revision: Revision) -> Result<WatchStream, KvError> {
-        let (queue, cancel) = self.open_watch(prefix, start_revision)?;
-        let (out, rx) = mpsc::channel(WATCH_CHANNEL_CAPACITY);
-        let ended = EndedWatch(self.state().ended.clone());
-        tokio::spawn(async move {
-            let _ended = ended;
-            forward_watch(queue, cancel, out).await;
-        });
-        Ok(rx)
+        self.open_stream(&[prefix.to_owned()], false, start_revision)
+    }
+
+    async fn watch_keys(
+        &self,
+        keys: &[String],
+        start_revision: Revision,
+    ) -> Result<WatchStream, KvError> {
+        self.open_stream(keys, true, start_revision)
     }
 }
 
@@ -1205,6 +1248,40 @@ mod tests {
         kv.delete("p/c").await.unwrap();
         assert_eq!(next(&mut fresh, S).await, Some(Ok(vec![deleted("p/c", 8)])));
         assert_eq!(next(&mut rx, S).await, Some(Ok(vec![deleted("p/c", 8)])));
+    }
+
+    #[tokio::test]
+    async fn a_key_watch_sees_exactly_its_keys_on_one_stream() {
+        let kv = MemKv::new();
+        kv.put("q/1", b"a".to_vec(), 0).await.unwrap(); // rev 2
+        let mut w = kv
+            .watch_keys(&["q/1".into(), "q/2".into()], 2)
+            .await
+            .unwrap();
+        assert_eq!(kv.stats().watchers, 2);
+        kv.put("q/10", b"not ours".to_vec(), 0).await.unwrap(); // rev 3: q/1 is only its prefix
+        kv.put("q/2", b"b".to_vec(), 0).await.unwrap(); // rev 4
+        kv.delete("q/1").await.unwrap(); // rev 5
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            for e in next(&mut w, S).await.unwrap().unwrap() {
+                let rev = match &e {
+                    WatchEvent::Put(kv) => kv.mod_revision,
+                    WatchEvent::Delete { mod_revision, .. } => *mod_revision,
+                };
+                seen.push(format!("{}@{rev}", e.key()));
+            }
+        }
+        assert_eq!(seen, ["q/1@2", "q/2@4", "q/1@5"]);
+        nothing(&mut w, S).await;
+        drop(w);
+        tokio::task::yield_now().await;
+        kv.put("x", vec![], 0).await.unwrap();
+        assert_eq!(
+            kv.stats().watchers,
+            0,
+            "both keys' watchers went with the stream"
+        );
     }
 
     #[tokio::test]

@@ -247,37 +247,6 @@ where
     }
 }
 
-/// One stream of the changes of every key in `keys` from `start` (one watch per key, merged).
-/// The forwarding tasks end, and drop their watches, when the returned stream is dropped.
-async fn watch_keys<K: Kv>(
-    kv: &K,
-    keys: &[String],
-    start: Revision,
-) -> Result<WatchStream, KvError> {
-    if let [only] = keys {
-        return kv.watch(only, start).await;
-    }
-    let (tx, rx) = mpsc::channel(keys.len().max(1) * 4);
-    for key in keys {
-        let mut one = kv.watch(key, start).await?;
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            loop {
-                let batch = tokio::select! {
-                    b = one.recv() => b,
-                    () = tx.closed() => return,
-                };
-                let end = !matches!(batch, Some(Ok(_)));
-                let item = batch.unwrap_or_else(|| Err(KvError::Unavailable("watch ended".into())));
-                if tx.send(item).await.is_err() || end {
-                    return;
-                }
-            }
-        });
-    }
-    Ok(rx)
-}
-
 /// Waits until `key` holds one of `capacity` slots (the current value of the channel).
 /// Sends a [`QueueUpdate`] (naming `pool`: `None` = the cluster pool, `Some(group)`) each time it
 /// reads the queue, when the position or the holders changed since the last one.
@@ -334,15 +303,14 @@ pub async fn wait_for_slot<K: Kv>(
         // at once, as `Lost`, instead of at the next move of the queue ahead.
         let mut watched = window;
         watched.push(key.to_string());
-        let mut watch = match watch_keys(kv, &watched, s.revision + 1).await {
+        let mut watch = match kv.watch_keys(&watched, s.revision + 1).await {
             Ok(w) => w,
             // The store is briefly unavailable (a leader election): re-read, which rides it out.
             Err(KvError::Unavailable(_)) => continue,
             Err(e) => return Err(e.into()),
         };
-        // Only the deletion of an entry just ahead can free a slot (a watch on a key also sees
-        // longer keys that start with it: those are not ours); a broken or ended watch only
-        // causes a re-read (which fails there if the store is down).
+        // Only the deletion of an entry just ahead can free a slot; a broken or ended watch
+        // only causes a re-read (which fails there if the store is down).
         loop {
             tokio::select! {
                 batch = watch.recv() => match batch {

@@ -421,13 +421,13 @@ pub(super) fn since_entry(records: &[Record], state: StateName) -> &[Record] {
 
 pub(super) fn locking_block(records: &[Record]) -> Option<Block> {
     let cycle = since_entry(records, StateName::Locking);
-    let (position, holders, pool) = cycle.iter().rev().find_map(|r| match &r.event {
+    let (position, holders, pool, read_at) = cycle.iter().rev().find_map(|r| match &r.event {
         Event::SlotQueued {
             position,
             holders,
             pool,
             ..
-        } => Some((*position, holders, pool)),
+        } => Some((*position, holders, pool, r.now)),
         _ => None,
     })?;
     let names: Vec<String> = holders
@@ -489,6 +489,14 @@ pub(super) fn locking_block(records: &[Record]) -> Option<Block> {
     ));
     b.evidence
         .insert("holders".into(), Value::Array(holders_json));
+    // A waiter reads the queue again only when an entry just ahead of it leaves (issue #18: a
+    // hand-off wakes K waiters, not all), so say how old the position and the holders are.
+    b.evidence_lines.push(format!(
+        "queue read at: {} (read again when an entry just ahead leaves; `clusterrebootd cluster status` shows the queue now)",
+        fmt_ms(read_at)
+    ));
+    b.evidence
+        .insert("queue_read_at".into(), json!(fmt_ms(read_at)));
     if let Some(g) = pool {
         b.evidence_lines
             .push(format!("waiting for: the pool of reboot group {g}"));

@@ -495,6 +495,7 @@ last reason: waiting for slot, position 2, held by node-3 since 2026-11-27T02:35
 blocked by the reboot slot: the reboot slot is held by node-3 since 2026-11-27T02:35:00Z; we wait at queue position 2
   queue position: 2
   held by: node-3 since 2026-11-27T02:35:00Z
+  queue read at: 2026-11-27T03:00:05Z (read again when an entry just ahead leaves; `clusterrebootd cluster status` shows the queue now)
 to unblock: node-3 must finish its reboot; if it will never return: clusterrebootd cluster forget node-3
 next check: none scheduled
 last 4 transitions:
@@ -507,6 +508,10 @@ last 4 transitions:
     let j = render_json(&e);
     assert_eq!(j["blocked_by"]["gate"], "slot");
     assert_eq!(j["blocked_by"]["evidence"]["position"], 2);
+    assert_eq!(
+        j["blocked_by"]["evidence"]["queue_read_at"],
+        "2026-11-27T03:00:05Z"
+    );
     assert_eq!(j["blocked_by"]["evidence"]["holders"][0]["node"], "node-3");
     assert_eq!(
         j["blocked_by"]["evidence"]["holders"][0]["since"],

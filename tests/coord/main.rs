@@ -862,6 +862,9 @@ impl Kv for CountingKv {
     async fn watch(&self, prefix: &str, start: Revision) -> Result<WatchStream, KvError> {
         self.inner.watch(prefix, start).await
     }
+    async fn watch_keys(&self, keys: &[String], start: Revision) -> Result<WatchStream, KvError> {
+        self.inner.watch_keys(keys, start).await
+    }
 }
 
 #[tokio::test(start_paused = true)]
