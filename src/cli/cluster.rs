@@ -190,10 +190,10 @@ async fn execute<K: Kv>(
             )
             .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                crate::cli::outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 let now = jiff::Timestamp::now();
-                print!(
+                crate::cli::out!(
                     "{}",
                     crate::text::for_terminal(&crate::fleet::table::render(&v, now))
                 );
@@ -226,7 +226,7 @@ async fn execute<K: Kv>(
                     ),
                     Err(_) => crate::text::cap_bytes(&old.value, 512),
                 };
-                println!(
+                crate::cli::outln!(
                     "{}",
                     crate::text::for_terminal(&format!(
                         "the cluster was already paused: replaced the pause \"{}\"",
@@ -234,7 +234,7 @@ async fn execute<K: Kv>(
                     ))
                 );
             }
-            println!(
+            crate::cli::outln!(
                 "cluster paused: no node starts a reboot until `clusterrebootd cluster resume`"
             );
             notify(
@@ -258,14 +258,15 @@ async fn execute<K: Kv>(
                 0,
             )
             .await?;
-            println!(
+            crate::cli::outln!(
                 "etcd store accepted (cluster id {:x}, revision {}): daemons pin it at their next check",
-                id.cluster_id, id.revision
+                id.cluster_id,
+                id.revision
             );
         }
         ClusterCommand::Resume => {
             let (_, existed) = kv.delete(&keys.pause()).await?;
-            println!(
+            crate::cli::outln!(
                 "{}",
                 if existed {
                     "cluster resumed"
@@ -315,9 +316,9 @@ async fn execute<K: Kv>(
                 return Ok(Exit::Usage);
             }
             if kv.delete(&full).await?.1 {
-                println!("removed queue entry {full}");
+                crate::cli::outln!("removed queue entry {full}");
             } else {
-                println!("nothing stored at {full}");
+                crate::cli::outln!("nothing stored at {full}");
             }
         }
         ClusterCommand::Forget { node: None, .. } => return Ok(Exit::Usage),
@@ -354,9 +355,9 @@ async fn execute<K: Kv>(
                 }
             }
             if removed.is_empty() {
-                println!("nothing stored for node {node}");
+                crate::cli::outln!("nothing stored for node {node}");
             } else {
-                println!(
+                crate::cli::outln!(
                     "forgot node {node}: removed {}",
                     crate::text::one_line(&removed.join(", "))
                 );
@@ -384,7 +385,7 @@ async fn execute<K: Kv>(
             let body = serde_json::json!({"by": who(), "at": now});
             kv.put(&keys.request(&node), body.to_string().into_bytes(), 0)
                 .await?;
-            println!(
+            crate::cli::outln!(
                 "reboot requested for {node}: it counts as \"reboot required\" there until the node has rebooted"
             );
         }

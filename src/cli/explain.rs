@@ -15,20 +15,20 @@ pub fn run(config: &Path, json: bool) -> Exit {
     match load_live(&s, now) {
         Ok(e) => {
             if json {
-                println!("{:#}", render_json(&e));
+                crate::cli::outln!("{:#}", render_json(&e));
             } else {
-                print!("{}", crate::text::for_terminal(&render_text(&e, now)));
+                crate::cli::out!("{}", crate::text::for_terminal(&render_text(&e, now)));
             }
             Exit::Ok
         }
         Err(why) if json => {
             // A JSON consumer gets JSON only: the dry-run's Go report is text, so it is not run.
             let v = no_daemon_json(&s.node_name, &why.to_string());
-            println!("{v:#}");
+            crate::cli::outln!("{v:#}");
             Exit::Ok
         }
         Err(why) => {
-            println!(
+            crate::cli::outln!(
                 "{}; dry-run evaluation instead:",
                 crate::text::for_terminal(&why.to_string())
             );

@@ -24,10 +24,10 @@ pub fn run(format: Format) -> Exit {
         }
     };
     match format {
-        Format::Mermaid => print!("{}", spec.to_mermaid()),
-        Format::Dot => print!("{}", spec.to_dot()),
+        Format::Mermaid => crate::cli::out!("{}", spec.to_mermaid()),
+        Format::Dot => crate::cli::out!("{}", spec.to_dot()),
         Format::Json => match serde_json::to_string_pretty(&spec) {
-            Ok(j) => println!("{j}"),
+            Ok(j) => crate::cli::outln!("{j}"),
             Err(e) => {
                 eprintln!("cannot encode the spec: {e}");
                 return Exit::Runtime;

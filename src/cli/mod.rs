@@ -311,6 +311,27 @@ pub fn go_flag_syntax(args: Vec<OsString>) -> Vec<OsString> {
     out
 }
 
+/// `println!` through [`emit`]: every report of the command line goes through it, so a closed
+/// stdout (`clusterrebootd fsm | head -1`, a daemon whose stdout pipe went away) ends the
+/// report quietly instead of panicking in `println!` (issue #19).
+macro_rules! outln {
+    () => {{
+        let _ = $crate::cli::emit("\n");
+    }};
+    ($($arg:tt)*) => {{
+        let _ = $crate::cli::emit(&format!("{}\n", format_args!($($arg)*)));
+    }};
+}
+pub(crate) use outln;
+
+/// `print!` through [`emit`] (see [`outln`]).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = $crate::cli::emit(&format!($($arg)*));
+    }};
+}
+pub(crate) use out;
+
 /// Prints `text` on stdout. A closed stdout (`simulate --cluster 50 | head`) is not an error
 /// for a report nobody reads any more: it ends quietly (`false`), as `ls | head` does, instead
 /// of panicking in `print!`. Other write errors are said on stderr.
@@ -337,7 +358,7 @@ fn run(cli: Cli) -> Exit {
     match cli.command {
         Command::ValidateConfig { cfg } => validate_config::run(&path(cfg)),
         Command::Version => {
-            println!("{}", crate::version::line());
+            crate::cli::outln!("{}", crate::version::line());
             Exit::Ok
         }
         Command::Run { cfg, dry_run, once } => run::run(&path(cfg), dry_run, once),

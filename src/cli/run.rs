@@ -140,7 +140,7 @@ pub fn run(config: &Path, dry_run: bool, once: bool) -> Exit {
             s.node_name
         );
     } else {
-        println!(
+        crate::cli::outln!(
             "starting orchestration for node {} (dry-run={dry})",
             s.node_name
         );
@@ -170,7 +170,7 @@ pub fn run(config: &Path, dry_run: bool, once: bool) -> Exit {
             "shutdown requested; orchestration loop exiting"
         );
     } else if !once {
-        println!("shutdown requested; orchestration loop exiting");
+        crate::cli::outln!("shutdown requested; orchestration loop exiting");
     }
     code
 }
@@ -187,7 +187,7 @@ pub fn status(config: &Path, skip_health: bool, skip_lock: bool) -> Exit {
     if skip_lock {
         eprintln!("skipping lock acquisition (--skip-lock)");
     }
-    println!(
+    crate::cli::outln!(
         "status evaluation for node {} (dry-run enforced)",
         s.node_name
     );
@@ -210,6 +210,6 @@ pub fn status(config: &Path, skip_health: bool, skip_lock: bool) -> Exit {
         Err(code) => return code,
     };
     let code = drive(&rt, opts, true);
-    println!();
+    crate::cli::outln!();
     code
 }

@@ -24,17 +24,17 @@ pub fn trace(path: &Path) -> Exit {
     } else {
         "trace"
     };
-    println!(
+    crate::cli::outln!(
         "replaying {} inputs from {} {kind}",
         trace.items.len(),
         path.display()
     );
     match replay::run(&trace, |input, step| {
-        println!("{}", replay::step_line(input, step))
+        crate::cli::outln!("{}", replay::step_line(input, step))
     }) {
         Ok(None) => {
             if trace.is_journal() {
-                println!(
+                crate::cli::outln!(
                     "replay identical: {} inputs, no divergence",
                     trace.items.len()
                 );
@@ -71,22 +71,22 @@ pub fn detectors(config: &Path) -> Exit {
         }
     };
     let names: Vec<&str> = s.detectors.iter().map(|d| d.name.as_str()).collect();
-    println!("node {} configuration summary:", s.node_name);
-    println!("  detectors: {}", names.join(", "));
-    println!("  health script: {}", s.health_script.display());
-    println!("  etcd endpoints: {}", s.etcd.endpoints.join(", "));
-    println!("  reboot command: {}", s.reboot_command.join(" "));
+    crate::cli::outln!("node {} configuration summary:", s.node_name);
+    crate::cli::outln!("  detectors: {}", names.join(", "));
+    crate::cli::outln!("  health script: {}", s.health_script.display());
+    crate::cli::outln!("  etcd endpoints: {}", s.etcd.endpoints.join(", "));
+    crate::cli::outln!("  reboot command: {}", s.reboot_command.join(" "));
     let reports = rt.block_on(evaluate(&s.detectors, &PresetPaths::default()));
-    println!("detector evaluations:");
-    print!("{}", format_reports(&reports));
+    crate::cli::outln!("detector evaluations:");
+    crate::cli::out!("{}", format_reports(&reports));
     let result = crate::adapters::detectors::combine(&reports);
     let required = matches!(result, crate::fsm::DetectorResult::Required { .. });
-    println!("overall reboot required: {required}");
+    crate::cli::outln!("overall reboot required: {required}");
     if let crate::fsm::DetectorResult::Error { detail } = result {
         eprintln!("detector evaluation encountered errors: {detail}");
         return Exit::DetectorError;
     }
-    println!("no reboot actions performed in simulation mode");
+    crate::cli::outln!("no reboot actions performed in simulation mode");
     Exit::Ok
 }
 

@@ -12,7 +12,7 @@ pub fn run(path: &Path) -> Exit {
             for w in &v.warnings {
                 eprintln!("warning: {}: {w}", path.display());
             }
-            println!("configuration at {} is valid", path.display());
+            crate::cli::outln!("configuration at {} is valid", path.display());
             Exit::Ok
         }
         Err(e) => {

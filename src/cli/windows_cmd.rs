@@ -73,7 +73,7 @@ pub fn run(config: &Path, at: Option<&str>, json: bool) -> Exit {
     };
     if json {
         match serde_json::to_string_pretty(&answer) {
-            Ok(j) => println!("{j}"),
+            Ok(j) => crate::cli::outln!("{j}"),
             Err(e) => {
                 eprintln!("cannot encode the answer: {e}");
                 return Exit::Runtime;
@@ -87,23 +87,24 @@ pub fn run(config: &Path, at: Option<&str>, json: bool) -> Exit {
             Some(r) => format!("allow window \"{r}\""),
             None => "no windows configured".to_string(),
         };
-        println!(
+        crate::cli::outln!(
             "at {} ({}): reboot allowed ({by})",
-            answer.at, answer.timezone
+            answer.at,
+            answer.timezone
         );
-        println!(
+        crate::cli::outln!(
             "allowed until: {}",
             answer.allowed_until.clone().unwrap_or_else(|| none.clone())
         );
     } else {
-        println!(
+        crate::cli::outln!(
             "at {} ({}): reboot not allowed: {}",
             answer.at,
             answer.timezone,
             answer.reason.clone().unwrap_or_default()
         );
     }
-    println!(
+    crate::cli::outln!(
         "next permitted instant: {}",
         answer.next_allowed_at.unwrap_or(none)
     );

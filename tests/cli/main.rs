@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod bad_input;
+mod closed_stdout;
 mod completions;
 mod config_cmd;
 mod config_flag;
@@ -22,6 +23,22 @@ pub fn run(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("spawn clusterrebootd")
+}
+
+/// Runs the built binary with `args` and a stdout whose reader is already gone (`… | head`
+/// after head exited): every write to it fails with EPIPE. Returns the exit code and stderr.
+pub fn with_closed_stdout(args: &[&str]) -> (i32, String) {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_clusterrebootd"))
+        .args(args)
+        .stdout(writer)
+        .output()
+        .expect("spawn clusterrebootd");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 /// Exit code, stdout and stderr of a run, for assertions with readable failures.
