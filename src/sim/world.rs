@@ -347,10 +347,7 @@ fn describe(kind: &FaultKind, end: bool) -> String {
         FaultKind::KvUnavailable { .. } => "etcd unavailable".into(),
         FaultKind::DropWatches => "watch streams dropped".into(),
         FaultKind::DelayWatches { delay, .. } => {
-            format!(
-                "watch events delayed by {}",
-                humantime::format_duration(*delay)
-            )
+            format!("watch events delayed by {}", crate::human::duration(*delay))
         }
         FaultKind::HealthFails { node, hang, .. } => format!(
             "{} health script {}",
@@ -360,9 +357,12 @@ fn describe(kind: &FaultKind, end: bool) -> String {
         FaultKind::KillSwitch { node, .. } => format!("{} kill switch", node_name(*node)),
         FaultKind::Pause { .. } => "cluster pause".into(),
         FaultKind::SetCapacity { k } => format!("max_concurrent_reboots set to {k} (SIGHUP)"),
-        FaultKind::ClockJump { node, delta_ms } => {
-            format!("{} clock stepped by {delta_ms} ms", node_name(*node))
-        }
+        FaultKind::ClockJump { node, delta_ms } => format!(
+            "{} clock stepped {} by {}",
+            node_name(*node),
+            if *delta_ms < 0 { "back" } else { "forward" },
+            crate::human::duration_ms(delta_ms.unsigned_abs())
+        ),
         FaultKind::NeedsReboot { node } => format!("{} got a new update", node_name(*node)),
         FaultKind::UpdateArrives { node } => {
             format!("{}: update lands, daemon starts", node_name(*node))
@@ -596,5 +596,31 @@ fn track_span(
         {
             r.recovered_ms = Some(now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The planner's and the sweep's fault lines use the one duration formatter (issue #19).
+    #[test]
+    fn fault_labels_read_like_every_other_duration() {
+        let delayed = FaultKind::DelayWatches {
+            delay: Duration::from_millis(90_500),
+            span: Duration::from_secs(60),
+        };
+        assert_eq!(
+            describe(&delayed, false),
+            "fault: watch events delayed by 1m 31s"
+        );
+        let back = FaultKind::ClockJump {
+            node: 0,
+            delta_ms: -250,
+        };
+        assert_eq!(
+            describe(&back, false),
+            "fault: node-1 clock stepped back by 250 ms"
+        );
     }
 }
