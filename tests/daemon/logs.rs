@@ -188,3 +188,75 @@ fn a_start_up_failure_is_a_json_line() {
         }
     }
 }
+
+/// Lines above debug in `log` (every line must be JSON).
+fn loud_lines(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|line| {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{log}"));
+            v["level"] != "debug" && v["level"] != "trace"
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Issue #19, "a one-day idle node writes at most a few dozen log lines": an idle node on a real
+/// etcd (session lease kept alive, health record heartbeats, node_state record) with a 1 s check
+/// interval writes its start-up lines and then nothing more, check after check and heartbeat
+/// after heartbeat. The lines of a day are those start-up lines plus (lines per check ×
+/// 1 440 checks at the Go default interval); the test measures the per-check part as zero over
+/// ~20 checks and several heartbeats, and the start-up part as below two dozen.
+#[test]
+fn an_idle_day_is_a_few_log_lines() {
+    let e = crate::etcd::Etcd::start(1);
+    let n = node::Node::named(
+        "node-1",
+        &format!(
+            "lock_backend: etcd\netcd_endpoints: [{}]\netcd_namespace: /quiet\nhealth_publish_interval_sec: 2\ncluster_policies: {{min_healthy_absolute: 1}}\n",
+            e.endpoints().join(", ")
+        ),
+    );
+    std::fs::remove_file(n.path("reboot-required")).expect("no reboot needed");
+    let mut d = n
+        .cmd(&["run"])
+        .stderr(std::fs::File::create(n.path("daemon.log")).expect("log"))
+        .spawn()
+        .expect("spawn daemon");
+    let checks = |n: &node::Node| {
+        n.read("state/journal.jsonl")
+            .matches("\"no_action\"")
+            .count()
+    };
+    n.wait_for("five idle checks", 60, |n| checks(n) >= 5);
+    let early = loud_lines(&n.read("daemon.log"));
+    let at = checks(&n);
+    n.wait_for("twenty more idle checks", 90, |n| checks(n) >= at + 20);
+    let later = loud_lines(&n.read("daemon.log"));
+    // The heartbeats happened: the health record was written again and again meanwhile.
+    let (ok, rec) = e.etcdctl(None, &["get", "/quiet/cluster_health/node-1", "-w", "json"]);
+    assert!(ok, "{rec}");
+    let version = serde_json::from_str::<serde_json::Value>(&rec).expect("etcdctl JSON")["kvs"][0]
+        ["version"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        version >= 5,
+        "the health record was written {version} times:\n{rec}"
+    );
+    node::sigterm(&mut d);
+    assert_eq!(
+        later,
+        early,
+        "{} idle checks (and ~10 heartbeats) added log lines above debug",
+        checks(&n) - at
+    );
+    // Start-up, the first outcome: a few lines, once. With no line per check, a day at the Go
+    // default interval (1 440 checks) writes these and the stop line.
+    assert!(
+        early.len() <= 24,
+        "{} start-up lines:\n{}",
+        early.len(),
+        early.join("\n")
+    );
+}
