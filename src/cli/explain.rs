@@ -6,7 +6,7 @@ use crate::exit::Exit;
 use crate::explain::{load_live, no_daemon_json, render_json, render_text};
 
 /// `status --explain [--json]`.
-pub fn run(config: &Path, json: bool) -> Exit {
+pub fn run(config: &Path, json: bool, verbose: bool) -> Exit {
     let s = match super::run::settings(config) {
         Ok(s) => s,
         Err(code) => return code,
@@ -32,7 +32,7 @@ pub fn run(config: &Path, json: bool) -> Exit {
                 "{}; dry-run evaluation instead:",
                 crate::text::for_terminal(&why.to_string())
             );
-            super::run::status(config, false, false)
+            super::run::status(config, false, false, verbose)
         }
     }
 }

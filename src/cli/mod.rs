@@ -173,6 +173,11 @@ pub enum Command {
         /// With `--explain`: print a JSON object instead of text.
         #[arg(long, requires = "explain")]
         json: bool,
+        /// Also write the evaluation's log lines on stderr at the configured `log.level`
+        /// (without it only errors, so the report is not interleaved with them; Go's `status`
+        /// wrote none).
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Print the version and git revision.
     Version,
@@ -381,14 +386,16 @@ fn run(cli: Cli) -> Exit {
             cfg,
             explain: true,
             json,
+            verbose,
             ..
-        } => explain::run(&path(cfg), json),
+        } => explain::run(&path(cfg), json, verbose),
         Command::Status {
             cfg,
             skip_health,
             skip_lock,
+            verbose,
             ..
-        } => run::status(&path(cfg), skip_health, skip_lock),
+        } => run::status(&path(cfg), skip_health, skip_lock, verbose),
     }
 }
 

@@ -176,11 +176,16 @@ pub fn run(config: &Path, dry_run: bool, once: bool) -> Exit {
 }
 
 /// `status`: a dry-run evaluation of one pass that changes nothing (Go `status`).
-pub fn status(config: &Path, skip_health: bool, skip_lock: bool) -> Exit {
+pub fn status(config: &Path, skip_health: bool, skip_lock: bool, verbose: bool) -> Exit {
     let (s, boot) = match prepare(config) {
         Ok(x) => x,
         Err(code) => return code,
     };
+    // The report is the answer; the evaluation's transition and outcome lines would only
+    // interleave with it on a terminal (issue #19). `-v` (or RUST_LOG) brings them back.
+    if !verbose {
+        crate::logging::set_level("error");
+    }
     if skip_health {
         eprintln!("skipping health script execution (--skip-health)");
     }

@@ -12,6 +12,7 @@ mod go_ported;
 mod planner;
 mod planner_png;
 mod replay;
+mod status_quiet;
 mod windows_cmd;
 
 use std::path::Path;
