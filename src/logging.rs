@@ -37,6 +37,28 @@ use crate::config::{LogFormat, LogSettings};
 /// The crate's own target prefix, stripped from `component`.
 const CRATE: &str = "clusterrebootd";
 
+/// A failure that would repeat at every check or heartbeat while it lasts (etcd down): logged
+/// once when it starts and once when it ends, not ~1 440 times a day (issue #19).
+#[derive(Debug, Default)]
+pub struct Streak(AtomicBool);
+
+impl Streak {
+    /// No failure yet.
+    pub const fn new() -> Self {
+        Streak(AtomicBool::new(false))
+    }
+
+    /// The call failed: `true` the first time since the last success (log it then).
+    pub fn failed(&self) -> bool {
+        !self.0.swap(true, Ordering::Relaxed)
+    }
+
+    /// The call succeeded: `true` when it had failed before (log the recovery then).
+    pub fn succeeded(&self) -> bool {
+        self.0.swap(false, Ordering::Relaxed)
+    }
+}
+
 /// The event name used when a call site sets none.
 pub const DEFAULT_EVENT: &str = "log";
 
@@ -525,6 +547,17 @@ mod tests {
             component_of("clusterrebootdx").as_deref(),
             Some("clusterrebootdx")
         );
+    }
+
+    #[test]
+    fn a_streak_says_its_start_and_its_end_once() {
+        let s = Streak::new();
+        assert!(!s.succeeded(), "no failure to recover from");
+        assert!(s.failed(), "the first failure is said");
+        assert!(!s.failed() && !s.failed(), "repeats are not");
+        assert!(s.succeeded(), "the recovery is said");
+        assert!(!s.succeeded());
+        assert!(s.failed(), "a new streak is said again");
     }
 
     #[test]

@@ -281,8 +281,10 @@ pub async fn read_with_group<K: Kv>(
                         .to_string(),
                 );
             } else if age.is_none_or(|a| a > stale_after.as_secs() as i64) {
-                v.stale
-                    .push(format!("{node} (last report {})", cap(h.reported_at, 64)));
+                v.stale.push(format!(
+                    "{node} (last report {})",
+                    crate::human::instant(&cap(h.reported_at, 64))
+                ));
             }
         }
         rows.insert(node, r);

@@ -141,7 +141,10 @@ pub fn evaluate(
         } else if down_planned.contains(node) || marked.contains(node) {
             // counted down above
         } else if !fresh {
-            stale.push(format!("{node} (last report {})", r.reported_at));
+            stale.push(format!(
+                "{node} (last report {})",
+                crate::human::instant(&r.reported_at)
+            ));
         } else {
             healthy += 1;
             if !is_fallback(node) {
@@ -381,6 +384,21 @@ mod tests {
         assert_eq!(
             r,
             ["healthy nodes 2 below minimum 3 (this node counts as down)"]
+        );
+    }
+
+    /// Issue #19: a stale record's time is shown to the second, not with its nanoseconds.
+    #[test]
+    fn a_stale_record_is_named_with_its_time_to_the_second() {
+        let mut stale = rec("d", true, 500);
+        stale.reported_at = "2026-12-07T11:46:01.851901021Z".into();
+        let recs = [rec("a", true, 1), stale];
+        let r = reasons(eval(&facts(&recs), &pol(2, 0.0, &[])));
+        assert!(
+            r.iter().any(|s| s.ends_with(
+                "stale health records not counted healthy: d (last report 2026-12-07T11:46:01Z)"
+            )),
+            "{r:?}"
         );
     }
 

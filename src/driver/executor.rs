@@ -152,7 +152,7 @@ impl<C: Coordinator> Executor<C> {
                             }
                             Err(e) => {
                                 metrics.cluster_health_update(stage.as_str(), status, "error");
-                                tracing::warn!(event = "health_publish_failed", error = %e);
+                                tracing::warn!(event = "health_publish_failed", error = %e, "cannot publish this node's health record ({})", stage.as_str());
                             }
                         }
                     });

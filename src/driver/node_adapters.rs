@@ -21,6 +21,11 @@ use crate::coord::{Coordinator, HealthRecord};
 use crate::fsm::*;
 use crate::metrics::Metrics;
 
+/// The reboot-request read fails at every check while etcd is down: said once per outage.
+static REQUEST_UNREADABLE: crate::logging::Streak = crate::logging::Streak::new();
+/// The heartbeat fails at every interval while etcd is down: said once per outage.
+static HEARTBEAT_FAILING: crate::logging::Streak = crate::logging::Streak::new();
+
 /// The daemon's adapters and what they need to know of the run.
 pub(super) struct NodeAdapters<C: Coordinator> {
     pub(super) tx: mpsc::UnboundedSender<Msg>,
@@ -116,10 +121,20 @@ impl<C: Coordinator> NodeAdapters<C> {
                 "unhealthy"
             };
             match coord.publish_health(record).await {
-                Ok(()) => metrics.cluster_health_update("heartbeat", status, "success"),
+                Ok(()) => {
+                    metrics.cluster_health_update("heartbeat", status, "success");
+                    if HEARTBEAT_FAILING.succeeded() {
+                        tracing::info!(
+                            event = "health_published",
+                            "the health record is published again"
+                        );
+                    }
+                }
                 Err(e) => {
                     metrics.cluster_health_update("heartbeat", status, "error");
-                    tracing::warn!(event = "health_publish_failed", error = %e);
+                    if HEARTBEAT_FAILING.failed() {
+                        tracing::warn!(event = "health_publish_failed", error = %e, "cannot publish this node's health record (heartbeat); retried every heartbeat, said once until it works again");
+                    }
                 }
             }
         });
@@ -165,10 +180,16 @@ impl<C: Coordinator> Adapters for NodeAdapters<C> {
                 // that cannot be read (etcd down) is not one: no reboot is the safe side, and the
                 // node's own detectors decide as in a Go deployment (issue #14).
                 let outcome = match coord.reboot_requested().await {
-                    Ok(true) => Some(detectors::DetectorOutcome::Required),
-                    Ok(false) => None,
+                    Ok(requested) => {
+                        if REQUEST_UNREADABLE.succeeded() {
+                            tracing::info!(event = "reboot_request_readable", "this node's reboot request can be read again");
+                        }
+                        requested.then_some(detectors::DetectorOutcome::Required)
+                    }
                     Err(e) => {
-                        tracing::warn!(event = "reboot_request_unreadable", error = %e, "cannot read this node's reboot request; counting it as not requested");
+                        if REQUEST_UNREADABLE.failed() {
+                            tracing::warn!(event = "reboot_request_unreadable", error = %e, "cannot read this node's reboot request; counting it as not requested until it can be read (said once)");
+                        }
                         None
                     }
                 };

@@ -404,7 +404,7 @@ pub fn text(plan: &Plan) -> String {
     let _ = writeln!(
         out,
         "timeline (one cell = {}; '=' window open):",
-        fmt_dur(cell).replace(' ', "")
+        fmt_dur(cell)
     );
     let label = r
         .nodes

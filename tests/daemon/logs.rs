@@ -260,3 +260,41 @@ fn an_idle_day_is_a_few_log_lines() {
         early.join("\n")
     );
 }
+
+/// Issue #19: while etcd is unreachable an idle node says so once per kind of failure (the
+/// reboot-request read of every check, the heartbeat of every interval), not once per check.
+#[test]
+fn an_etcd_outage_is_said_once_not_at_every_check() {
+    // Port 9 (discard) on loopback: nothing listens, every call fails at once.
+    let n = node::Node::named(
+        "node-1",
+        "lock_backend: etcd\netcd_endpoints: [http://127.0.0.1:9]\nhealth_publish_interval_sec: 1\ncluster_policies: {min_healthy_absolute: 1}\n",
+    );
+    std::fs::remove_file(n.path("reboot-required")).expect("no reboot needed");
+    let mut d = n
+        .cmd(&["run"])
+        .stderr(std::fs::File::create(n.path("daemon.log")).expect("log"))
+        .spawn()
+        .expect("spawn daemon");
+    n.wait_for("six idle checks", 60, |n| {
+        n.read("state/journal.jsonl")
+            .matches("\"no_action\"")
+            .count()
+            >= 6
+    });
+    node::sigterm(&mut d);
+    let log = n.read("daemon.log");
+    let loud = loud_lines(&log);
+    for event in ["reboot_request_unreadable", "health_publish_failed"] {
+        let said = loud
+            .iter()
+            .filter(|l| l.contains(&format!("\"event\":\"{event}\"")))
+            .count();
+        assert!(said <= 1, "{event} said {said} times:\n{}", loud.join("\n"));
+    }
+    assert!(
+        loud.iter().all(|l| !l.contains("\"message\":\"\"")),
+        "a line without words:\n{}",
+        loud.join("\n")
+    );
+}
