@@ -4,8 +4,8 @@
 //! ordered by create revision and the first `capacity` hold a slot. With capacity 1 this is
 //! exactly etcd's mutex recipe, so Go daemons (which use `concurrency.Mutex` on the same prefix)
 //! and this daemon exclude each other. The entry is created with its JSON value in one
-//! transaction (no empty-value window) and waiters are woken by a watch on the prefix — no
-//! polling, no new lease per attempt.
+//! transaction (no empty-value window) and a waiter is woken by a watch on the K entries just
+//! ahead of it ([`wait_for_slot`]) — no polling, no new lease per attempt.
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
