@@ -546,9 +546,36 @@ fn a_grouped_node_waits_for_its_group_then_takes_both_slots() {
         "{out}"
     );
     assert!(out.contains("  queued #1: node-a"), "{out}");
+    // A Go daemon holds the cluster mutex: once db-peer is gone, node-a holds its group slot
+    // and queues for the cluster pool, no longer waiting for its group.
+    hold_slot_as_go_daemon(&e);
     let (code, out, err) = a.once(&["cluster", "forget", "db-peer", "--yes"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("/e2e/reboot_group/db/1a"), "{out}");
+    a.wait_for("node-a to queue for the cluster slot", 30, |n| {
+        n.state()["state"] == "Locking"
+            && scrape_metrics(port).contains("\nclusterrebootd_lock_waiting_for_group 0\n")
+    });
+    let body = scrape_metrics(port);
+    for needle in [
+        "\nclusterrebootd_lock_queue_position 1\n",
+        "\nclusterrebootd_lock_held 0\n",
+    ] {
+        assert!(body.contains(needle), "missing {needle:?} in\n{body}");
+    }
+    let (code, out, err) = a.once(&["cluster", "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("  held: go-node"), "{out}");
+    assert!(out.contains("  queued #1: node-a"), "{out}");
+    assert!(
+        out.contains("group db: 1 of 1 held\n  held: node-a"),
+        "node-a holds its group slot: {out}"
+    );
+    let (ok, out) = e.etcdctl(
+        None,
+        &["del", "/e2e/cluster/clusterrebootd/lock/694d77b8e4a3c40b"],
+    );
+    assert!(ok, "{out}");
     a.wait_for("node-a to reboot", 30, |n| {
         !n.read("reboots.log").is_empty()
     });
