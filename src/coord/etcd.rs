@@ -1710,6 +1710,48 @@ mod hostile_value_tests {
         assert!(e.1.contains("byte limit"), "{e:?}");
     }
 
+    /// Issue #16: the optional `group` is read (and capped); a record without it (a Go peer,
+    /// a node without a group) has none, and one with a field nobody knows still decodes.
+    #[test]
+    fn health_records_carry_an_optional_group() {
+        let kv = |value: &str| KeyValue {
+            key: "/cluster_health/n2".into(),
+            value: value.as_bytes().to_vec(),
+            create_revision: 1,
+            mod_revision: 1,
+            version: 1,
+            lease: 0,
+        };
+        let go = r#"{"node":"n2","healthy":true,"reported_at":"2026-12-07T00:00:00Z"}"#;
+        let r = decode_health("/cluster_health/", &kv(go)).expect("a Go record");
+        assert_eq!(r.group, None);
+        let r = decode_health(
+            "/cluster_health/",
+            &kv(r#"{"node":"n2","healthy":true,"reported_at":"x","group":"db","future":1}"#),
+        )
+        .expect("a record with a group and an unknown field");
+        assert_eq!(r.group.as_deref(), Some("db"));
+        let long = format!(
+            r#"{{"node":"n2","healthy":true,"reported_at":"x","group":"{}"}}"#,
+            "g".repeat(5000)
+        );
+        let r = decode_health("/cluster_health/", &kv(&long)).expect("decodes");
+        assert!(
+            r.group
+                .is_some_and(|g| g.len() < 128 && g.contains("truncated"))
+        );
+        // Written: only with a group, so a daemon without one writes the Go record.
+        let rec = HealthRecord {
+            node: "n2".into(),
+            healthy: true,
+            stage: String::new(),
+            reason: String::new(),
+            reported_at: "2026-12-07T00:00:00Z".into(),
+            group: None,
+        };
+        assert_eq!(serde_json::to_string(&rec).expect("json"), go);
+    }
+
     #[test]
     fn markers_that_are_not_a_daemons_are_named() {
         assert!(decode_marker("n2", br#"{"node":"n2","since":"2026-12-07T00:00:00Z"}"#).is_ok());
