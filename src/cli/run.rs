@@ -81,6 +81,7 @@ fn drive(rt: &tokio::runtime::Runtime, opts: Options, read_only: bool) -> Exit {
                 lease_store: crate::coord::etcd::LeaseStore::in_dir(&s.state_dir),
                 clock: crate::clock::Clock::System,
                 policies: s.policies.clone(),
+                group_policies: s.group_policies.clone(),
                 stale_after: s.health_stale_after,
                 read_only,
                 identity_file: Some(s.state_dir.join("etcd-identity.json")),

@@ -58,6 +58,7 @@ const NEW_FIELDS: &[&str] = &[
     "max_concurrent_reboots",
     "group",
     "group_max_concurrent_reboots",
+    "group_policies",
     "reboot_lease_ttl_sec",
     "post_reboot_health_timeout_sec",
     "lock_wait_timeout_sec",
@@ -157,6 +158,41 @@ impl Dec<'_> {
     }
 
     /// The entries of a mapping; unknown keys reported. `None` for null (use the defaults).
+    /// `cluster_policies` and `group_policies` (issue #16): the same four fields.
+    fn policies(&mut self, f: &Fields<'_>, name: &str, out: &mut RawPolicies) {
+        let Some((n, p)) = f.get(name) else {
+            return;
+        };
+        let Some(c) = self.fields(
+            n,
+            &p,
+            &[
+                "min_healthy_fraction",
+                "min_healthy_absolute",
+                "forbid_if_only_fallback_left",
+                "fallback_nodes",
+            ],
+        ) else {
+            return;
+        };
+        if let Some((n, p)) = c.get("min_healthy_fraction")
+            && let Some(v) = self.float(n, &p)
+        {
+            out.min_healthy_fraction = v;
+        }
+        if let Some((n, p)) = c.get("min_healthy_absolute")
+            && let Some(v) = self.uint(n, &p, u32::MAX as u64, "≥ 0")
+        {
+            out.min_healthy_absolute = v;
+        }
+        self.bool_field(
+            &c,
+            "forbid_if_only_fallback_left",
+            &mut out.forbid_if_only_fallback_left,
+        );
+        self.strings_field(&c, "fallback_nodes", &mut out.fallback_nodes);
+    }
+
     fn fields<'n>(&mut self, n: &'n Node, path: &str, known: &[&str]) -> Option<Fields<'n>> {
         let entries = match &n.kind {
             Kind::Map(e) => e,
@@ -481,35 +517,7 @@ impl Dec<'_> {
         {
             r.reboot_command = v;
         }
-        if let Some((n, p)) = f.get("cluster_policies")
-            && let Some(c) = self.fields(
-                n,
-                &p,
-                &[
-                    "min_healthy_fraction",
-                    "min_healthy_absolute",
-                    "forbid_if_only_fallback_left",
-                    "fallback_nodes",
-                ],
-            )
-        {
-            if let Some((n, p)) = c.get("min_healthy_fraction")
-                && let Some(v) = self.float(n, &p)
-            {
-                r.cluster_policies.min_healthy_fraction = v;
-            }
-            if let Some((n, p)) = c.get("min_healthy_absolute")
-                && let Some(v) = self.uint(n, &p, u32::MAX as u64, "≥ 0")
-            {
-                r.cluster_policies.min_healthy_absolute = v;
-            }
-            self.bool_field(
-                &c,
-                "forbid_if_only_fallback_left",
-                &mut r.cluster_policies.forbid_if_only_fallback_left,
-            );
-            self.strings_field(&c, "fallback_nodes", &mut r.cluster_policies.fallback_nodes);
-        }
+        self.policies(&f, "cluster_policies", &mut r.cluster_policies);
         if let Some((n, p)) = f.get("windows")
             && let Some(w) = self.fields(n, &p, &["deny", "allow", "timezone"])
         {
@@ -537,6 +545,7 @@ impl Dec<'_> {
         {
             r.group_max_concurrent_reboots = v;
         }
+        self.policies(&f, "group_policies", &mut r.group_policies);
         self.secs(&f, "reboot_lease_ttl_sec", &mut r.reboot_lease_ttl_sec);
         self.secs(
             &f,

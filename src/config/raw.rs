@@ -62,6 +62,9 @@ pub struct RawConfig {
     pub group: String,
     /// New (issue #16): slots in this node's group pool.
     pub group_max_concurrent_reboots: u64,
+    /// New (issue #16): the `cluster_policies` thresholds, evaluated among the members of this
+    /// node's group (in addition to the cluster-wide ones).
+    pub group_policies: RawPolicies,
     /// New: how long the slot survives while the node is down.
     pub reboot_lease_ttl_sec: u64,
     /// New: seconds of failing post-reboot health before the status escalates to error.
@@ -123,6 +126,7 @@ impl Default for RawConfig {
             max_concurrent_reboots: 1,
             group: String::new(),
             group_max_concurrent_reboots: 1,
+            group_policies: RawPolicies::default(),
             reboot_lease_ttl_sec: 1800,
             post_reboot_health_timeout_sec: 600,
             lock_wait_timeout_sec: 0,

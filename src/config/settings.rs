@@ -60,6 +60,9 @@ pub struct Settings {
     pub max_concurrent_reboots: u32,
     /// The reboot group (issue #16), `None` = the node needs a cluster slot only.
     pub group: Option<RebootGroup>,
+    /// Thresholds among the members of `group`, in addition to `policies` (issue #16); unused
+    /// without a group.
+    pub group_policies: Policies,
     /// Lease TTL that carries the slot through the reboot.
     pub reboot_lease_ttl: Duration,
     /// Failing post-reboot health escalates to error status after this long.

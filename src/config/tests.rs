@@ -219,6 +219,22 @@ fn every_rule_names_its_field() {
             "group_max_concurrent_reboots: must be between 1",
         ),
         (
+            "{group: db, group_policies: {min_healthy_fraction: -0.5}}",
+            "group_policies.min_healthy_fraction: must be between 0 and 1",
+        ),
+        (
+            "{group: db, group_policies: {fallback_nodes: [db-1, ' ']}}",
+            "group_policies.fallback_nodes[1]: must not be empty",
+        ),
+        (
+            "{group: db, group_policies: {min_healthy_absolute: -1}}",
+            "group_policies.min_healthy_absolute",
+        ),
+        (
+            "{group: db, group_policies: {min_healthy: 1}}",
+            "group_policies.min_healthy",
+        ),
+        (
             "{group: db, lock_backend: local}",
             "group: needs lock_backend: etcd",
         ),
@@ -705,6 +721,7 @@ fn accepted_fields() -> Vec<String> {
 reboot_required_detectors: [{type: file, path: /x}]
 etcd_tls: {}
 cluster_policies: {}
+group_policies: {}
 windows: {}
 metrics: {}
 etcd_auth: {}
@@ -825,4 +842,42 @@ fn reboot_group_settings() {
         v.warnings
     );
     assert_eq!(with("{}").expect("valid").settings.group, None);
+}
+
+#[test]
+fn group_policies_settings() {
+    let s = with("{group: db, group_policies: {min_healthy_absolute: 2, min_healthy_fraction: 0.5, forbid_if_only_fallback_left: yes, fallback_nodes: [db-3]}}")
+        .expect("valid")
+        .settings;
+    assert_eq!(
+        s.group_policies,
+        Policies {
+            min_healthy_fraction: 0.5,
+            min_healthy_absolute: 2,
+            forbid_if_only_fallback_left: true,
+            fallback_nodes: vec!["db-3".into()],
+        }
+    );
+    assert_eq!(
+        s.policies,
+        Policies::default(),
+        "cluster_policies untouched"
+    );
+    let v = with("group_policies: {min_healthy_absolute: 1}").expect("valid");
+    assert!(
+        v.warnings.iter().any(|w| w
+            .to_string()
+            .contains("group_policies: is set but group is empty")),
+        "{:?}",
+        v.warnings
+    );
+    let v =
+        with("{group: db, group_policies: {forbid_if_only_fallback_left: true}}").expect("valid");
+    assert!(
+        v.warnings.iter().any(|w| w.to_string().contains(
+            "group_policies.forbid_if_only_fallback_left: is true but fallback_nodes is empty"
+        )),
+        "{:?}",
+        v.warnings
+    );
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{ConfigError, Problem};
-use super::raw::{RawConfig, RawDetector, RawWebhooks};
+use super::raw::{RawConfig, RawDetector, RawPolicies, RawWebhooks};
 use super::settings::*;
 use crate::windows::Windows;
 
@@ -163,27 +163,7 @@ pub fn validate(raw: &RawConfig, env: &ValidateEnv) -> Result<Validated, ConfigE
         r.err("reboot_command", "must not be empty");
     }
 
-    let p = &raw.cluster_policies;
-    if !(0.0..=1.0).contains(&p.min_healthy_fraction) || p.min_healthy_fraction.is_nan() {
-        r.err(
-            "cluster_policies.min_healthy_fraction",
-            format!("must be between 0 and 1, got {}", p.min_healthy_fraction),
-        );
-    }
-    for (i, n) in p.fallback_nodes.iter().enumerate() {
-        if n.trim().is_empty() {
-            r.err(
-                format!("cluster_policies.fallback_nodes[{i}]"),
-                "must not be empty",
-            );
-        }
-    }
-    if p.forbid_if_only_fallback_left && p.fallback_nodes.is_empty() {
-        r.warn(
-            "cluster_policies.forbid_if_only_fallback_left",
-            "is true but fallback_nodes is empty, so it never blocks",
-        );
-    }
+    let policies = validate_policies(&mut r, "cluster_policies", &raw.cluster_policies);
 
     let windows = validate_windows(&mut r, raw);
 
@@ -216,6 +196,13 @@ pub fn validate(raw: &RawConfig, env: &ValidateEnv) -> Result<Validated, ConfigE
         }
     };
     let group = validate_group(&mut r, raw, lock_backend, &lock_key);
+    let group_policies = validate_policies(&mut r, "group_policies", &raw.group_policies);
+    if group.is_none() && raw.group_policies != RawPolicies::default() {
+        r.warn(
+            "group_policies",
+            "is set but group is empty, so it has no effect",
+        );
+    }
     let reboot_lease_ttl = r.positive("reboot_lease_ttl_sec", raw.reboot_lease_ttl_sec);
     if raw.reboot_lease_ttl_sec > 0 && raw.reboot_lease_ttl_sec < raw.lock_ttl_sec {
         r.warn(
@@ -302,12 +289,7 @@ pub fn validate(raw: &RawConfig, env: &ValidateEnv) -> Result<Validated, ConfigE
         lock_ttl,
         etcd,
         reboot_command: raw.reboot_command.clone(),
-        policies: Policies {
-            min_healthy_fraction: p.min_healthy_fraction,
-            min_healthy_absolute: p.min_healthy_absolute,
-            forbid_if_only_fallback_left: p.forbid_if_only_fallback_left,
-            fallback_nodes: p.fallback_nodes.clone(),
-        },
+        policies,
         windows,
         windows_text: WindowsText {
             deny: raw.windows.deny.clone(),
@@ -319,6 +301,7 @@ pub fn validate(raw: &RawConfig, env: &ValidateEnv) -> Result<Validated, ConfigE
         dry_run: raw.dry_run,
         max_concurrent_reboots,
         group,
+        group_policies,
         reboot_lease_ttl,
         post_reboot_health_timeout,
         lock_wait_timeout,
@@ -629,6 +612,33 @@ fn validate_windows(r: &mut Report, raw: &RawConfig) -> Option<Windows> {
             }
             None
         }
+    }
+}
+
+/// `cluster_policies` or `group_policies` (the same fields), reported under `path`.
+fn validate_policies(r: &mut Report, path: &str, p: &RawPolicies) -> Policies {
+    if !(0.0..=1.0).contains(&p.min_healthy_fraction) || p.min_healthy_fraction.is_nan() {
+        r.err(
+            format!("{path}.min_healthy_fraction"),
+            format!("must be between 0 and 1, got {}", p.min_healthy_fraction),
+        );
+    }
+    for (i, n) in p.fallback_nodes.iter().enumerate() {
+        if n.trim().is_empty() {
+            r.err(format!("{path}.fallback_nodes[{i}]"), "must not be empty");
+        }
+    }
+    if p.forbid_if_only_fallback_left && p.fallback_nodes.is_empty() {
+        r.warn(
+            format!("{path}.forbid_if_only_fallback_left"),
+            "is true but fallback_nodes is empty, so it never blocks",
+        );
+    }
+    Policies {
+        min_healthy_fraction: p.min_healthy_fraction,
+        min_healthy_absolute: p.min_healthy_absolute,
+        forbid_if_only_fallback_left: p.forbid_if_only_fallback_left,
+        fallback_nodes: p.fallback_nodes.clone(),
     }
 }
 

@@ -52,6 +52,9 @@ pub struct EtcdConfig {
     pub clock: Clock,
     /// Cluster policies.
     pub policies: Policies,
+    /// `group_policies` (issue #16): thresholds among the members of [`EtcdConfig::group`],
+    /// evaluated in addition to `policies`; unused without a group.
+    pub group_policies: Policies,
     /// A health record older than this is not counted healthy.
     pub stale_after: Duration,
     /// For `status`: read only, never write (a free slot is reported as acquired without
@@ -88,6 +91,7 @@ impl EtcdConfig {
             lease_store,
             clock: Clock::System,
             policies: Policies::default(),
+            group_policies: Policies::default(),
             stale_after: Duration::from_secs(60),
             read_only: false,
             identity_file: None,
@@ -280,6 +284,8 @@ pub struct EtcdBackend<K: Kv + Clone> {
     cfg: EtcdConfig,
     /// Cluster policies and staleness in force (a reload replaces them).
     policies: Mutex<(Policies, Duration)>,
+    /// `group_policies` in force (a reload replaces them).
+    group_policies: Mutex<Policies>,
     /// Slots in the pool; a change (SIGHUP) wakes the waiters, which re-read the queue.
     capacity: watch::Sender<u32>,
     /// Slots in the group's pool (unused without a group), applied like `capacity`.
@@ -326,6 +332,7 @@ impl<K: Kv + Clone> EtcdBackend<K> {
             capacity: watch::Sender::new(cfg.capacity.max(1)),
             group_capacity: watch::Sender::new(cfg.group.as_ref().map_or(1, |g| g.capacity).max(1)),
             policies: Mutex::new((cfg.policies.clone(), cfg.stale_after)),
+            group_policies: Mutex::new(cfg.group_policies.clone()),
             kv,
             cfg,
             inner: Arc::new(Mutex::new(Inner::default())),
@@ -1100,13 +1107,12 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        Ok(policy::evaluate(
-            &self.cfg.node,
-            &facts,
-            &policies,
-            stale_after,
-            self.cfg.clock.now(),
-        ))
+        let now = self.cfg.clock.now();
+        let cluster = policy::evaluate(&self.cfg.node, &facts, &policies, stale_after, now);
+        Ok(match self.group_verdict(&facts, stale_after, now).await? {
+            Some(group) => super::group_policy::combine(cluster, group),
+            None => cluster,
+        })
     }
 
     async fn reconcile(&self) -> Result<Option<super::UnfinishedReboot>, CoordError> {
@@ -1272,6 +1278,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             stage: "post-reboot".into(),
             reason: String::new(),
             reported_at: now.clone(),
+            group: self.cfg.group.as_ref().map(|g| g.name.clone()),
         };
         let mut ops = vec![
             TxnOp::Delete(self.cfg.keys.in_progress(&self.cfg.node)),
@@ -1301,10 +1308,12 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         self.released(&entries, reboot.as_ref()).await
     }
 
-    async fn publish_health(&self, record: HealthRecord) -> Result<(), CoordError> {
+    async fn publish_health(&self, mut record: HealthRecord) -> Result<(), CoordError> {
         if self.cfg.read_only {
             return Ok(());
         }
+        // Peers read the group from the record to evaluate `group_policies` among its members.
+        record.group = self.cfg.group.as_ref().map(|g| g.name.clone());
         self.kv
             .put(
                 &self.cfg.keys.health(&self.cfg.node),
@@ -1414,6 +1423,13 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
     fn set_policies(&self, policies: Policies, stale_after: Duration) {
         *self.policies.lock().unwrap_or_else(|p| p.into_inner()) = (policies, stale_after);
     }
+
+    fn set_group_policies(&self, policies: Policies) {
+        *self
+            .group_policies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = policies;
+    }
 }
 
 /// Serialises a value written to etcd; an error is an error, never an empty value.
@@ -1487,6 +1503,7 @@ pub fn decode_health(prefix: &str, kv: &KeyValue) -> Result<HealthRecord, (Strin
     r.reason = crate::text::cap(std::mem::take(&mut r.reason), 1024);
     r.stage = crate::text::cap(std::mem::take(&mut r.stage), 64);
     r.reported_at = crate::text::cap(std::mem::take(&mut r.reported_at), 64);
+    r.group = r.group.take().map(|g| crate::text::cap(g, 64));
     if r.node.is_empty() {
         r.node = node.clone();
     } else if r.node != node {
@@ -1691,6 +1708,48 @@ mod hostile_value_tests {
         )
         .expect_err("an oversized healthy record is refused");
         assert!(e.1.contains("byte limit"), "{e:?}");
+    }
+
+    /// Issue #16: the optional `group` is read (and capped); a record without it (a Go peer,
+    /// a node without a group) has none, and one with a field nobody knows still decodes.
+    #[test]
+    fn health_records_carry_an_optional_group() {
+        let kv = |value: &str| KeyValue {
+            key: "/cluster_health/n2".into(),
+            value: value.as_bytes().to_vec(),
+            create_revision: 1,
+            mod_revision: 1,
+            version: 1,
+            lease: 0,
+        };
+        let go = r#"{"node":"n2","healthy":true,"reported_at":"2026-12-07T00:00:00Z"}"#;
+        let r = decode_health("/cluster_health/", &kv(go)).expect("a Go record");
+        assert_eq!(r.group, None);
+        let r = decode_health(
+            "/cluster_health/",
+            &kv(r#"{"node":"n2","healthy":true,"reported_at":"x","group":"db","future":1}"#),
+        )
+        .expect("a record with a group and an unknown field");
+        assert_eq!(r.group.as_deref(), Some("db"));
+        let long = format!(
+            r#"{{"node":"n2","healthy":true,"reported_at":"x","group":"{}"}}"#,
+            "g".repeat(5000)
+        );
+        let r = decode_health("/cluster_health/", &kv(&long)).expect("decodes");
+        assert!(
+            r.group
+                .is_some_and(|g| g.len() < 128 && g.contains("truncated"))
+        );
+        // Written: only with a group, so a daemon without one writes the Go record.
+        let rec = HealthRecord {
+            node: "n2".into(),
+            healthy: true,
+            stage: String::new(),
+            reason: String::new(),
+            reported_at: "2026-12-07T00:00:00Z".into(),
+            group: None,
+        };
+        assert_eq!(serde_json::to_string(&rec).expect("json"), go);
     }
 
     #[test]

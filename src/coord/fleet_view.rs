@@ -144,6 +144,37 @@ impl FleetView {
     }
 }
 
+impl FleetView {
+    /// `pool`'s entries split into those holding a group slot and those waiting for one, in
+    /// queue order. An entry holds when its state word says so, when it is among the first K
+    /// of the reader's own group, or when its lease also has a cluster entry (a node enters
+    /// the cluster queue only once it holds its group slot): so a member that holds its group
+    /// slot and waits for the cluster pool is shown as holding the group slot, not queued.
+    pub fn group_split<'a>(&self, pool: &'a GroupPoolView) -> (Vec<&'a Entry>, Vec<&'a Entry>) {
+        let lease = |key: &str| key.rsplit('/').next().unwrap_or_default().to_string();
+        let in_cluster: std::collections::BTreeSet<String> = self
+            .holders
+            .iter()
+            .chain(&self.queue)
+            .map(|e| lease(&e.key))
+            .collect();
+        let k = pool.max_concurrent_reboots.map(|k| k as usize);
+        let mut held = Vec::new();
+        let mut waiting = Vec::new();
+        for (i, e) in pool.entries.iter().enumerate() {
+            if e.state != "waiting"
+                || k.is_some_and(|k| i < k)
+                || in_cluster.contains(&lease(&e.key))
+            {
+                held.push(e);
+            } else {
+                waiting.push(e);
+            }
+        }
+        (held, waiting)
+    }
+}
+
 fn age_secs(ts: &str, now: jiff::Timestamp) -> Option<i64> {
     ts.parse::<jiff::Timestamp>()
         .ok()

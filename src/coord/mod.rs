@@ -9,6 +9,7 @@
 pub mod etcd;
 pub mod etcd_kv;
 pub mod fleet_view;
+pub mod group_policy;
 pub mod keys;
 pub mod kv;
 pub mod local;
@@ -44,7 +45,9 @@ pub enum Reattach {
     Expired,
 }
 
-/// This node's health record (Go format: `{"node","healthy","stage","reason","reported_at"}`).
+/// This node's health record (Go format: `{"node","healthy","stage","reason","reported_at"}`,
+/// plus an optional `group`: Go's `json.Unmarshal` ignores a field it does not know, so Go peers
+/// read the record unchanged).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HealthRecord {
     /// Node name.
@@ -59,6 +62,11 @@ pub struct HealthRecord {
     pub reason: String,
     /// RFC 3339 time of the run.
     pub reported_at: String,
+    /// The node's reboot group (issue #16), so that peers can evaluate `group_policies` among
+    /// the members of their own group; absent without a group (and from Go daemons). Filled in
+    /// by the etcd backend from its configuration when it publishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// A reboot of this node that coordination shows as not finished (see
@@ -195,6 +203,9 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Applies reloaded `cluster_policies` and `health_stale_after_sec` (no-op where there are
     /// no peers): an operator tightening the policies during an incident must be obeyed at once.
     fn set_policies(&self, _policies: crate::config::Policies, _stale_after: Duration) {}
+    /// Applies reloaded `group_policies` (no-op without a group): obeyed at once, like
+    /// `cluster_policies`.
+    fn set_group_policies(&self, _policies: crate::config::Policies) {}
     /// Resolves once something a waiting node depends on changes in the coordination store: a
     /// peer's slot entry deleted, a peer's in-progress marker created or deleted, a peer's
     /// health verdict (healthy and fresh) changed, the pause or the cooldown deleted. This

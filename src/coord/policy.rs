@@ -64,6 +64,30 @@ pub fn evaluate(
     stale_after: Duration,
     now: jiff::Timestamp,
 ) -> PolicyVerdict {
+    assess(me, facts, policies, stale_after, now, true)
+}
+
+/// The thresholds of `policies` only (no reason for unplanned trouble, which the cluster-wide
+/// evaluation of the same facts already names and blocks on): what `group_policies` adds
+/// within a group (`coord::group_policy`).
+pub fn evaluate_thresholds(
+    me: &str,
+    facts: &ClusterFacts,
+    policies: &Policies,
+    stale_after: Duration,
+    now: jiff::Timestamp,
+) -> PolicyVerdict {
+    assess(me, facts, policies, stale_after, now, false)
+}
+
+fn assess(
+    me: &str,
+    facts: &ClusterFacts,
+    policies: &Policies,
+    stale_after: Duration,
+    now: jiff::Timestamp,
+    unplanned_blocks: bool,
+) -> PolicyVerdict {
     let holds = |n: &str| facts.holders.iter().any(|h| h == n);
     let mut unplanned = Vec::new();
     let mut planned = Vec::new();
@@ -228,7 +252,7 @@ pub fn evaluate(
         r
     };
     let now_short = shortfall(healthy, healthy_non_fallback);
-    if !unplanned.is_empty() {
+    if unplanned_blocks && !unplanned.is_empty() {
         let mut reasons = unplanned;
         reasons.extend(planned);
         reasons.extend(counted);
@@ -285,6 +309,7 @@ mod tests {
                 "heartbeat exit 1".into()
             },
             reported_at: at.to_string(),
+            group: None,
         }
     }
 

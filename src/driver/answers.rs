@@ -121,6 +121,7 @@ pub fn health_record(
         stage,
         reason: if healthy { String::new() } else { reason },
         reported_at: now.to_string(),
+        group: None,
     }
 }
 

@@ -60,6 +60,9 @@ impl<C: Coordinator> Driver<C> {
         self.node
             .coord
             .set_policies(applied.policies.clone(), applied.health_stale_after);
+        self.node
+            .coord
+            .set_group_policies(applied.group_policies.clone());
         crate::logging::set_level(&applied.log.level);
         self.node.settings = Arc::new(applied);
         self.opts.settings = self.node.settings.as_ref().clone();
@@ -137,5 +140,12 @@ mod tests {
         let (s, ignored) = hot_reload(&old, settings("{}"));
         assert_eq!(ignored, ["group"]);
         assert!(s.group.is_some());
+        // group_policies are applied at once, like cluster_policies.
+        let (s, ignored) = hot_reload(
+            &old,
+            settings("{group: db, group_policies: {min_healthy_absolute: 2}}"),
+        );
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(s.group_policies.min_healthy_absolute, 2);
     }
 }

@@ -271,6 +271,7 @@ mod tests {
             } else {
                 "2026-11-27T10:00:00Z".into()
             },
+            group: None,
         };
         let report = PassReport {
             outcome: Some(Outcome::HealthBlocked),

@@ -36,8 +36,14 @@ pub(super) fn policy_unblock(reasons: &[BlockReason]) -> String {
             BlockKind::StaleRecords => {
                 "the nodes with stale records must publish fresh heartbeats (is their daemon running?)"
             }
+            BlockKind::TooFewHealthy if r.is_within_group() => {
+                "more members of this node's reboot group must report healthy, or lower group_policies.min_healthy_absolute / min_healthy_fraction"
+            }
             BlockKind::TooFewHealthy => {
                 "more nodes must report healthy, or lower cluster_policies.min_healthy_absolute / min_healthy_fraction"
+            }
+            BlockKind::OnlyFallbackLeft if r.is_within_group() => {
+                "a member of this node's reboot group that is not in group_policies.fallback_nodes must report healthy (or change fallback_nodes / forbid_if_only_fallback_left)"
             }
             BlockKind::OnlyFallbackLeft => {
                 "a node that is not in cluster_policies.fallback_nodes must report healthy (or change fallback_nodes / forbid_if_only_fallback_left)"

@@ -341,6 +341,18 @@ fn policy_unblock_hint_follows_the_reason() {
          the unhealthy nodes named above must report healthy again (see `clusterrebootd cluster status`); \
          more nodes must report healthy, or lower cluster_policies.min_healthy_absolute / min_healthy_fraction"
     );
+    // A group_policies reason (issue #16) points at group_policies.
+    let group = policy_unblock(&[
+        BlockReason::new(TooFewHealthy, "1 healthy, 2 wanted"),
+        BlockReason::within_group("db", BlockReason::new(TooFewHealthy, "1 healthy, 2 wanted")),
+        BlockReason::within_group("db", BlockReason::new(OnlyFallbackLeft, "only fallback")),
+    ]);
+    assert_eq!(
+        group,
+        "more nodes must report healthy, or lower cluster_policies.min_healthy_absolute / min_healthy_fraction; \
+         more members of this node's reboot group must report healthy, or lower group_policies.min_healthy_absolute / min_healthy_fraction; \
+         a member of this node's reboot group that is not in group_policies.fallback_nodes must report healthy (or change fallback_nodes / forbid_if_only_fallback_left)"
+    );
 }
 
 /// Issue #12: the hint for a lost slot follows its cause, not the adapter's words.

@@ -32,6 +32,30 @@
     }
     body.replaceChildren(fresh);
   }
+  function groups(data) {
+    const body = document.getElementById("groups");
+    if (!body) return;
+    const fresh = document.createDocumentFragment();
+    for (const g of data.groups) {
+      const tr = document.createElement("tr");
+      tr.dataset.group = g.group;
+      for (const c of g.cells) {
+        const td = document.createElement("td");
+        td.textContent = c;
+        tr.appendChild(td);
+      }
+      fresh.appendChild(tr);
+    }
+    if (data.groups.length === 0) {
+      const tr = document.createElement("tr");
+      const td = document.createElement("td");
+      td.colSpan = 4;
+      td.textContent = "no reboot group pool has an entry";
+      tr.appendChild(td);
+      fresh.appendChild(tr);
+    }
+    body.replaceChildren(fresh);
+  }
   function facts(data) {
     for (const [label, text] of data.facts) {
       for (const dd of document.querySelectorAll("#facts dd")) {
@@ -62,6 +86,7 @@
       error(data.error);
       if (!data.error) {
         rows(data);
+        groups(data);
         facts(data);
         diagram(data);
       }

@@ -1,5 +1,6 @@
 //! The read-only web page on the metrics listener (`/`): the fleet table, slot holders and
-//! queue, pause and cooldown, and the decision machine with every node's state highlighted.
+//! queue, the reboot groups' pools, pause and cooldown, and the decision machine with every
+//! node's state highlighted.
 //!
 //! Everything is rendered on the server ([`PageData`] from a [`FleetView`]), so the table works
 //! without JavaScript; every value is HTML-escaped. The page's script (`/page.js`, embedded
@@ -101,6 +102,16 @@ pub struct Row {
     pub cells: [String; 6],
 }
 
+/// One reboot group's pool on the page (issue #16): who holds its slots and who waits for one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupRow {
+    /// Group name.
+    pub group: String,
+    /// Group, slots (`1 of 1 held`; the count alone for a group other than the serving
+    /// node's, whose size it does not know), holders, queue.
+    pub cells: [String; 4],
+}
+
 /// What the page shows, formatted; also the `/api/fleet` answer (with the raw view).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PageData {
@@ -118,6 +129,8 @@ pub struct PageData {
     pub state_counts: BTreeMap<String, String>,
     /// Label → text lines: slots, holders, queue, in progress, pause, cooldown, unhealthy, ….
     pub facts: Vec<(String, String)>,
+    /// The reboot groups' pools with at least one entry, by name.
+    pub groups: Vec<GroupRow>,
     /// The raw view (`cluster status --json` schema), when read.
     pub fleet: Option<FleetView>,
 }
@@ -133,6 +146,7 @@ impl PageData {
             states: BTreeMap::new(),
             state_counts: BTreeMap::new(),
             facts: Vec::new(),
+            groups: Vec::new(),
             fleet: None,
         };
         let v = match view {
@@ -238,10 +252,43 @@ impl PageData {
             .push(("Stale health records".into(), list(v.stale.clone())));
         d.facts
             .push(("Reboot requests".into(), list(v.requests.clone())));
+        for g in &v.groups {
+            let (held, queued) = v.group_split(g);
+            let slots = match g.max_concurrent_reboots {
+                Some(k) => format!("{} of {k} held", held.len()),
+                None => format!("{} held", held.len()),
+            };
+            let holder = |e: &&super::view::Entry| {
+                // Holding the group slot, not yet the cluster slot: say what it waits for.
+                if e.state == "waiting" {
+                    format!("{}, waiting for a cluster slot", entry(e))
+                } else {
+                    entry(e)
+                }
+            };
+            d.groups.push(GroupRow {
+                group: g.group.clone(),
+                cells: [
+                    g.group.clone(),
+                    slots,
+                    list(held.iter().map(holder).collect()),
+                    list(
+                        queued
+                            .iter()
+                            .enumerate()
+                            .map(|(i, e)| format!("#{} {}", i + 1, entry(e)))
+                            .collect(),
+                    ),
+                ],
+            });
+        }
         d.fleet = Some(v);
         d
     }
 }
+
+/// The groups table's one row when no group pool has an entry (the script shows the same).
+const NO_GROUPS: &str = "no reboot group pool has an entry";
 
 /// A CSS-class-safe form of a state name (letters only).
 fn class_word(s: &str) -> String {
@@ -283,7 +330,18 @@ pub fn render_html(d: &PageData) -> String {
             html(text)
         ));
     }
-    s.push_str(r#"</dl></section><section><h2>Decision machine</h2>"#);
+    s.push_str(r#"</dl></section><section><h2>Reboot groups</h2><table id="groups-table"><thead><tr><th>Group</th><th>Slots</th><th>Held by</th><th>Waiting for a group slot</th></tr></thead><tbody id="groups">"#);
+    for g in &d.groups {
+        s.push_str(&format!(r#"<tr data-group="{}">"#, html(&g.group)));
+        for c in &g.cells {
+            s.push_str(&format!("<td>{}</td>", html(c)));
+        }
+        s.push_str("</tr>");
+    }
+    if d.groups.is_empty() {
+        s.push_str(&format!(r#"<tr><td colspan="4">{NO_GROUPS}</td></tr>"#));
+    }
+    s.push_str(r#"</tbody></table><p class="note">A node in a reboot group takes a slot of its group's pool first and only then queues for the cluster pool (Holders and Queue above); it reboots while it holds both.</p></section><section><h2>Decision machine</h2>"#);
     s.push_str(&super::svg::render(&d.states));
     s.push_str(r#"<p class="note">Nodes rest in Idle during a check pass (Detecting, WindowCheck and HealthPre last well under a second and are not published).</p></section>"#);
     s.push_str(r#"<noscript><p class="note">JavaScript is off: reload the page to refresh it.</p></noscript><script src="/page.js"></script></body></html>"#);
@@ -345,6 +403,75 @@ mod tests {
             1,
             "only the page's own script"
         );
+    }
+
+    /// Issue #16: each group pool's holders and waiters; a member holding its group slot and
+    /// waiting for the cluster pool is a holder that says so; names are escaped.
+    #[test]
+    fn the_group_pools_are_shown() {
+        use crate::fleet::view::{Entry, GroupPoolView};
+        let e = |node: &str, state: &str, key: &str| Entry {
+            node: node.into(),
+            state: state.into(),
+            since: "2026-01-01T00:04:00Z".into(),
+            key: key.into(),
+        };
+        let mut v = FleetView::empty(2);
+        v.holders = vec![
+            e("db-1", "rebooting", "/l/a1"),
+            e("web-1", "waiting", "/l/b2"),
+        ];
+        v.groups = vec![
+            GroupPoolView {
+                group: "db".into(),
+                max_concurrent_reboots: Some(1),
+                entries: vec![
+                    e("db-1", "rebooting", "/g/db/a1"),
+                    e("db-2", "waiting", "/g/db/c3"),
+                ],
+            },
+            GroupPoolView {
+                group: "w<b>".into(),
+                max_concurrent_reboots: None,
+                entries: vec![
+                    e("web-1", "waiting", "/g/w/b2"),
+                    e("web-2", "waiting", "/g/w/d4"),
+                ],
+            },
+        ];
+        let now = "2026-01-01T00:05:00Z".parse().expect("ts");
+        let d = PageData::new("n1", Ok(v), now);
+        let cells: Vec<Vec<&str>> = d
+            .groups
+            .iter()
+            .map(|g| g.cells.iter().map(String::as_str).collect())
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                vec![
+                    "db",
+                    "1 of 1 held",
+                    "db-1 for 1m [rebooting]",
+                    "#1 db-2 for 1m [waiting]"
+                ],
+                vec![
+                    "w<b>",
+                    "1 held",
+                    "web-1 for 1m [waiting], waiting for a cluster slot",
+                    "#1 web-2 for 1m [waiting]"
+                ],
+            ]
+        );
+        let page = render_html(&d);
+        assert!(
+            page.contains("<tr data-group=\"db\"><td>db</td><td>1 of 1 held</td>"),
+            "{page}"
+        );
+        assert!(page.contains("<td>w&lt;b&gt;</td>"), "{page}");
+        assert!(!page.contains(NO_GROUPS), "{page}");
+        let empty = render_html(&PageData::new("n1", Ok(FleetView::empty(1)), now));
+        assert!(empty.contains(NO_GROUPS), "{empty}");
     }
 
     #[test]

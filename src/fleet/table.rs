@@ -168,19 +168,16 @@ pub fn render(v: &FleetView, now: jiff::Timestamp) -> String {
     }
     // Reboot groups (issue #16): each pool's entries in queue order.
     for g in &v.groups {
-        let held = g.entries.iter().filter(|e| e.state != "waiting").count();
+        let (held, queued) = v.group_split(g);
         let of = g
             .max_concurrent_reboots
             .map_or_else(String::new, |k| format!(" of {k}"));
-        out.push_str(&format!("group {}: {held}{of} held\n", g.group));
-        let mut queued = 0;
-        for e in &g.entries {
-            if e.state == "waiting" {
-                queued += 1;
-                out.push_str(&format!("  queued #{queued}: {}\n", entry(e)));
-            } else {
-                out.push_str(&format!("  held: {}\n", entry(e)));
-            }
+        out.push_str(&format!("group {}: {}{of} held\n", g.group, held.len()));
+        for e in held {
+            out.push_str(&format!("  held: {}\n", entry(e)));
+        }
+        for (i, e) in queued.iter().enumerate() {
+            out.push_str(&format!("  queued #{}: {}\n", i + 1, entry(e)));
         }
     }
     let list = |l: &[String]| {

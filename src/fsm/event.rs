@@ -437,11 +437,28 @@ impl BlockReason {
         }
     }
 
+    /// `reason` as found by `group_policies` within reboot group `group` (issue #16): the same
+    /// kind, the words prefixed with the group, so that every reader names the group.
+    pub fn within_group(group: &str, reason: BlockReason) -> BlockReason {
+        BlockReason {
+            kind: reason.kind,
+            text: format!("{GROUP_REASON_PREFIX}{group}: {}", reason.text),
+        }
+    }
+
+    /// Whether this reason comes from `group_policies` rather than `cluster_policies`.
+    pub fn is_within_group(&self) -> bool {
+        self.text.starts_with(GROUP_REASON_PREFIX)
+    }
+
     /// The texts of `reasons` (Go's report and JSON evidence carry the words only).
     pub fn texts(reasons: &[BlockReason]) -> Vec<String> {
         reasons.iter().map(|r| r.text.clone()).collect()
     }
 }
+
+/// How the words of a `group_policies` reason begin ([`BlockReason::within_group`]).
+const GROUP_REASON_PREFIX: &str = "in reboot group ";
 
 /// Journals written before reasons were typed hold plain strings.
 #[derive(Deserialize)]

@@ -362,6 +362,80 @@ async fn a_foreign_group_entry_blocks_and_is_named<K: Kv + Clone>(kv: K) {
     acquired(h).await;
 }
 
+/// `group_policies` (issue #16) at both checks, the members read from the `group` each
+/// backend adds to its health record: group db (d1, d2, d3; two slots) needs two healthy
+/// members besides the node, and web's w1 does not count there. Under the slot the group's
+/// holders ahead count as down exactly as cluster-wide (held back, never blocked), one behind
+/// does not; before the queue every holder counts.
+async fn group_policies_count_the_group_s_holders_ahead<K: Kv + Clone>(kv: K) {
+    use clusterrebootd::fsm::{BlockReason, PolicyVerdict};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = |node: &str| {
+        let mut cfg = config(node, 2, TTL, dir.path());
+        cfg.group = Some(GroupPool {
+            name: "db".into(),
+            capacity: 2,
+        });
+        cfg.group_policies = clusterrebootd::config::Policies {
+            min_healthy_absolute: 2,
+            ..Default::default()
+        };
+        Arc::new(EtcdBackend::new(kv.clone(), cfg))
+    };
+    let (d1, d2, d3) = (db("d1"), db("d2"), db("d3"));
+    let w1 = member(&kv, "w1", "web", 1, 2, dir.path());
+    for (b, node) in [(&d1, "d1"), (&d2, "d2"), (&d3, "d3"), (&w1, "w1")] {
+        b.publish_health(clusterrebootd::coord::HealthRecord {
+            node: node.into(),
+            healthy: true,
+            stage: String::new(),
+            reason: String::new(),
+            reported_at: jiff::Timestamp::now().to_string(),
+            group: None,
+        })
+        .await
+        .expect("publish");
+    }
+    let (rec, _) = kv.get(&keys().health("d1")).await.expect("get");
+    let rec = String::from_utf8(rec.expect("d1's record").value).expect("utf-8");
+    assert!(rec.contains(r#""group":"db""#), "{rec}");
+    let texts = |v: PolicyVerdict| match v {
+        PolicyVerdict::HeldBack { reasons } => BlockReason::texts(&reasons),
+        other => panic!("expected held back, got {other:?}"),
+    };
+    assert_eq!(
+        d3.cluster_health().await.expect("policy"),
+        PolicyVerdict::Pass
+    );
+    let (h, _) = join(&d1);
+    acquired(h).await;
+    let (h, _) = join(&d2);
+    acquired(h).await;
+    assert_eq!(
+        texts(d2.cluster_health().await.expect("policy")),
+        [
+            "in reboot group db: d1 holds a slot ahead of this node (counted as down)",
+            "in reboot group db: healthy nodes 1 below minimum 2 (this node counts as down)"
+        ]
+    );
+    assert_eq!(
+        d1.cluster_health().await.expect("policy"),
+        PolicyVerdict::Pass,
+        "d2 is behind d1 and not rebooting"
+    );
+    assert_eq!(
+        texts(d3.cluster_health().await.expect("policy"))
+            .last()
+            .map(String::as_str),
+        Some("in reboot group db: healthy nodes 0 below minimum 2 (this node counts as down)")
+    );
+    assert_eq!(
+        w1.cluster_health().await.expect("policy"),
+        PolicyVerdict::Pass,
+        "web has no group_policies; db's holders are planned downtime"
+    );
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         pub mod memkv {
@@ -394,6 +468,7 @@ both!(
     no_group_no_group_keys,
     the_fleet_view_shows_the_group_pools,
     a_foreign_group_entry_blocks_and_is_named,
+    group_policies_count_the_group_s_holders_ahead,
 );
 
 /// Why the order is fixed: a node that takes the cluster slot first, mixed with nodes that

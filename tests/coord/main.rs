@@ -441,6 +441,7 @@ async fn pause_cooldown_and_health<K: Kv + Clone>(kv: K) {
         stage: String::new(),
         reason: String::new(),
         reported_at: now.clone(),
+        group: None,
     })
     .await
     .expect("publish");
@@ -450,6 +451,7 @@ async fn pause_cooldown_and_health<K: Kv + Clone>(kv: K) {
         stage: "heartbeat".into(),
         reason: "heartbeat exit 2".into(),
         reported_at: now,
+        group: None,
     })
     .await
     .expect("publish");

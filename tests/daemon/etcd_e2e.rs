@@ -499,10 +499,11 @@ fn lock_metrics_use_go_s_label_values() {
 #[test]
 fn a_grouped_node_waits_for_its_group_then_takes_both_slots() {
     let e = etcd::Etcd::start(1);
+    let port = free_port();
     let a = Node::named(
         "node-a",
         &format!(
-            "lock_backend: etcd\netcd_endpoints: [{}]\netcd_namespace: /e2e\nmin_reboot_interval_sec: 0\ngroup: db\ngroup_max_concurrent_reboots: 1\n",
+            "lock_backend: etcd\netcd_endpoints: [{}]\netcd_namespace: /e2e\nmin_reboot_interval_sec: 0\ngroup: db\ngroup_max_concurrent_reboots: 1\nmetrics: {{enabled: true, listen: '127.0.0.1:{port}'}}\n",
             e.endpoints().join(", ")
         ),
     );
@@ -525,6 +526,15 @@ fn a_grouped_node_waits_for_its_group_then_takes_both_slots() {
         out.contains("the slots of reboot group db are held by db-peer"),
         "{out}"
     );
+    // The running daemon's /metrics says it waits in its group's pool, first in line.
+    let body = scrape_metrics(port);
+    for needle in [
+        "\nclusterrebootd_lock_waiting_for_group 1\n",
+        "\nclusterrebootd_lock_queue_position 1\n",
+        "\nclusterrebootd_lock_held 0\n",
+    ] {
+        assert!(body.contains(needle), "missing {needle:?} in\n{body}");
+    }
     let (code, out, err) = a.once(&["cluster", "status"]);
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -536,12 +546,47 @@ fn a_grouped_node_waits_for_its_group_then_takes_both_slots() {
         "{out}"
     );
     assert!(out.contains("  queued #1: node-a"), "{out}");
+    // A Go daemon holds the cluster mutex: once db-peer is gone, node-a holds its group slot
+    // and queues for the cluster pool, no longer waiting for its group.
+    hold_slot_as_go_daemon(&e);
     let (code, out, err) = a.once(&["cluster", "forget", "db-peer", "--yes"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("/e2e/reboot_group/db/1a"), "{out}");
+    a.wait_for("node-a to queue for the cluster slot", 30, |n| {
+        n.state()["state"] == "Locking"
+            && scrape_metrics(port).contains("\nclusterrebootd_lock_waiting_for_group 0\n")
+    });
+    let body = scrape_metrics(port);
+    for needle in [
+        "\nclusterrebootd_lock_queue_position 1\n",
+        "\nclusterrebootd_lock_held 0\n",
+    ] {
+        assert!(body.contains(needle), "missing {needle:?} in\n{body}");
+    }
+    let (code, out, err) = a.once(&["cluster", "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("  held: go-node"), "{out}");
+    assert!(out.contains("  queued #1: node-a"), "{out}");
+    assert!(
+        out.contains("group db: 1 of 1 held\n  held: node-a"),
+        "node-a holds its group slot: {out}"
+    );
+    let (ok, out) = e.etcdctl(
+        None,
+        &["del", "/e2e/cluster/clusterrebootd/lock/694d77b8e4a3c40b"],
+    );
+    assert!(ok, "{out}");
     a.wait_for("node-a to reboot", 30, |n| {
         !n.read("reboots.log").is_empty()
     });
+    // Holding both slots now: no longer waiting for the group.
+    let body = scrape_metrics(port);
+    for needle in [
+        "\nclusterrebootd_lock_waiting_for_group 0\n",
+        "\nclusterrebootd_lock_held 1\n",
+    ] {
+        assert!(body.contains(needle), "missing {needle:?} in\n{body}");
+    }
     let (_, dump) = e.etcdctl(None, &["get", "--prefix", "/e2e/"]);
     assert!(dump.contains("/e2e/reboot_group/db/"), "{dump}");
     assert!(dump.contains("/e2e/cluster/clusterrebootd/lock/"), "{dump}");
@@ -569,5 +614,67 @@ fn a_grouped_node_waits_for_its_group_then_takes_both_slots() {
         out.contains("removed queue entry /e2e/reboot_group/db/2b"),
         "{out}"
     );
+    sigterm(&mut da);
+}
+
+/// Issue #16: `group_policies` are evaluated among the members of the node's own group, read
+/// from the `group` its peers publish in their health records. Cluster-wide, two healthy peers
+/// meet `min_healthy_absolute: 2`; within group db only one does, so node-a is blocked, by a
+/// reason that names the group. A second healthy member of db lets it reboot.
+#[test]
+fn a_group_policy_blocks_where_the_cluster_policy_would_pass() {
+    let e = etcd::Etcd::start(1);
+    let a = Node::named(
+        "node-a",
+        &format!(
+            "lock_backend: etcd\netcd_endpoints: [{}]\netcd_namespace: /e2e\nmin_reboot_interval_sec: 0\ngroup: db\nhealth_stale_after_sec: 600\ncluster_policies: {{min_healthy_absolute: 2}}\ngroup_policies: {{min_healthy_absolute: 2}}\n",
+            e.endpoints().join(", ")
+        ),
+    );
+    let record = |node: &str, group: Option<&str>| {
+        let group = group
+            .map(|g| format!(r#","group":"{g}""#))
+            .unwrap_or_default();
+        let value = format!(
+            r#"{{"node":"{node}","healthy":true,"reported_at":"{}"{group}}}"#,
+            jiff::Timestamp::now()
+        );
+        let (ok, out) = e.etcdctl(
+            None,
+            &["put", &format!("/e2e/cluster_health/{node}"), &value],
+        );
+        assert!(ok, "{out}");
+    };
+    record("db-2", Some("db"));
+    record("web-1", None);
+    let mut da = a.start();
+    let reason = "in reboot group db: healthy nodes 1 below minimum 2 (this node counts as down)";
+    a.wait_for("node-a to be blocked by its group's policy", 30, |n| {
+        n.read("state/journal.jsonl").contains(reason)
+    });
+    let (code, out, err) = a.once(&["status", "--explain"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(reason), "{out}");
+    assert!(
+        out.contains("lower group_policies.min_healthy_absolute"),
+        "the fix names group_policies: {out}"
+    );
+    assert_eq!(
+        out.matches("healthy nodes").count(),
+        out.matches(reason).count(),
+        "the cluster-wide policy passes; only the group's blocks: {out}"
+    );
+    // Its own record names its group, for its peers.
+    let (_, own) = e.etcdctl(
+        None,
+        &["get", "--print-value-only", "/e2e/cluster_health/node-a"],
+    );
+    assert!(own.contains(r#""group":"db""#), "{own}");
+    assert!(a.read("reboots.log").is_empty(), "blocked, yet rebooted");
+    // A second healthy member of db: the watch wakes node-a, and it reboots.
+    record("db-3", Some("db"));
+    a.wait_for("node-a to reboot", 30, |n| {
+        !n.read("reboots.log").is_empty()
+    });
     sigterm(&mut da);
 }

@@ -275,6 +275,7 @@ async fn rbac_role_scoped_to_the_namespace() {
             stage: String::new(),
             reason: String::new(),
             reported_at: jiff::Timestamp::now().to_string(),
+            group: None,
         }),
     )
     .await

@@ -340,11 +340,14 @@ fn the_page_shows_the_fleet_and_follows_a_change_in_a_real_browser() {
     let e = etcd::Etcd::start(1);
     let port = etcd::free_port();
     let metrics = |p: u16| format!("metrics: {{enabled: true, listen: \"127.0.0.1:{p}\"}}\n");
+    // node-a (serving the page) and node-b are in reboot group db, one slot (issue #16).
+    let group = "group: db\ngroup_max_concurrent_reboots: 1\n";
     let a = fleet_node("node-a", &e);
     std::fs::remove_file(a.path("reboot-required")).expect("marker");
-    let cfg = a.read("config.yaml") + &metrics(port);
+    let cfg = a.read("config.yaml") + &metrics(port) + group;
     std::fs::write(a.path("config.yaml"), cfg).expect("config");
     let b = fleet_node("node-b", &e);
+    std::fs::write(b.path("config.yaml"), b.read("config.yaml") + group).expect("config");
     std::fs::write(b.path("block"), "").expect("block");
     let c = fleet_node("node-c", &e);
     std::fs::write(c.path("disable"), "").expect("kill switch");
@@ -369,6 +372,7 @@ fn the_page_shows_the_fleet_and_follows_a_change_in_a_real_browser() {
         r#"<g id="st-Idle" class="state on">"#,
         r#"<g id="st-Rebooting" class="state">"#,
         "<dd data-fact=\"Slots\">0 of 1 held</dd>",
+        "<tbody id=\"groups\"><tr><td colspan=\"4\">no reboot group pool has an entry</td></tr>",
     ] {
         assert!(
             dom.contains(want),
@@ -405,6 +409,50 @@ fn the_page_shows_the_fleet_and_follows_a_change_in_a_real_browser() {
         true
     );
     assert_eq!(page.text("#cnt-Rebooting"), "1: node-b");
+
+    // The reboot groups, followed without a reload: node-b holds db's one slot, node-d (an
+    // entry put by hand) waits for it; web-1 holds a slot of a group whose size node-a does
+    // not know.
+    let at = jiff::Timestamp::now();
+    for (key, node, state) in [
+        (
+            "/fleet/reboot_group/db/7fffffffffff0001",
+            "node-d",
+            "waiting",
+        ),
+        (
+            "/fleet/reboot_group/web/7fffffffffff0002",
+            "web-1",
+            "rebooting",
+        ),
+    ] {
+        let value =
+            format!(r#"{{"node":"{node}","pid":1,"acquired_at":"{at}","state":"{state}"}}"#);
+        let (ok, out) = e.etcdctl(None, &["put", key, &value]);
+        assert!(ok, "{out}");
+    }
+    page.wait_text("the group pools", "#groups", 10, |t| {
+        t.contains("web-1") && t.contains("node-d")
+    });
+    let groups = page.text("#groups");
+    let db = groups
+        .lines()
+        .find(|l| l.starts_with("db"))
+        .unwrap_or_default();
+    assert!(db.contains("1 of 1 held"), "{groups}");
+    assert!(
+        db.contains("node-b for") && db.contains("[rebooting]"),
+        "{groups}"
+    );
+    assert!(db.contains("#1 node-d for"), "{groups}");
+    let web = groups
+        .lines()
+        .find(|l| l.starts_with("web"))
+        .unwrap_or_default();
+    assert!(
+        web.contains("1 held") && web.contains("web-1 for"),
+        "{groups}"
+    );
 
     // Hostile text from etcd is shown as text, never run.
     let evil = "<img src=x onerror=\"window.__pwned=1\">kernel rollout";

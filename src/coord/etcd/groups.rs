@@ -17,12 +17,17 @@
 //! - **Both or none.** The move onto the reboot lease requires both entries in one transaction;
 //!   release, leave and `complete_recovery` delete both in one transaction.
 
+use std::time::Duration;
+
 use tokio::sync::mpsc;
 
+use super::super::group_policy::{self, GroupScope};
 use super::super::kv::*;
+use super::super::policy::ClusterFacts;
 use super::super::slots::{self, SlotError};
 use super::super::{CoordError, QueueUpdate};
 use super::{EtcdBackend, lock};
+use crate::fsm::PolicyVerdict;
 
 /// A node's group pool: its name and its number of slots.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,6 +262,48 @@ impl<K: Kv + Clone> EtcdBackend<K> {
                 g.name
             ))),
         }
+    }
+
+    /// `group_policies` among the members of this node's group (issue #16), or `None` without
+    /// a group or without a threshold (then nothing more is read). The group's pool is read for
+    /// its members: a node that queued or holds there is a member even before its first
+    /// health record names the group.
+    pub(super) async fn group_verdict(
+        &self,
+        facts: &ClusterFacts,
+        stale_after: Duration,
+        now: jiff::Timestamp,
+    ) -> Result<Option<PolicyVerdict>, CoordError> {
+        let Some(g) = &self.cfg.group else {
+            return Ok(None);
+        };
+        let policies = self
+            .group_policies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !group_policy::has_thresholds(&policies) {
+            return Ok(None);
+        }
+        let pool_members: Vec<String> = self
+            .pool_entries(&self.cfg.keys.group_prefix(&g.name))
+            .await?
+            .iter()
+            .map(|kv| slots::holder_of(kv).node)
+            .filter(|n| !n.is_empty())
+            .collect();
+        let scope = GroupScope {
+            name: &g.name,
+            pool_members: &pool_members,
+            policies: &policies,
+        };
+        Ok(Some(group_policy::evaluate(
+            &self.cfg.node,
+            facts,
+            &scope,
+            stale_after,
+            now,
+        )))
     }
 
     /// Applies a reloaded `group_max_concurrent_reboots`: waiters re-read their pool at once.
