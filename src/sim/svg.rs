@@ -69,6 +69,8 @@ fn escape(s: &str) -> String {
 
 const LEFT: f64 = 90.0;
 const WIDTH: f64 = 1000.0;
+/// Font size of the axis labels (px).
+const AXIS_FONT: u32 = 10;
 const ROW: f64 = 22.0;
 const TOP: f64 = 62.0;
 
@@ -210,14 +212,16 @@ pub fn render(plan: &Plan) -> String {
             4 => "end",
             _ => "middle",
         };
+        // The offset to the minute (the ticks are a quarter of the chart apart): with its
+        // seconds a label was wider than the space between two ticks and ran into the next.
         let _ = writeln!(
             out,
-            r#"<text x="{:.1}" y="{axis:.1}" text-anchor="{anchor}">{}</text>"#,
+            r#"<text x="{:.1}" y="{axis:.1}" font-size="{AXIS_FONT}" text-anchor="{anchor}">{}</text>"#,
             x(ms),
             escape(&format!(
                 "{} ({})",
                 super::plan::axis_label(plan, ms),
-                super::plan::plan_offset(ms)
+                super::plan::plan_offset((ms + 30_000) / 60_000 * 60_000)
             ))
         );
     }

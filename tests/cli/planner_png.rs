@@ -156,4 +156,63 @@ fn the_chart_starts_shortly_before_a_late_window_and_draws_it_whole() {
     // windows' zone and whole seconds only.
     assert_eq!(labels[4], "Tue 03:00 (+6h 30m)", "{labels:?}");
     assert!(labels.iter().all(|l| !l.contains('.')), "{labels:?}");
+    assert_axis_labels_do_not_overlap(&chart);
+}
+
+/// The axis labels, each as wide as its text at ~0.6 em per character (generous for a sans
+/// font), do not run into each other (issue #19: with seconds in the offsets they did).
+fn assert_axis_labels_do_not_overlap(chart: &str) {
+    let mut spans = Vec::new();
+    for l in chart.lines().filter(|l| l.contains("text-anchor=")) {
+        let attr = |name: &str| {
+            l.split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let text = l
+            .split('>')
+            .nth(1)
+            .and_then(|t| t.strip_suffix("</text"))
+            .unwrap_or_default();
+        let x: f64 = attr("x").parse().expect("x");
+        let size: f64 = attr("font-size").parse().unwrap_or(12.0);
+        let w = text.chars().count() as f64 * 0.6 * size;
+        let (a, b) = match attr("text-anchor").as_str() {
+            "start" => (x, x + w),
+            "end" => (x - w, x),
+            _ => (x - w / 2.0, x + w / 2.0),
+        };
+        spans.push((attr("y"), a, b, text.to_string()));
+    }
+    // Labels on one line (the axis; node names are each on their own row).
+    spans.sort_by(|p, q| p.0.cmp(&q.0).then(p.1.total_cmp(&q.1)));
+    for pair in spans.windows(2).filter(|p| p[0].0 == p[1].0) {
+        assert!(
+            pair[0].2 <= pair[1].1,
+            "axis labels overlap: {:?} and {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
+/// The README's own first command: a day-long plan whose offsets run into days.
+#[test]
+fn the_readme_plan_has_readable_axis_labels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svg = dir.path().join("plan.svg");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.yaml");
+    let (code, out, err) = outcome(&[
+        "simulate",
+        "--cluster",
+        "6",
+        "--config",
+        config,
+        "--svg",
+        svg.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_axis_labels_do_not_overlap(&std::fs::read_to_string(&svg).expect("svg"));
 }
