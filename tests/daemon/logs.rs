@@ -115,17 +115,8 @@ fn a_failed_reboot_command_is_logged_as_an_error() {
 fn an_idle_node_is_quiet_and_explain_counts_its_checks() {
     let n = node::Node::new("");
     std::fs::remove_file(n.path("reboot-required")).expect("no reboot needed");
-    let mut d = n
-        .cmd(&["run"])
-        .stdout(std::fs::File::create(n.path("daemon.out")).expect("stdout"))
-        .stderr(std::fs::File::create(n.path("daemon.log")).expect("log"))
-        .spawn()
-        .expect("spawn daemon");
-    let checks = |n: &node::Node| {
-        n.read("state/journal.jsonl")
-            .matches("\"no_action\"")
-            .count()
-    };
+    let mut d = start_logged(&n);
+    let checks = idle_checks;
     n.wait_for("eight idle checks", 60, |n| checks(n) >= 8);
     let (code, out, err) = n.once(&["status", "--explain"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -189,6 +180,22 @@ fn a_start_up_failure_is_a_json_line() {
     }
 }
 
+/// `run` as a daemon with its stderr in `daemon.log` (and its stdout in `daemon.out`).
+fn start_logged(n: &node::Node) -> std::process::Child {
+    n.cmd(&["run"])
+        .stdout(std::fs::File::create(n.path("daemon.out")).expect("stdout"))
+        .stderr(std::fs::File::create(n.path("daemon.log")).expect("log"))
+        .spawn()
+        .expect("spawn daemon")
+}
+
+/// Idle checks the node has journaled (`no_action` outcomes).
+fn idle_checks(n: &node::Node) -> usize {
+    n.read("state/journal.jsonl")
+        .matches("\"no_action\"")
+        .count()
+}
+
 /// Lines above debug in `log` (every line must be JSON).
 fn loud_lines(log: &str) -> Vec<String> {
     log.lines()
@@ -218,16 +225,8 @@ fn an_idle_day_is_a_few_log_lines() {
         ),
     );
     std::fs::remove_file(n.path("reboot-required")).expect("no reboot needed");
-    let mut d = n
-        .cmd(&["run"])
-        .stderr(std::fs::File::create(n.path("daemon.log")).expect("log"))
-        .spawn()
-        .expect("spawn daemon");
-    let checks = |n: &node::Node| {
-        n.read("state/journal.jsonl")
-            .matches("\"no_action\"")
-            .count()
-    };
+    let mut d = start_logged(&n);
+    let checks = idle_checks;
     n.wait_for("five idle checks", 60, |n| checks(n) >= 5);
     let early = loud_lines(&n.read("daemon.log"));
     let at = checks(&n);
@@ -271,17 +270,8 @@ fn an_etcd_outage_is_said_once_not_at_every_check() {
         "lock_backend: etcd\netcd_endpoints: [http://127.0.0.1:9]\nhealth_publish_interval_sec: 1\ncluster_policies: {min_healthy_absolute: 1}\n",
     );
     std::fs::remove_file(n.path("reboot-required")).expect("no reboot needed");
-    let mut d = n
-        .cmd(&["run"])
-        .stderr(std::fs::File::create(n.path("daemon.log")).expect("log"))
-        .spawn()
-        .expect("spawn daemon");
-    n.wait_for("six idle checks", 60, |n| {
-        n.read("state/journal.jsonl")
-            .matches("\"no_action\"")
-            .count()
-            >= 6
-    });
+    let mut d = start_logged(&n);
+    n.wait_for("six idle checks", 60, |n| idle_checks(n) >= 6);
     node::sigterm(&mut d);
     let log = n.read("daemon.log");
     let loud = loud_lines(&log);
