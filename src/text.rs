@@ -95,6 +95,22 @@ pub fn cap_bytes(bytes: &[u8], max: usize) -> String {
     format!("{head}… [truncated: {} bytes in all]", bytes.len())
 }
 
+/// Prints `text` on stdout. A closed stdout (`simulate --cluster 50 | head`) is not an error
+/// for a report nobody reads any more: it ends quietly (`false`), as `ls | head` does, instead
+/// of panicking in `print!`. Other write errors are said on stderr.
+pub fn emit(text: &str) -> bool {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => false,
+        Err(e) => {
+            eprintln!("cannot write to stdout: {e}");
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -421,7 +421,7 @@ impl<C: Coordinator> Driver<C> {
             let gates = &self.machine.core().gates;
             self.node.report.kill_switch = (gates.kill_switch && gates.pause.is_none())
                 .then(|| self.node.settings.kill_switch_file.display().to_string());
-            crate::cli::out!("{}", crate::text::for_terminal(&self.node.report.render()));
+            let _ = crate::text::emit(&crate::text::for_terminal(&self.node.report.render()));
         }
         code
     }

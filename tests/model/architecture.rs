@@ -214,7 +214,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("adapters", &["config", "fsm", "fsutil", "windows"]),
     (
         "coord",
-        &["clock", "config", "fleet", "fsm", "fsutil", "text"],
+        &["clock", "config", "fleet", "fsm", "fsutil", "human", "text"],
     ),
     ("replay", &["config", "fsm", "journal"]),
     // The explanation reads the daemon's state file (its type is the driver's).
