@@ -1,7 +1,8 @@
 //! Small file helpers shared by adapters: atomic replacement and bounded JSON reads.
 //!
-//! State files (`state.json`, `last-reboot.json`, the local backend's records) are replaced
-//! atomically so a reader or a power loss never sees half a file.
+//! State files (`last-reboot.json`, the local backend's records, the etcd identity) are
+//! replaced atomically and durably so a reader or a power loss never sees half a file;
+//! `state.json`, a status snapshot, only atomically ([`write_status`]).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -18,6 +19,19 @@ pub const MAX_STATE_FILE_BYTES: u64 = 1024 * 1024;
 /// symlink someone planted in the directory is never opened, followed or chmod-ed (issue #20);
 /// a name that happens to exist is skipped and another one drawn.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace(path, bytes, true)
+}
+
+/// [`write_atomic`] without the two fsyncs: readers still see the old or the new file, never
+/// half of one, but after a power loss the file may be the old one or empty. For
+/// `<run_dir>/state.json`, a status snapshot rewritten on every transition and at every start,
+/// whose directory is `/run` (tmpfs) on a packaged node; the journal is the durable record. The
+/// fsyncs cost ~1 ms per transition on a disk (docs/PERFORMANCE.md, "Hand-off latency").
+pub fn write_status(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace(path, bytes, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let file_name = path.file_name().ok_or_else(|| {
         std::io::Error::new(
@@ -58,9 +72,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         // fchmod on the descriptor we created: never a path that could have been swapped.
         f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
+        if durable {
+            std::fs::File::open(&dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     drop(f);
     if result.is_err() {
@@ -158,6 +177,20 @@ mod tests {
                 .file_type()
                 .is_symlink()
         );
+    }
+
+    #[test]
+    fn a_status_write_replaces_the_file_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("state.json");
+        write_status(&p, b"{\"a\":1}").expect("write");
+        write_status(&p, b"{\"a\":2}").expect("replace");
+        assert_eq!(std::fs::read(&p).expect("read"), b"{\"a\":2}");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
     }
 
     #[test]

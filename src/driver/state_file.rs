@@ -76,9 +76,11 @@ impl StateFile {
         }
     }
 
-    /// Writes it atomically.
+    /// Writes it atomically (readers see the old or the new file), without fsync: it is a
+    /// snapshot for readers, rewritten at every transition and start (see
+    /// [`crate::fsutil::write_status`]).
     pub fn write(&self, run_dir: &Path) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        crate::fsutil::write_atomic(&run_dir.join("state.json"), &bytes)
+        crate::fsutil::write_status(&run_dir.join("state.json"), &bytes)
     }
 }
