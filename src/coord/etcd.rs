@@ -216,6 +216,11 @@ pub struct RebootRequest {
 /// limits"). The records the daemons write are well under 1 KiB.
 pub const MAX_RECORD_BYTES: usize = 16 * 1024;
 
+/// How often a store revision that only advanced is written to `etcd-identity.json` (two
+/// fsyncs). The in-memory pin advances at every check; the file is the lower bound after a
+/// restart, and is also written before every reboot ([`EtcdBackend::flush_pin`]).
+pub const PIN_SAVE_EVERY_MS: u64 = 10_000;
+
 /// Reads a reboot request; `Err` says why the value is not one.
 pub fn decode_request(v: &[u8]) -> Result<(), String> {
     if v.len() > MAX_RECORD_BYTES {
@@ -265,6 +270,8 @@ pub struct StoreAccepted {
 #[derive(Default)]
 struct Inner {
     pinned: Option<PinnedStore>,
+    /// The pin as last written to `identity_file`, and when (clock ms).
+    pin_on_disk: Option<(PinnedStore, crate::fsm::Millis)>,
     session: Option<LeaseId>,
     session_task: Option<JoinHandle<()>>,
     entry: Option<String>,
@@ -541,10 +548,43 @@ impl<K: Kv + Clone> EtcdBackend<K> {
                     .map_or(0, |p| p.revision),
             ),
         };
-        if pinned.as_ref() != Some(&advanced) {
-            self.save_pin(&advanced)?;
-        }
+        let now_ms = self.cfg.clock.now_ms();
+        let due = match &lock(&self.inner).pin_on_disk {
+            // A new store (or the first pin) is written at once.
+            Some((disk, _)) if disk.cluster_id != advanced.cluster_id => true,
+            Some((disk, _)) if *disk == advanced => false,
+            Some((_, at)) => now_ms.saturating_sub(*at) >= PIN_SAVE_EVERY_MS,
+            // Not written by this process yet: `pinned` is what the file holds (or nothing).
+            None => pinned.as_ref() != Some(&advanced),
+        };
         lock(&self.inner).pinned = Some(advanced);
+        if due {
+            self.flush_pin()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the in-memory pin to `identity_file` if it is newer than the file. Called by
+    /// [`Self::check_store`] at most every [`PIN_SAVE_EVERY_MS`], and always before the slot
+    /// moves onto the reboot lease, so the revision on disk when this node goes down covers its
+    /// own slot: a store restored to a backup taken before that slot existed is caught after the
+    /// reboot.
+    fn flush_pin(&self) -> Result<(), CoordError> {
+        let (pin, disk) = {
+            let i = lock(&self.inner);
+            (
+                i.pinned.clone(),
+                i.pin_on_disk.as_ref().map(|(p, _)| p.clone()),
+            )
+        };
+        let Some(pin) = pin else {
+            return Ok(());
+        };
+        if disk.as_ref() == Some(&pin) {
+            return Ok(());
+        }
+        self.save_pin(&pin)?;
+        lock(&self.inner).pin_on_disk = Some((pin, self.cfg.clock.now_ms()));
         Ok(())
     }
 
@@ -818,24 +858,32 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         // an entry still among the first K may reboot (fail closed). Entries ahead can only
         // leave and new ones queue behind, so the position cannot get worse before the txn.
         let cap = *self.capacity.borrow() as usize;
-        let queue = self.queue().await?;
-        match queue.iter().position(|kv| kv.key == key) {
-            Some(pos) if pos < cap => {}
-            Some(pos) => {
-                return Err(CoordError::Lost(format!(
-                    "queue entry {key} is at position {} but max_concurrent_reboots is now {cap}",
-                    pos + 1
-                )));
-            }
-            None => {
-                return Err(CoordError::Lost(format!(
-                    "queue entry {key} vanished before the reboot"
-                )));
-            }
-        }
+        // The queue read and the lease grant are independent: one round trip for both. A lease
+        // granted for a move that does not happen is revoked (and would expire anyway).
+        let (queue, lease) = tokio::join!(self.queue(), self.kv.lease_grant(ttl));
+        let lease = lease?;
+        let checked = queue.and_then(|queue| match queue.iter().position(|kv| kv.key == key) {
+            Some(pos) if pos < cap => Ok(()),
+            Some(pos) => Err(CoordError::Lost(format!(
+                "queue entry {key} is at position {} but max_concurrent_reboots is now {cap}",
+                pos + 1
+            ))),
+            None => Err(CoordError::Lost(format!(
+                "queue entry {key} vanished before the reboot"
+            ))),
+        });
         // In a group, the group entry moves in the same transaction, which requires it too.
-        let group_key = self.group_entry_to_move().await?;
-        let lease = self.kv.lease_grant(ttl).await?;
+        let group_key = match checked {
+            Ok(()) => self.group_entry_to_move().await,
+            Err(e) => Err(e),
+        };
+        let group_key = match group_key {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = self.kv.lease_revoke(lease).await;
+                return Err(e);
+            }
+        };
         let since = self.now_rfc3339();
         let marker =
             serde_json::json!({"node": self.cfg.node, "since": since, "boot_id": self.cfg.boot_id});
@@ -886,6 +934,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             since,
         };
         lock(&self.inner).reboot = Some(record.clone());
+        self.flush_pin()?;
         self.cfg.lease_store.save(&record)
     }
 
