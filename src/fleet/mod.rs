@@ -54,6 +54,11 @@ impl Fleet {
         }
     }
 
+    /// Writes the pending record now (see [`Publisher::flush`]); before the process exits.
+    pub async fn flush(&self, limit: std::time::Duration) {
+        self.publisher.flush(limit).await;
+    }
+
     /// After a step (see [`Tracker::observe`]): hands a changed record to the publisher and
     /// the step to the webhook observer.
     pub fn observe<'a>(

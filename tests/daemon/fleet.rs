@@ -285,6 +285,10 @@ fn cluster_status_shows_every_node_and_what_it_waits_for() {
     // node-b unblocked: it goes on, and `cluster status` follows it.
     std::fs::remove_file(b.path("block")).expect("unblock");
     wait("node-b's reboot", 30, || !b.read("reboots.log").is_empty());
+    // The fleet view follows within the publisher's coalescing delay (100 ms).
+    wait("node-b's record says Rebooting", 5, || {
+        node_state(&e, "node-b").is_some_and(|(v, _)| v["state"] == "Rebooting")
+    });
     let (_, out, _) = a.once(&["cluster", "status"]);
     println!("--- cluster status during node-b's reboot\n{out}");
     assert!(
