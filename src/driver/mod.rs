@@ -2,7 +2,9 @@
 //!
 //! One loop selects over adapter results, the machine's next timer, signals, the kill-switch
 //! watcher and the heartbeat. For every input it: stamps `now` and jitter, calls the machine,
-//! appends the record to the journal **with fsync before any effect runs** ([`persist`]),
+//! appends the record to the journal **with fsync before any effect that acts runs**
+//! ([`persist`]; a step whose effects only read or wait is written at once and made durable by
+//! the next step's fsync, see [`Effect::only_observes`]),
 //! logs it and rewrites `state.json` ([`observe`]), then hands the effects in order to the one
 //! [`executor`] it shares with the simulator, over the real node's adapters. Slow effects run as
 //! tasks whose results come back as events; bookkeeping goes through the ordered [`chores`].
@@ -375,7 +377,10 @@ impl<C: Coordinator> Driver<C> {
         };
         let step = self.machine.handle(&input);
         let record = Record::new(&self.opts.boot_id, &input, &step);
-        let durable = self.append(before, record);
+        // Only a step that acts waits for the disk (group commit: its fsync also makes the
+        // observing steps before it durable).
+        let sync = !step.effects.iter().all(Effect::only_observes);
+        let durable = self.append(before, record, sync);
         self.observe(&input, &step, now, issued_at);
         self.node.state = step.to;
         for effect in step.effects.clone() {
@@ -389,6 +394,7 @@ impl<C: Coordinator> Driver<C> {
     /// Ends the run: lets pending coordination updates finish (bounded), prints the pass report
     /// when asked, syncs, returns the code.
     async fn finish(&mut self, code: Exit) -> Exit {
+        self.fleet.flush(Duration::from_secs(2)).await;
         self.exec.settle_publishes(Duration::from_secs(5)).await;
         let left = self.exec.chores.drain(Duration::from_secs(10)).await;
         if left > 0 {

@@ -1,5 +1,6 @@
 //! The journal (SPEC §8): opened and replayed at start, appended with fsync before a step's
-//! effects run, compacted to a snapshot plus a short tail.
+//! effects act (a step that only observes rides on the next fsync), compacted to a snapshot
+//! plus a short tail.
 
 use std::path::PathBuf;
 
@@ -69,11 +70,19 @@ impl<C: Coordinator> Driver<C> {
     }
 
     /// Appends to the journal; returns whether the record is durable (always true without one).
-    pub(super) fn append(&mut self, before: Snapshot, record: Record) -> bool {
+    /// With `sync` false (a step whose effects only observe, [`Effect::only_observes`]) the
+    /// record is written without fsync, and is durable once a later step syncs; the answer is
+    /// then whether it was written.
+    pub(super) fn append(&mut self, before: Snapshot, record: Record, sync: bool) -> bool {
         let Some(journal) = self.journal.as_mut() else {
             return !self.opts.persist;
         };
-        if let Err(e) = journal.append(&record) {
+        let appended = if sync {
+            journal.append(&record)
+        } else {
+            journal.append_no_sync(&record)
+        };
+        if let Err(e) = appended {
             tracing::error!(event = "journal_error", kind = e.kind(), error = %e, "cannot append to the journal; no reboot will start until it works");
             return false;
         }

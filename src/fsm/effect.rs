@@ -166,6 +166,39 @@ impl Effect {
         }
     }
 
+    /// Whether the effect only observes: it reads or waits, and changes nothing a peer, the
+    /// node or a later run of this daemon could see. A step whose effects all observe need
+    /// not be durable before they run: losing its record in a crash is the same as crashing
+    /// before the event arrived (the answer is lost, the machine asks again), so the driver
+    /// appends it without fsync and the next step that acts makes both durable at once.
+    /// Everything else (the queue, the slot, markers, health records, hooks, the reboot, the
+    /// exit) waits for the fsync.
+    pub fn only_observes(&self) -> bool {
+        match self {
+            Effect::ScheduleTick { .. }
+            | Effect::RunDetectors { .. }
+            | Effect::EvaluateWindow { .. }
+            | Effect::ReadClusterHealth { .. }
+            | Effect::RunHealthScript { .. }
+            | Effect::CheckGates { .. }
+            | Effect::ReadCooldown { .. }
+            | Effect::AwaitClusterChange { .. } => true,
+            Effect::PublishHealth { .. }
+            | Effect::JoinQueue { .. }
+            | Effect::LeaveQueue
+            | Effect::ReleaseSlot
+            | Effect::MoveSlotToRebootLease { .. }
+            | Effect::ReattachRebootLease { .. }
+            | Effect::ClearInProgress
+            | Effect::StartCooldown { .. }
+            | Effect::CompleteRecovery { .. }
+            | Effect::RunHooks { .. }
+            | Effect::ExecuteReboot { .. }
+            | Effect::WritePostRebootMarker { .. }
+            | Effect::Exit { .. } => false,
+        }
+    }
+
     /// Every variant name, in declaration order (the spec must list exactly these).
     pub const NAMES: [&'static str; 21] = [
         "ScheduleTick",
