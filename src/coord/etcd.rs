@@ -219,7 +219,7 @@ pub const MAX_RECORD_BYTES: usize = 16 * 1024;
 /// How often a store revision that only advanced is written to `etcd-identity.json` (two
 /// fsyncs). The in-memory pin advances at every check; the file is the lower bound after a
 /// restart, and is also written before every reboot ([`EtcdBackend::flush_pin`]).
-pub const PIN_SAVE_EVERY_MS: u64 = 10_000;
+pub const PIN_SAVE_EVERY: Duration = Duration::from_secs(10);
 
 /// Reads a reboot request; `Err` says why the value is not one.
 pub fn decode_request(v: &[u8]) -> Result<(), String> {
@@ -270,8 +270,9 @@ pub struct StoreAccepted {
 #[derive(Default)]
 struct Inner {
     pinned: Option<PinnedStore>,
-    /// The pin as last written to `identity_file`, and when (clock ms).
-    pin_on_disk: Option<(PinnedStore, crate::fsm::Millis)>,
+    /// The pin as last written to `identity_file`, and when (monotonic: a wall-clock step
+    /// must not stop the writes).
+    pin_on_disk: Option<(PinnedStore, tokio::time::Instant)>,
     session: Option<LeaseId>,
     session_task: Option<JoinHandle<()>>,
     entry: Option<String>,
@@ -548,30 +549,33 @@ impl<K: Kv + Clone> EtcdBackend<K> {
                     .map_or(0, |p| p.revision),
             ),
         };
-        let now_ms = self.cfg.clock.now_ms();
         let due = match &lock(&self.inner).pin_on_disk {
             // A new store (or the first pin) is written at once.
             Some((disk, _)) if disk.cluster_id != advanced.cluster_id => true,
             Some((disk, _)) if *disk == advanced => false,
-            Some((_, at)) => now_ms.saturating_sub(*at) >= PIN_SAVE_EVERY_MS,
+            Some((_, at)) => at.elapsed() >= PIN_SAVE_EVERY,
             // Not written by this process yet: `pinned` is what the file holds (or nothing).
             None => pinned.as_ref() != Some(&advanced),
         };
         lock(&self.inner).pinned = Some(advanced);
         if due {
-            self.flush_pin()?;
+            self.flush_pin(0)?;
         }
         Ok(())
     }
 
     /// Writes the in-memory pin to `identity_file` if it is newer than the file. Called by
-    /// [`Self::check_store`] at most every [`PIN_SAVE_EVERY_MS`], and always before the slot
+    /// [`Self::check_store`] at most every [`PIN_SAVE_EVERY`], and always before the slot
     /// moves onto the reboot lease, so the revision on disk when this node goes down covers its
     /// own slot: a store restored to a backup taken before that slot existed is caught after the
     /// reboot.
-    fn flush_pin(&self) -> Result<(), CoordError> {
+    /// `seen` is a revision this store has just answered with (the move's), raised into the pin.
+    fn flush_pin(&self, seen: Revision) -> Result<(), CoordError> {
         let (pin, disk) = {
-            let i = lock(&self.inner);
+            let mut i = lock(&self.inner);
+            if let Some(p) = i.pinned.as_mut() {
+                p.revision = p.revision.max(seen);
+            }
             (
                 i.pinned.clone(),
                 i.pin_on_disk.as_ref().map(|(p, _)| p.clone()),
@@ -584,7 +588,7 @@ impl<K: Kv + Clone> EtcdBackend<K> {
             return Ok(());
         }
         self.save_pin(&pin)?;
-        lock(&self.inner).pin_on_disk = Some((pin, self.cfg.clock.now_ms()));
+        lock(&self.inner).pin_on_disk = Some((pin, tokio::time::Instant::now()));
         Ok(())
     }
 
@@ -909,8 +913,8 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             });
         }
         let r = self.kv.txn(compares, ops, vec![]).await;
-        match r {
-            Ok(t) if t.succeeded => {}
+        let moved_at = match r {
+            Ok(t) if t.succeeded => t.revision,
             Ok(_) => {
                 let _ = self.kv.lease_revoke(lease).await;
                 return Err(CoordError::Lost(match &group_key {
@@ -924,7 +928,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
                 let _ = self.kv.lease_revoke(lease).await;
                 return Err(e.into());
             }
-        }
+        };
         let record = RebootLease {
             lease,
             key,
@@ -934,7 +938,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             since,
         };
         lock(&self.inner).reboot = Some(record.clone());
-        self.flush_pin()?;
+        self.flush_pin(moved_at)?;
         self.cfg.lease_store.save(&record)
     }
 

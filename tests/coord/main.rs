@@ -636,6 +636,58 @@ async fn memkv_a_replaced_store_fails_closed_until_accepted() {
     acquired(h).await;
 }
 
+/// The store pin on disk (`etcd-identity.json`) is written at most every 10 s while the
+/// revision only advances, but always before the slot moves onto the reboot lease: the revision
+/// on disk when the node goes down covers its own queue entry, so a store restored to a backup
+/// taken before that entry existed is refused after the reboot.
+#[tokio::test(start_paused = true)]
+async fn memkv_the_pin_on_disk_covers_the_slot_before_the_reboot() {
+    let kv = MemKv::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("n1-identity.json");
+    let on_disk = || -> i64 {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&file).expect("pin file")).expect("json");
+        v["revision"].as_i64().expect("revision")
+    };
+    let n1 = Arc::new(EtcdBackend::new(
+        kv.clone(),
+        EtcdConfig {
+            identity_file: Some(file.clone()),
+            ..config("n1", 1, TTL, dir.path())
+        },
+    ));
+    n1.cluster_health().await.expect("first check pins the store");
+    let first = on_disk();
+    for i in 0..5 {
+        kv.put(&format!("{NS}/other/{i}"), b"x".to_vec(), 0)
+            .await
+            .expect("put");
+    }
+    n1.cluster_health().await.expect("check");
+    assert_eq!(on_disk(), first, "a revision that only advanced waits 10 s");
+    let (h, _) = join(&n1);
+    acquired(h).await;
+    let entry_created = kv.revision();
+    n1.move_to_reboot_lease(Duration::from_secs(600))
+        .await
+        .expect("move");
+    assert!(
+        on_disk() >= entry_created,
+        "pin on disk {} is below the slot's revision {entry_created}",
+        on_disk()
+    );
+    for i in 0..5 {
+        kv.put(&format!("{NS}/other/{i}"), b"y".to_vec(), 0)
+            .await
+            .expect("put");
+    }
+    let before = on_disk();
+    tokio::time::advance(Duration::from_secs(11)).await;
+    n1.cluster_health().await.expect("check");
+    assert!(on_disk() > before, "after 10 s the advanced revision is written");
+}
+
 // ------------------------------------------------------------------ on a real etcd
 
 async fn real(e: &etcd::Etcd) -> EtcdKv {
