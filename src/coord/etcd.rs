@@ -1076,17 +1076,31 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
     }
 
     async fn cluster_health(&self) -> Result<PolicyVerdict, CoordError> {
-        // Every pass reads the policy first: a restored or replaced store is noticed here.
-        self.check_store().await?;
+        // Every pass checks the store: a restored or replaced one is noticed here (its error
+        // wins over the reads'). The four reads are independent: one round trip for all (the
+        // post-lock check is on the hand-off's critical path).
         let health_prefix = self.cfg.keys.health_prefix();
+        let ip_prefix = self.cfg.keys.in_progress_prefix();
+        let range = |prefix: &str| {
+            let prefix = prefix.to_string();
+            async move {
+                self.kv
+                    .range(&prefix, RangeOpts::default())
+                    .await
+                    .map_err(CoordError::from)
+            }
+        };
+        let (store, health, markers, queue) = tokio::join!(
+            self.check_store(),
+            range(&health_prefix),
+            range(&ip_prefix),
+            self.queue()
+        );
+        store?;
+        let (health, markers, queue) = (health?, markers?, queue?);
         let stale_after = self.policies.lock().unwrap_or_else(|p| p.into_inner()).1;
         let mut facts = ClusterFacts::default();
-        for kv in self
-            .kv
-            .range(&health_prefix, RangeOpts::default())
-            .await?
-            .kvs
-        {
+        for kv in health.kvs {
             match decode_health(&health_prefix, &kv) {
                 Ok(r) => {
                     if kv.value.len() > MAX_RECORD_BYTES {
@@ -1116,11 +1130,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             .filter(|r| !r.healthy && r.node.trim() != self.cfg.node)
             .cloned()
             .collect();
-        let ip_prefix = self.cfg.keys.in_progress_prefix();
-        facts.in_progress = self
-            .kv
-            .range(&ip_prefix, RangeOpts::default())
-            .await?
+        facts.in_progress = markers
             .kvs
             .iter()
             .map(|kv| {
@@ -1139,7 +1149,6 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
             .collect();
         // Slot holders: the first K entries. Those ahead of our own entry (all of them when we
         // have none) are counted as down whatever their records say.
-        let queue = self.queue().await?;
         let cap = *self.capacity.borrow() as usize;
         let mine = lock(&self.inner).entry.clone();
         let my_index = mine
