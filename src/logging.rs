@@ -97,7 +97,7 @@ pub fn set_level(level: &str) {
     if ENV_OVERRIDE.load(Ordering::Relaxed) {
         return;
     }
-    match EnvFilter::try_new(level) {
+    match EnvFilter::try_new(directives(level)) {
         Ok(filter) => match handle.reload(filter) {
             Ok(()) => tracing::info!(event = "log_level_changed", level, "log level changed"),
             Err(e) => {
@@ -115,7 +115,32 @@ pub fn set_level(level: &str) {
 
 /// The filter for a configured level, `info` when it does not parse (validation rejects that).
 fn level_filter(level: &str) -> EnvFilter {
-    EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"))
+    EnvFilter::try_new(directives(level)).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// The etcd client's stack (gRPC, HTTP/2, TLS): at `debug` it writes a dozen lines per round
+/// trip (frames, pings, connection pool), which drowns the daemon's own debug lines and cost
+/// the hand-off milliseconds of log writes. `log.level` caps it at `info`; `RUST_LOG` (e.g.
+/// `RUST_LOG=debug,h2=trace`) still reaches everything.
+const CLIENT_STACK: [&str; 7] = [
+    "h2",
+    "hyper",
+    "hyper_util",
+    "tower",
+    "tonic",
+    "rustls",
+    "tokio_rustls",
+];
+
+/// `level` for the daemon, at most `info` for [`CLIENT_STACK`].
+fn directives(level: &str) -> String {
+    let level = level.trim();
+    if matches!(level.to_ascii_lowercase().as_str(), "debug" | "trace") {
+        let caps: Vec<String> = CLIENT_STACK.iter().map(|c| format!("{c}=info")).collect();
+        format!("{level},{}", caps.join(","))
+    } else {
+        level.to_string()
+    }
 }
 
 /// A [`Layer`] writing every event as one line in the Go daemon's format.
@@ -387,6 +412,18 @@ fn escape_controls(s: &str) -> String {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn debug_caps_the_etcd_client_stack_at_info() {
+        assert_eq!(directives("info"), "info");
+        assert_eq!(directives("warn"), "warn");
+        let d = directives("debug");
+        assert!(d.starts_with("debug,"), "{d}");
+        for c in CLIENT_STACK {
+            assert!(d.contains(&format!("{c}=info")), "{d}");
+        }
+        assert!(EnvFilter::try_new(directives("trace")).is_ok());
+    }
 
     #[derive(Clone, Default)]
     struct Capture(Arc<Mutex<Vec<u8>>>);

@@ -244,6 +244,32 @@ fn an_idle_day_is_a_few_log_lines() {
         "the health record was written {version} times:\n{rec}"
     );
     node::sigterm(&mut d);
+    // The node logs at debug; the etcd client's stack (frames, pings, the connection pool)
+    // stays at info, or it would write a dozen lines per round trip.
+    let client: Vec<String> = n
+        .read("daemon.log")
+        .lines()
+        .filter(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            let component = v["component"].as_str().unwrap_or_default();
+            matches!(v["level"].as_str(), Some("debug" | "trace"))
+                && ["h2", "hyper", "tower", "tonic", "rustls"]
+                    .iter()
+                    .any(|c| component.split('.').next() == Some(c))
+        })
+        .map(str::to_string)
+        .collect();
+    assert!(
+        client.is_empty(),
+        "{} debug lines from the etcd client stack, e.g.:\n{}",
+        client.len(),
+        client
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     assert_eq!(
         later,
         early,
