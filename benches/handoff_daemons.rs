@@ -66,6 +66,28 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
+/// etcd's own WAL fsyncs so far: (count, total seconds), from its `/metrics` (each write the
+/// daemons make waits for one; a hand-off has four on its path).
+fn wal_fsyncs(c: &Cluster) -> (f64, f64) {
+    let url = format!("{}/metrics", c.etcd.endpoints()[0]);
+    let out = std::process::Command::new("curl")
+        .args(["-s", &url])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let value = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("etcd_disk_wal_fsync_duration_seconds_count"),
+        value("etcd_disk_wal_fsync_duration_seconds_sum"),
+    )
+}
+
 fn one_run(n: usize) -> Vec<Steps> {
     let c = Cluster::new(Opts {
         n,
@@ -158,6 +180,13 @@ fn one_run(n: usize) -> Vec<Steps> {
             }
         })
         .collect();
+    let (count, sum) = wal_fsyncs(&c);
+    if count > 0.0 {
+        println!(
+            "etcd WAL fsyncs in this run: {count}, mean {:.2} ms",
+            sum * 1e3 / count
+        );
+    }
     c.finish();
     if let Some(mut t) = tracer {
         let _ = t.wait();
@@ -175,11 +204,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn svg(all: &[Steps]) -> String {
     let mut v = all.to_vec();
     v.sort_by(|a, b| a.total().total_cmp(&b.total()));
-    let (w, h, left, top, bottom) = (760.0, 380.0, 60.0, 40.0, 100.0);
+    let (w, h, left, right, top, bottom) = (800.0, 380.0, 60.0, 110.0, 40.0, 100.0);
     let max = v.iter().map(Steps::total).fold(20.0_f64, f64::max).ceil();
     let plot_h = h - top - bottom;
     let y = |ms: f64| top + plot_h * (1.0 - ms / max);
-    let bar_w = (w - left - 20.0) / v.len() as f64;
+    let bar_w = (w - left - right) / v.len() as f64;
     let colours = [
         ("acquire: release → watch → queue read", "#4e79a7"),
         (
@@ -208,7 +237,7 @@ fn svg(all: &[Steps]) -> String {
          <text x='{:.1}' y='{:.1}' text-anchor='middle'>hand-offs, sorted by total</text>\n",
         top + plot_h / 2.0,
         top + plot_h / 2.0,
-        left + (w - left - 20.0) / 2.0,
+        left + (w - left - right) / 2.0,
         h - bottom + 14.0
     );
     for tick in (0..=max as u64).step_by(step as usize) {
@@ -216,7 +245,7 @@ fn svg(all: &[Steps]) -> String {
         s += &format!(
             "<line x1='{left}' x2='{}' y1='{ty:.1}' y2='{ty:.1}' stroke='#ddd'/>\
              <text x='{}' y='{:.1}' text-anchor='end'>{tick}</text>\n",
-            w - 20.0,
+            w - right,
             left - 6.0,
             ty + 4.0
         );
@@ -246,10 +275,10 @@ fn svg(all: &[Steps]) -> String {
         let ly = y(ms);
         s += &format!(
             "<line x1='{left}' x2='{}' y1='{ly:.1}' y2='{ly:.1}' stroke='{colour}' stroke-dasharray='4 3'/>\
-             <text x='{}' y='{:.1}' fill='{colour}' text-anchor='end'>{label} {ms:.1} ms</text>\n",
-            w - 20.0,
-            w - 22.0,
-            ly - 3.0
+             <text x='{}' y='{:.1}' fill='{colour}'>{label} {ms:.1} ms</text>\n",
+            w - right,
+            w - right + 6.0,
+            ly + 4.0
         );
     }
     for (i, (label, colour)) in colours.iter().enumerate() {
