@@ -27,10 +27,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::Value;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Registry, reload};
+use tracing_subscriber::{Registry, reload};
 
 use crate::config::{LogFormat, LogSettings};
 
@@ -63,15 +64,20 @@ impl Streak {
 pub const DEFAULT_EVENT: &str = "log";
 
 /// The reload handle of the installed filter (set by the first successful [`init`]).
-static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+static FILTER: OnceLock<reload::Handle<Targets, Registry>> = OnceLock::new();
 /// Whether `RUST_LOG` chose the filter (then [`set_level`] leaves it alone).
 static ENV_OVERRIDE: AtomicBool = AtomicBool::new(false);
 
 /// Installs the global subscriber once; later calls are ignored (tests, repeated commands).
 pub fn init(settings: &LogSettings, node: &str) {
-    let (filter, from_env) = match EnvFilter::try_from_default_env() {
-        Ok(f) => (f, true),
-        Err(_) => (level_filter(&settings.level), false),
+    // `RUST_LOG` in the `target=level,…` form (a bare level is the default); one that does
+    // not parse is ignored, as the configured level then applies.
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok());
+    let (filter, from_env) = match from_env {
+        Some(f) => (f, true),
+        None => (level_filter(&settings.level), false),
     };
     let (filter, handle) = reload::Layer::new(filter);
     let layer = GoFormatLayer::new(node, settings.format, std::io::stderr);
@@ -97,7 +103,7 @@ pub fn set_level(level: &str) {
     if ENV_OVERRIDE.load(Ordering::Relaxed) {
         return;
     }
-    match EnvFilter::try_new(directives(level)) {
+    match directives(level).parse::<Targets>() {
         Ok(filter) => match handle.reload(filter) {
             Ok(()) => tracing::info!(event = "log_level_changed", level, "log level changed"),
             Err(e) => {
@@ -114,8 +120,10 @@ pub fn set_level(level: &str) {
 }
 
 /// The filter for a configured level, `info` when it does not parse (validation rejects that).
-fn level_filter(level: &str) -> EnvFilter {
-    EnvFilter::try_new(directives(level)).unwrap_or_else(|_| EnvFilter::new("info"))
+fn level_filter(level: &str) -> Targets {
+    directives(level)
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
 }
 
 /// The etcd client's stack (gRPC, HTTP/2, TLS): at `debug` it writes a dozen lines per round
@@ -422,7 +430,8 @@ mod tests {
         for c in CLIENT_STACK {
             assert!(d.contains(&format!("{c}=info")), "{d}");
         }
-        assert!(EnvFilter::try_new(directives("trace")).is_ok());
+        assert!(directives("trace").parse::<Targets>().is_ok());
+        assert!("debug,h2=info".parse::<Targets>().is_ok());
     }
 
     #[derive(Clone, Default)]

@@ -314,3 +314,30 @@ fn an_etcd_outage_is_said_once_not_at_every_check() {
         loud.join("\n")
     );
 }
+
+/// `RUST_LOG` (the `target=level,…` form) replaces `log.level`: the test node logs at debug,
+/// `RUST_LOG=warn` leaves only warnings and errors; `RUST_LOG=info,clusterrebootd=debug` brings
+/// the daemon's own debug lines back.
+#[test]
+fn rust_log_replaces_the_configured_level() {
+    let n = node::Node::new("dry_run: true\n");
+    let levels = |rust_log: &str| -> Vec<String> {
+        let o = n
+            .cmd(&["run", "--once", "--dry-run"])
+            .env("RUST_LOG", rust_log)
+            .output()
+            .expect("run");
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["level"].as_str().map(str::to_string))
+            .collect()
+    };
+    let quiet = levels("warn");
+    assert!(
+        quiet.iter().all(|l| l == "warn" || l == "error"),
+        "{quiet:?}"
+    );
+    let own = levels("info,clusterrebootd=debug");
+    assert!(own.iter().any(|l| l == "debug"), "{own:?}");
+}
