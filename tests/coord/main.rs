@@ -657,7 +657,9 @@ async fn memkv_the_pin_on_disk_covers_the_slot_before_the_reboot() {
             ..config("n1", 1, TTL, dir.path())
         },
     ));
-    n1.cluster_health().await.expect("first check pins the store");
+    n1.cluster_health()
+        .await
+        .expect("first check pins the store");
     let first = on_disk();
     for i in 0..5 {
         kv.put(&format!("{NS}/other/{i}"), b"x".to_vec(), 0)
@@ -685,7 +687,10 @@ async fn memkv_the_pin_on_disk_covers_the_slot_before_the_reboot() {
     let before = on_disk();
     tokio::time::advance(Duration::from_secs(11)).await;
     n1.cluster_health().await.expect("check");
-    assert!(on_disk() > before, "after 10 s the advanced revision is written");
+    assert!(
+        on_disk() > before,
+        "after 10 s the advanced revision is written"
+    );
 }
 
 // ------------------------------------------------------------------ on a real etcd
