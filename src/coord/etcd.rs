@@ -216,9 +216,9 @@ pub struct RebootRequest {
 /// limits"). The records the daemons write are well under 1 KiB.
 pub const MAX_RECORD_BYTES: usize = 16 * 1024;
 
-/// How often a store revision that only advanced is written to `etcd-identity.json` (two
-/// fsyncs). The in-memory pin advances at every check; the file is the lower bound after a
-/// restart, and is also written before every reboot ([`EtcdBackend::flush_pin`]).
+/// How often the fleet view's store checks write an advanced revision to
+/// `etcd-identity.json` (two fsyncs); the decision points write it every time
+/// ([`EtcdBackend::check_store`]).
 pub const PIN_SAVE_EVERY: Duration = Duration::from_secs(10);
 
 /// Reads a reboot request; `Err` says why the value is not one.
@@ -504,7 +504,21 @@ impl<K: Kv + Clone> EtcdBackend<K> {
     /// and a revision not below the highest seen. The first check pins it. A store restored
     /// empty or replaced fails closed with [`CoordError::StoreChanged`] until an operator has
     /// accepted it (`cluster accept-store` writes `<ns>/store_accepted` with its cluster id).
+    /// Every decision point calls this one: an advanced revision is written to
+    /// `etcd-identity.json` at once, so after a restart the file is at least the highest
+    /// revision any decision of this node was based on.
     pub async fn check_store(&self) -> Result<(), CoordError> {
+        self.check_store_and_pin(true).await
+    }
+
+    /// [`Self::check_store`] for the fleet view's `node_state` writes, which decide nothing: the
+    /// pin advances in memory, and on disk at most every [`PIN_SAVE_EVERY`] (every transition
+    /// writes `node_state`; two fsyncs each had cost the reboot hand-off milliseconds).
+    async fn check_store_for_view(&self) -> Result<(), CoordError> {
+        self.check_store_and_pin(false).await
+    }
+
+    async fn check_store_and_pin(&self, always: bool) -> Result<(), CoordError> {
         let now = self.kv.identity(&self.cfg.keys.pause()).await?;
         let current = format!("{:x}", now.cluster_id);
         let pinned = {
@@ -553,7 +567,7 @@ impl<K: Kv + Clone> EtcdBackend<K> {
             // A new store (or the first pin) is written at once.
             Some((disk, _)) if disk.cluster_id != advanced.cluster_id => true,
             Some((disk, _)) if *disk == advanced => false,
-            Some((_, at)) => at.elapsed() >= PIN_SAVE_EVERY,
+            Some((_, at)) => always || at.elapsed() >= PIN_SAVE_EVERY,
             // Not written by this process yet: `pinned` is what the file holds (or nothing).
             None => pinned.as_ref() != Some(&advanced),
         };
@@ -564,11 +578,10 @@ impl<K: Kv + Clone> EtcdBackend<K> {
         Ok(())
     }
 
-    /// Writes the in-memory pin to `identity_file` if it is newer than the file. Called by
-    /// [`Self::check_store`] at most every [`PIN_SAVE_EVERY`], and always before the slot
-    /// moves onto the reboot lease, so the revision on disk when this node goes down covers its
-    /// own slot: a store restored to a backup taken before that slot existed is caught after the
-    /// reboot.
+    /// Writes the in-memory pin to `identity_file` if it is newer than the file: from
+    /// [`Self::check_store`], and before the slot moves onto the reboot lease with the move's
+    /// own revision, so the revision on disk when this node goes down covers its slot: a store
+    /// restored to a backup taken before that slot existed is caught after the reboot.
     /// `seen` is a revision this store has just answered with (the move's), raised into the pin.
     fn flush_pin(&self, seen: Revision) -> Result<(), CoordError> {
         let (pin, disk) = {
@@ -1411,7 +1424,7 @@ impl<K: Kv + Clone> Coordinator for EtcdBackend<K> {
         if unchanged {
             return Ok(false);
         }
-        self.check_store().await?;
+        self.check_store_for_view().await?;
         let lease = match current {
             Some(l) => l,
             None => self.session().await?,

@@ -636,8 +636,8 @@ async fn memkv_a_replaced_store_fails_closed_until_accepted() {
     acquired(h).await;
 }
 
-/// The store pin on disk (`etcd-identity.json`) is written at most every 10 s while the
-/// revision only advances, but always before the slot moves onto the reboot lease: the revision
+/// The store pin on disk (`etcd-identity.json`) advances at every decision point's check, and
+/// before the slot moves onto the reboot lease it takes the move's own revision: the revision
 /// on disk when the node goes down covers its own queue entry, so a store restored to a backup
 /// taken before that entry existed is refused after the reboot.
 #[tokio::test(start_paused = true)]
@@ -667,7 +667,7 @@ async fn memkv_the_pin_on_disk_covers_the_slot_before_the_reboot() {
             .expect("put");
     }
     n1.cluster_health().await.expect("check");
-    assert_eq!(on_disk(), first, "a revision that only advanced waits 10 s");
+    assert!(on_disk() > first, "a policy read writes the advanced revision");
     let (h, _) = join(&n1);
     acquired(h).await;
     let entry_created = kv.revision();
@@ -678,18 +678,6 @@ async fn memkv_the_pin_on_disk_covers_the_slot_before_the_reboot() {
         on_disk() >= entry_created,
         "pin on disk {} is below the slot's revision {entry_created}",
         on_disk()
-    );
-    for i in 0..5 {
-        kv.put(&format!("{NS}/other/{i}"), b"y".to_vec(), 0)
-            .await
-            .expect("put");
-    }
-    let before = on_disk();
-    tokio::time::advance(Duration::from_secs(11)).await;
-    n1.cluster_health().await.expect("check");
-    assert!(
-        on_disk() > before,
-        "after 10 s the advanced revision is written"
     );
 }
 
