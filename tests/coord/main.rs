@@ -667,7 +667,10 @@ async fn memkv_the_pin_on_disk_covers_the_slot_before_the_reboot() {
             .expect("put");
     }
     n1.cluster_health().await.expect("check");
-    assert!(on_disk() > first, "a policy read writes the advanced revision");
+    assert!(
+        on_disk() > first,
+        "a policy read writes the advanced revision"
+    );
     let (h, _) = join(&n1);
     acquired(h).await;
     let entry_created = kv.revision();
